@@ -1,0 +1,193 @@
+/*
+ * still.h -- the public API of libstill.
+ *
+ * libstill computes STILL attention: a hybrid of sparse softmax attention
+ * over a few salient tokens and linear attention over the rest (see
+ * still(7) and SPEC.md).  It has two paths with the same contract:
+ *
+ *   still_ref_*   the exact naive path, double precision: the oracle.
+ *   still_*       the fast chunked path, float32, SIMD and threads.
+ *
+ * Every function returns STILL_OK (0) or a negative STILL_E_* code;
+ * still_strerror() names it.  The library never prints, aborts or exits,
+ * keeps no global mutable state, and every function is reentrant.
+ * Arrays are owned by the caller.
+ */
+#ifndef STILL_H
+#define STILL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STILL_VERSION_MAJOR 0
+#define STILL_VERSION_MINOR 1
+#define STILL_VERSION_PATCH 0
+#define STILL_VERSION_STRING "0.1.0"
+#define STILL_VERSION_NUMBER \
+    (STILL_VERSION_MAJOR * 10000 + STILL_VERSION_MINOR * 100 + STILL_VERSION_PATCH)
+
+#if defined(STILL_BUILDING) && defined(__GNUC__) && __GNUC__ >= 4
+#define STILL_API __attribute__((visibility("default")))
+#else
+#define STILL_API
+#endif
+
+/* ---- status codes ------------------------------------------------------ */
+enum {
+    STILL_OK = 0,
+    STILL_E_NULL = -1,        /* a required pointer is NULL */
+    STILL_E_SHAPE = -2,       /* a dimension is out of range or inconsistent */
+    STILL_E_CONFIG = -3,      /* a configuration field is out of range */
+    STILL_E_NONFINITE = -4,   /* an input holds NaN or infinity */
+    STILL_E_NOMEM = -5,       /* an allocation failed */
+    STILL_E_OVERFLOW = -6,    /* a size computation overflows */
+    STILL_E_ISA = -7,         /* the requested ISA is unknown or unsupported here */
+    STILL_E_DTYPE = -8,       /* the element type is not accepted here */
+    STILL_E_SELECTION = -9,   /* a forced selection is malformed */
+    STILL_E_IO = -10,         /* a file could not be opened, read or written */
+    STILL_E_FORMAT = -11,     /* a file or byte stream is malformed */
+    STILL_E_VERSION = -12,    /* a byte stream has an unknown version */
+    STILL_E_CHECKSUM = -13,   /* a byte stream's checksum does not match */
+    STILL_E_STATE = -14,      /* a state object does not fit the call */
+    STILL_E_PARAMS = -15,     /* parameters are malformed (shape, values) */
+    STILL_E_UNSUPPORTED = -16 /* the combination is not implemented */
+};
+
+/* ---- enumerations --------------------------------------------------------- */
+enum { STILL_F32 = 0, STILL_F64 = 1 };                   /* element types */
+enum { STILL_LAYOUT_BHND = 0, STILL_LAYOUT_BNHD = 1 };   /* array layouts */
+enum {                                                   /* SPEC §6 routing */
+    STILL_ROUTING_SALIENCY = 0,
+    STILL_ROUTING_WINDOW = 1,
+    STILL_ROUTING_ALL = 2,
+    STILL_ROUTING_NONE = 3
+};
+enum {                                                   /* SPEC §2 activations */
+    STILL_ACT_HEDGEHOG = 0,
+    STILL_ACT_SOFTMAX = 1,
+    STILL_ACT_ELU1 = 2,
+    STILL_ACT_RELU = 3
+};
+enum { STILL_SALIENCY_SPEC = 0, STILL_SALIENCY_AUTHORS = 1 }; /* SPEC §4, App. A.1 */
+enum {                                                   /* fast path ISAs */
+    STILL_ISA_AUTO = 0,
+    STILL_ISA_GENERIC = 1,
+    STILL_ISA_AVX2 = 2,
+    STILL_ISA_AVX512 = 3,
+    STILL_ISA_NEON = 4
+};
+enum { STILL_MAP_Q = 0, STILL_MAP_K = 1 };               /* which feature map */
+
+/* ---- configuration (SPEC §4-6) ---------------------------------------- */
+typedef struct still_config {
+    int64_t chunk;     /* C >= 1; default 64 */
+    int64_t topk;      /* k, 0 <= k <= C; default 4 (routing saliency only) */
+    int64_t window;    /* w >= 2: saliency window, and the exact window of
+                          routing `window`; 0 = default max(C, 2) */
+    int64_t local;     /* L >= 0 recent exact chunks; default 2 */
+    int64_t max_sel;   /* cap on the selected cache, 0 = none (default) */
+    int routing;       /* STILL_ROUTING_*; default SALIENCY */
+    int act;           /* STILL_ACT_*; default HEDGEHOG */
+    int npmap;         /* 1 (default): norm-preserving rescale; 0: off */
+    int select_per_kv; /* 1: one selection per kv head (sigma averaged over
+                          the query heads of the group); default 0 */
+    double scale;      /* logit scale; 0 (default) = 1/sqrt(d) */
+    double eps_den;    /* added to the hybrid denominator; default 1e-6 */
+    int saliency;      /* STILL_SALIENCY_SPEC (default) or _AUTHORS */
+    int phantom_sink;  /* SPEC App. A.2; default 0 */
+    int isa;           /* fast path ISA; default STILL_ISA_AUTO */
+    int threads;       /* fast path threads; 0 (default) = OpenMP's default */
+} still_config;
+
+/* ---- shapes ------------------------------------------------------------ */
+/* q [B,Hq,N,d], k [B,Hk,N,d], v [B,Hk,N,dv], gate and o [B,Hq,N,dv] in
+ * layout BHND; [B,N,H,*] in layout BNHD.  sigma and selections are always
+ * [B,Hq,N]. */
+typedef struct still_shape {
+    int64_t batch;    /* B >= 1 */
+    int64_t heads_q;  /* Hq >= 1 */
+    int64_t heads_kv; /* Hk >= 1, Hq % Hk == 0 */
+    int64_t seq_len;  /* N >= 1 */
+    int64_t dim_qk;   /* d >= 1 */
+    int64_t dim_v;    /* dv >= 1 */
+    int layout;       /* STILL_LAYOUT_BHND or STILL_LAYOUT_BNHD */
+} still_shape;
+
+/* ---- parameters (SPEC §2, §6) -------------------------------------------- */
+/* One NP-Map per query head, stacked on the first axis. */
+typedef struct still_feature_map {
+    int64_t f;       /* rows of W; with W == NULL it must be 0 or d */
+    const double *W; /* [Hq][f][d] or NULL for the identity (f = d) */
+    const double *b; /* [Hq][f] or NULL */
+    const double *u; /* [Hq][d] Householder vectors, or NULL */
+} still_feature_map;
+
+typedef struct still_params {
+    still_feature_map fq;      /* query map */
+    still_feature_map fk;      /* key map, used only when fk_tied == 0 */
+    int fk_tied;               /* nonzero: fk = fq (default) */
+    const double *window_w;    /* [Hq]: omega = sigmoid(window_w[h]); NULL: 1 */
+} still_params;
+
+/* ---- the arrays of one call ---------------------------------------------- */
+typedef struct still_tensors {
+    int dtype;                   /* STILL_F32 or STILL_F64 (q, k, v, gate, o) */
+    const void *q, *k, *v;       /* inputs, required */
+    const void *gate;            /* gate values G, NULL = all ones */
+    void *o;                     /* output, required */
+    double *sigma;               /* optional output [B][Hq][N] (+inf allowed) */
+    uint8_t *selected;           /* optional output [B][Hq][N]: 1 = among the
+                                    top-k of its complete chunk */
+    const uint8_t *selection_in; /* optional forced selection [B][Hq][N] */
+} still_tensors;
+
+/* ---- functions ------------------------------------------------------------ */
+STILL_API const char *still_version_string(void);
+STILL_API const char *still_strerror(int code);
+STILL_API void still_config_default(still_config *cfg);
+STILL_API void still_params_default(still_params *params);
+
+/* Checks a configuration and shape without running anything. */
+STILL_API int still_config_validate(const still_config *cfg, const still_shape *shape);
+
+/* Feature dimension m of the maps (2f for hedgehog, f otherwise). */
+STILL_API int still_feature_dim(const still_config *cfg, const still_params *params,
+                                int64_t dim_qk, int64_t *m);
+
+/* STILL hybrid attention (SPEC §6).  params may be NULL (defaults). */
+STILL_API int still_ref_forward(const still_config *cfg, const still_shape *shape,
+                                const still_params *params, const still_tensors *t);
+STILL_API int still_forward(const still_config *cfg, const still_shape *shape,
+                            const still_params *params, const still_tensors *t);
+
+/* Full causal softmax attention, the teacher (SPEC §1).  Uses only
+ * cfg->scale (and threads/isa on the fast path); t->gate, sigma and the
+ * selections are ignored. */
+STILL_API int still_ref_teacher(const still_config *cfg, const still_shape *shape,
+                                const still_tensors *t);
+STILL_API int still_teacher(const still_config *cfg, const still_shape *shape,
+                            const still_tensors *t);
+
+/* The feature map of query head `head` (SPEC §2) on n row vectors x [n][d],
+ * writing phi [n][m] in double. */
+STILL_API int still_ref_feature_map(const still_config *cfg, const still_params *params,
+                                    int which, int64_t head, int64_t dim_qk,
+                                    int64_t n, const double *x, double *phi);
+
+/* Gating projection G = sigmoid(X Wg^T) (SPEC §6): X [B][N][hidden],
+ * Wg [Hq*dv][hidden], G [B][Hq][N][dv] (layout BHND). */
+STILL_API int still_ref_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden,
+                                        int64_t heads_q, int64_t dim_v,
+                                        const double *X, const double *Wg, double *G);
+STILL_API int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden,
+                                    int64_t heads_q, int64_t dim_v,
+                                    const float *X, const float *Wg, float *G);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STILL_H */

@@ -1,0 +1,2 @@
+/* dispatch.c (placeholder) */
+#include "internal.h"

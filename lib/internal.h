@@ -1,0 +1,67 @@
+/*
+ * internal.h -- cross-file internals of libstill (names start with still__).
+ * Not installed.  Shared by lib/, ref/ and the tests, which link the
+ * convenience library libstill_core.la and so may call these.
+ */
+#ifndef STILL_INTERNAL_H
+#define STILL_INTERNAL_H
+
+#include "still.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A configuration with every default filled in and every derived value
+ * computed, for one shape.  Built once per call by still__resolve(). */
+typedef struct still__resolved {
+    still_shape shape;
+    int64_t C;        /* chunk */
+    int64_t k;        /* effective top-k: cfg.topk; C for ALL; 0 for NONE */
+    int64_t w;        /* effective window (>= 2) */
+    int64_t L;        /* local exact chunks */
+    int64_t max_sel;  /* 0 = no cap */
+    int routing, act, npmap, per_kv, saliency, phantom_sink;
+    double scale;     /* effective logit scale */
+    double eps_den;
+    int64_t f_q, f_k; /* rows of W of the two maps */
+    int64_t m;        /* feature dimension (same for both maps) */
+    int64_t group;    /* Hq / Hk */
+    int64_t nchunks;  /* ceil(N / C) */
+} still__resolved;
+
+/* Fills r from cfg (NULL = defaults), shape and params (NULL = defaults),
+ * checking every range.  Returns STILL_OK or an error code; does no I/O. */
+int still__resolve(const still_config *cfg, const still_shape *shape,
+                   const still_params *params, still__resolved *r);
+
+/* Checks the arrays of a call: required pointers, dtype allowed by the
+ * path (allow_f64), finiteness of q, k, v, gate and params, and that a
+ * forced selection has exactly k ones in every complete chunk. */
+int still__check_tensors(const still__resolved *r, const still_params *params,
+                         const still_tensors *t, int allow_f64);
+
+/* Element strides (in elements) of a [B,H,N,D] array in the layout;
+ * the last axis is contiguous. */
+typedef struct still__strides {
+    int64_t b, h, n;
+} still__strides;
+still__strides still__strides_of(int layout, int64_t H, int64_t N, int64_t D);
+
+/* Overflow-checked size arithmetic: return 0 on success, -1 on overflow. */
+int still__mul_size(size_t a, size_t b, size_t *out);
+int still__mul3_size(size_t a, size_t b, size_t c, size_t *out);
+
+/* Reads element i of a float or double array as double. */
+static inline double still__load(int dtype, const void *p, int64_t i)
+{
+    return dtype == STILL_F64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+static inline void still__store(int dtype, void *p, int64_t i, double x)
+{
+    if (dtype == STILL_F64)
+        ((double *)p)[i] = x;
+    else
+        ((float *)p)[i] = (float)x;
+}
+
+#endif /* STILL_INTERNAL_H */

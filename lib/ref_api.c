@@ -1,0 +1,2 @@
+/* ref_api.c (placeholder) */
+#include "internal.h"

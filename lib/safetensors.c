@@ -1,0 +1,2 @@
+/* safetensors.c (placeholder) */
+#include "internal.h"

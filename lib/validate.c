@@ -1,0 +1,74 @@
+/* validate.c -- checks on the arrays of a call, before any work (SPEC §10). */
+#include "internal.h"
+
+#include <math.h>
+
+static int all_finite(int dtype, const void *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(still__load(dtype, p, i)))
+            return 0;
+    return 1;
+}
+
+static int map_finite(const still_feature_map *fm, int64_t H, int64_t f, int64_t d)
+{
+    return (!fm->W || all_finite(STILL_F64, fm->W, H * f * d)) &&
+           (!fm->b || all_finite(STILL_F64, fm->b, H * f)) &&
+           (!fm->u || all_finite(STILL_F64, fm->u, H * d));
+}
+
+/* SPEC §5: a forced selection marks exactly k tokens of each complete chunk
+ * (the other entries are ignored); with per-kv selection, the query heads
+ * of a group must agree. */
+static int selection_ok(const still__resolved *r, const uint8_t *sel)
+{
+    const still_shape *s = &r->shape;
+    int64_t N = s->seq_len, full = N / r->C;
+    for (int64_t bh = 0; bh < s->batch * s->heads_q; bh++) {
+        const uint8_t *row = sel + bh * N;
+        for (int64_t c = 0; c < full; c++) {
+            int64_t count = 0;
+            for (int64_t j = c * r->C; j < (c + 1) * r->C; j++) {
+                if (row[j] > 1)
+                    return STILL_E_SELECTION;
+                count += row[j];
+            }
+            if (count != r->k)
+                return STILL_E_SELECTION;
+        }
+        if (r->per_kv && (bh % s->heads_q) % r->group != 0) {
+            const uint8_t *lead = row - ((bh % s->heads_q) % r->group) * N;
+            for (int64_t j = 0; j < full * r->C; j++)
+                if (row[j] != lead[j])
+                    return STILL_E_SELECTION;
+        }
+    }
+    return STILL_OK;
+}
+
+int still__check_tensors(const still__resolved *r, const still_params *params,
+                         const still_tensors *t, int allow_f64)
+{
+    const still_shape *s = &r->shape;
+    if (!t || !t->q || !t->k || !t->v || !t->o)
+        return STILL_E_NULL;
+    if (t->dtype != STILL_F32 && !(allow_f64 && t->dtype == STILL_F64))
+        return STILL_E_DTYPE;
+    int64_t nq = s->batch * s->heads_q * s->seq_len;
+    int64_t nk = s->batch * s->heads_kv * s->seq_len;
+    if (!all_finite(t->dtype, t->q, nq * s->dim_qk) ||
+        !all_finite(t->dtype, t->k, nk * s->dim_qk) ||
+        !all_finite(t->dtype, t->v, nk * s->dim_v) ||
+        (t->gate && !all_finite(t->dtype, t->gate, nq * s->dim_v)))
+        return STILL_E_NONFINITE;
+    if (params) {
+        if (!map_finite(&params->fq, s->heads_q, r->f_q, s->dim_qk) ||
+            (!params->fk_tied && !map_finite(&params->fk, s->heads_q, r->f_k, s->dim_qk)) ||
+            (params->window_w && !all_finite(STILL_F64, params->window_w, s->heads_q)))
+            return STILL_E_NONFINITE;
+    }
+    if (t->selection_in && r->routing != STILL_ROUTING_WINDOW)
+        return selection_ok(r, t->selection_in);
+    return STILL_OK;
+}

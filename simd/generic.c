@@ -1,0 +1,2 @@
+/* generic.c -- portable kernels (placeholder). */
+#include "kernels.h"
