@@ -1,5 +1,58 @@
-/* ref.h -- the oracle's internal functions (double precision, SPEC §1-6). */
+/*
+ * ref.h -- the oracle's internal functions (double precision).
+ *
+ * One small function per formula of SPEC, written for reading.  Every
+ * function works on ONE head with its arrays gathered contiguously in
+ * double: q [N][d], k [N][d], v [N][dv], gate [N][dv].  The public entry
+ * points (lib/ref_api.c) gather, loop over (batch, head), and scatter.
+ * The decode state and the gradients call these same functions.
+ */
 #ifndef STILL_REF_H
 #define STILL_REF_H
+
 #include "internal.h"
-#endif
+
+/* SPEC §0: s(t,j) = scale * <q_t, k_j>. */
+double still__ref_logit(const still__resolved *r, const double *q_t, const double *k_j);
+
+/* SPEC §2: phi(x) of one vector x [d] with the map of query head `head`
+ * (fm == NULL: identity W, no b, no u); writes phi [r->m]. */
+void still__ref_feature_map(const still__resolved *r, const still_feature_map *fm,
+                            int64_t f, int64_t head, const double *x, double *phi);
+
+/* SPEC §4: sigma of token t from its query q_t and the keys of its window
+ * W_t, keys [n][d] with n = |W_t| and the LAST row being k_t itself.
+ * n == 1 gives +inf. */
+double still__ref_saliency_window(const still__resolved *r, const double *q_t,
+                                  const double *keys, int64_t n);
+
+/* sigma [N] of every token of one head: SPEC §4, or App. A.1 when
+ * r->saliency == STILL_SALIENCY_AUTHORS. */
+void still__ref_saliency(const still__resolved *r, const double *q, const double *k,
+                         int64_t N, double *sigma);
+
+/* SPEC §5: sel [N] = 1 for the k tokens of largest sigma of every complete
+ * chunk (ties to the smaller position), 0 elsewhere. */
+void still__ref_select(const still__resolved *r, const double *sigma, int64_t N,
+                       uint8_t *sel);
+
+/* SPEC §5-6: which keys j <= t are exact for query t (exact[j] = 1) and
+ * which are linear (exact[j] = 0), for every routing, L and the cap
+ * (cache = the max_sel selected tokens of split chunks of largest sigma,
+ * ties to the newer).  exact has t + 1 entries. */
+void still__ref_route(const still__resolved *r, const double *sigma, const uint8_t *sel,
+                      int64_t t, uint8_t *exact);
+
+/* SPEC §6: output o_t [dv] of query t, given its routing.  phi_q [m] is
+ * phi_q(q_t), phi_k [N][m] the key features, gate_t [dv] or NULL,
+ * omega the window factor (1 for STILL). */
+void still__ref_hybrid(const still__resolved *r, int64_t t, const double *q_t,
+                       const double *k, const double *v, const double *phi_q,
+                       const double *phi_k, const double *gate_t, double omega,
+                       const uint8_t *exact, double *o_t);
+
+/* SPEC §1: full causal softmax output of query t, o_t [dv]. */
+void still__ref_teacher_row(const still__resolved *r, int64_t t, const double *q_t,
+                            const double *k, const double *v, double *o_t);
+
+#endif /* STILL_REF_H */
