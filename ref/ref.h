@@ -55,4 +55,35 @@ void still__ref_hybrid(const still__resolved *r, int64_t t, const double *q_t,
 void still__ref_teacher_row(const still__resolved *r, int64_t t, const double *q_t,
                             const double *k, const double *v, double *o_t);
 
+/* ---- helpers added with the implementation ------------------------------ */
+
+/* SPEC §2: the map `which` (STILL_MAP_Q or STILL_MAP_K; fk tied to fq when
+ * params->fk_tied) of params, NULL for the defaults; *f its rows. */
+const still_feature_map *still__ref_map_of(const still__resolved *r, const still_params *params,
+                                           int which, int64_t *f);
+
+/* SPEC §2: phi [n][r->m] of the rows x [n][d] with map `which` of `head`. */
+void still__ref_feature_rows(const still__resolved *r, const still_params *params, int which,
+                             int64_t head, int64_t n, const double *x, double *phi);
+
+/* 1/(1+e^{-x}) without overflow. */
+double still__ref_sigmoid(double x);
+
+/* SPEC §6: omega = sigmoid(params->window_w[head]), or 1 without them. */
+double still__ref_omega(const still_params *params, int64_t head);
+
+/* SPEC §6: G [B][Hq][N][dv] = sigmoid(X Wg^T), X [B][N][hidden],
+ * Wg [Hq*dv][hidden]. */
+void still__ref_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden,
+                                int64_t heads_q, int64_t dim_v, const double *X,
+                                const double *Wg, double *G);
+
+/* SPEC §5-6: the output o [N][dv] of query head `head` given its sigma [N]
+ * and selection sel [N] (gate NULL = ones); phi_q [m], phi_k [N][m] and
+ * exact [N] are scratch. */
+void still__ref_head_forward(const still__resolved *r, const still_params *params,
+                             int64_t head, const double *q, const double *k, const double *v,
+                             const double *gate, const double *sigma, const uint8_t *sel,
+                             double *phi_q, double *phi_k, uint8_t *exact, double *o);
+
 #endif /* STILL_REF_H */
