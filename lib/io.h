@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define STILL__MAX_NDIM 8
 #define STILL__ERRLEN 256
@@ -77,5 +78,37 @@ int still__st_write(const char *path, int n, const char *const *names,
  * with free()).  Shapes are checked against heads_q and dim_qk. */
 int still__params_read(const char *path, int64_t heads_q, int64_t dim_qk,
                        still_params *params, double **storage, char *err, size_t errlen);
+
+/* ---- shared by npy.c and safetensors.c (and the tool) --------------------- */
+
+/* Bytes per element of a STILL__DT_* type, 0 for an unknown one. */
+size_t still__dtype_size(int dtype);
+/* The NumPy name of a STILL__DT_* type ("<f4", "|u1", ...). */
+const char *still__dtype_name(int dtype);
+/* Formats one line into err (if err != NULL and errlen > 0); returns code. */
+int still__io_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+/* Converts count elements of itemsize bytes between little-endian file
+ * order and host order, in place (a no-op on little-endian hosts). */
+void still__le_swap(void *data, size_t count, size_t itemsize);
+
+/* Opens path for reading ("rb"); refuses anything but a regular file and
+ * reports its size. */
+int still__open_regular(const char *path, FILE **fp, size_t *size, char *err, size_t errlen);
+
+/* One piece of a file: count elements of itemsize bytes, host order,
+ * written little-endian. */
+typedef struct still__write_part {
+    const void *data;
+    size_t count;
+    size_t itemsize;
+} still__write_part;
+/* Writes the parts to a temporary file beside path, then renames it onto
+ * path; on failure nothing is left behind (SPEC §11). */
+int still__write_atomic(const char *path, const still__write_part *parts, int nparts,
+                        char *err, size_t errlen);
 
 #endif /* STILL_IO_H */
