@@ -232,6 +232,7 @@ int still_ref_feature_map(const still_config *cfg, const still_params *params, i
 {
     still_shape one = {1, 1, 1, 1, dim_qk, 1, STILL_LAYOUT_BHND};
     still__resolved r;
+    const still_feature_map *fm;
     size_t count;
     int64_t f;
     int rc;
@@ -248,7 +249,8 @@ int still_ref_feature_map(const still_config *cfg, const still_params *params, i
     if (still__mul3_size((size_t)n, (size_t)(r.m > dim_qk ? r.m : dim_qk), sizeof(double),
                          &count))
         return STILL_E_OVERFLOW;
-    if ((rc = map_head_finite(still__ref_map_of(&r, params, which, &f), f, dim_qk, head)))
+    fm = still__ref_map_of(&r, params, which, &f);
+    if ((rc = map_head_finite(fm, f, dim_qk, head)))
         return rc;
     if (!finite_doubles(x, n * dim_qk))
         return STILL_E_NONFINITE;
