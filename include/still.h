@@ -187,6 +187,99 @@ STILL_API int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidd
                                     int64_t heads_q, int64_t dim_v,
                                     const float *X, const float *Wg, float *G);
 
+/* ==== training (SPEC §8-9): attention transfer, Adam, LoRA ================ */
+/* See still_ref_transfer_grad(3), still_adam_step(3), still_ref_lora_forward(3). */
+
+/* Gradient buffers of the transfer loss: caller-owned double arrays, each
+ * NULL when not wanted; every non-NULL one is overwritten.  A parameter
+ * that is absent from still_params still has a gradient, taken at its
+ * default: W = I (f = d), b = 0, u = 0 (where it is 0). */
+typedef struct still_grads {
+    double *dfq_W;     /* [Hq][f][d] */
+    double *dfq_b;     /* [Hq][f] */
+    double *dfq_u;     /* [Hq][d] */
+    double *dfk_W;     /* [Hq][f][d]; the dfk_* are used only when fk is not
+                          tied: with fk tied, the shared map's gradient (the
+                          sum of its query and key uses) is in dfq_* and the
+                          dfk_* are not written */
+    double *dfk_b;     /* [Hq][f] */
+    double *dfk_u;     /* [Hq][d] */
+    double *dwindow_w; /* [Hq]: dL/dw_h, omega = sigmoid(w_h); all 0 when
+                          params->window_w is NULL (omega = 1, a constant) */
+    double *dgate;     /* dL/dG, [B,Hq,N,dv] in shape->layout (at G = 1 when
+                          t->gate is NULL) */
+    double *dq;        /* dL/dq, as q */
+    double *dk;        /* dL/dk, as k (summed over the query heads of a group) */
+    double *dv;        /* dL/dv, as v (summed over the query heads of a group) */
+} still_grads;
+
+/* SPEC §8 attention transfer: *loss = mean over every output element of
+ * (o - o_teacher)^2 and its exact gradients g (NULL: loss only).
+ * o_teacher is a constant (no gradient flows through it): `teacher`
+ * [B,Hq,N,dv] in the layout and dtype of t, or NULL for the full causal
+ * softmax attention of the same q, k, v (computed by the call).  The
+ * selection is a constant too: sigma and the selection of the forward (or
+ * t->selection_in) fix the routing.  t->o (optional here) receives the
+ * student output o, t->sigma and t->selected (optional) as in
+ * still_ref_forward.  The ref path computes in double (t->dtype F32 or
+ * F64); the fast path takes F32 and agrees with it within 1e-5 relative. */
+STILL_API int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
+                                      const still_params *params, const still_tensors *t,
+                                      const void *teacher, double *loss, const still_grads *g);
+STILL_API int still_transfer_grad(const still_config *cfg, const still_shape *shape,
+                                  const still_params *params, const still_tensors *t,
+                                  const void *teacher, double *loss, const still_grads *g);
+
+/* Backward of still_ref_gate_projection (SPEC §6): given dG [B][Hq][N][dv]
+ * (BHND), writes dX [B][N][hidden] and dWg [Hq*dv][hidden] (either may be
+ * NULL). */
+STILL_API int still_ref_gate_projection_grad(int64_t batch, int64_t seq_len, int64_t hidden,
+                                             int64_t heads_q, int64_t dim_v, const double *X,
+                                             const double *Wg, const double *dG, double *dX,
+                                             double *dWg);
+
+/* Adam (SPEC §8) with bias correction and optional decoupled weight decay
+ * (AdamW): for step t >= 1 and every i,
+ *   p -= lr*wd*p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps).
+ * A parameter set is one flat array: pack several tensors one after the
+ * other (the update is elementwise).  m and v start at 0. */
+typedef struct still_adam_config {
+    double lr;           /* learning rate, default 1e-3 */
+    double beta1, beta2; /* default 0.9, 0.999; in [0, 1) */
+    double eps;          /* default 1e-8; > 0 */
+    double weight_decay; /* decoupled, default 0 (none) */
+} still_adam_config;
+STILL_API void still_adam_default(still_adam_config *cfg);
+STILL_API int still_adam_step(const still_adam_config *cfg, int64_t step, size_t n,
+                              double *param, const double *grad, double *m, double *v);
+
+/* LoRA (SPEC §9): y = x W^T + (alpha/r) (x A^T) B^T, W frozen.
+ * x [rows][in], W [out][in], A [rank][in], B [out][rank], y [rows][out]. */
+typedef struct still_lora_shape {
+    int64_t rows, in, out, rank; /* all >= 1 */
+    double alpha;                /* finite */
+} still_lora_shape;
+STILL_API int still_ref_lora_forward(const still_lora_shape *s, const double *x,
+                                     const double *W, const double *A, const double *B,
+                                     double *y);
+/* Given dy [rows][out]: dx [rows][in], dA [rank][in], dB [out][rank]
+ * (each may be NULL), overwritten. */
+STILL_API int still_ref_lora_backward(const still_lora_shape *s, const double *x,
+                                      const double *W, const double *A, const double *B,
+                                      const double *dy, double *dx, double *dA, double *dB);
+/* W_merged = W + (alpha/r) B A (W_merged may be W): the merged projection
+ * gives the adapted output with one product. */
+STILL_API int still_ref_lora_merge(const still_lora_shape *s, const double *W, const double *A,
+                                   const double *B, double *W_merged);
+STILL_API int still_lora_forward(const still_lora_shape *s, const float *x, const float *W,
+                                 const float *A, const float *B, float *y);
+STILL_API int still_lora_backward(const still_lora_shape *s, const float *x, const float *W,
+                                  const float *A, const float *B, const float *dy, float *dx,
+                                  float *dA, float *dB);
+STILL_API int still_lora_merge(const still_lora_shape *s, const float *W, const float *A,
+                               const float *B, float *W_merged);
+/* ==== end of training ===================================================== */
 #ifdef __cplusplus
 }
 #endif

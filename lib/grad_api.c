@@ -1,0 +1,344 @@
+/* grad_api.c -- public entry points of SPEC §8 on the ref path: the
+ * attention-transfer loss with its exact gradients, and the backward of
+ * the gating projection.  Like ref_api.c they validate everything before
+ * any work, gather each head into contiguous double arrays, call ref/
+ * (ref/grad.c) and scatter; the selection is a constant of the forward. */
+#include "internal.h"
+#include "../ref/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The contiguous double arrays of one (batch, kv head) group. */
+typedef struct grad_work {
+    double *q, *k, *v, *gate, *teacher, *o; /* [N][d] or [N][dv] */
+    double *sigma, *sigma_group;            /* [N] */
+    double *dq, *dk, *dv, *dgate;           /* [N][d] or [N][dv], one head */
+    uint8_t *sel;                           /* [N] */
+} grad_work;
+
+static void *work_array(int64_t rows, int64_t cols, size_t size, int *rc)
+{
+    size_t bytes;
+    void *p;
+    if (*rc)
+        return NULL;
+    if (still__mul3_size((size_t)rows, (size_t)cols, size, &bytes)) {
+        *rc = STILL_E_OVERFLOW;
+        return NULL;
+    }
+    if (!(p = calloc(bytes ? bytes : 1, 1)))
+        *rc = STILL_E_NOMEM;
+    return p;
+}
+
+static void work_free(grad_work *w)
+{
+    free(w->q); free(w->k); free(w->v); free(w->gate); free(w->teacher); free(w->o);
+    free(w->sigma); free(w->sigma_group); free(w->dq); free(w->dk); free(w->dv);
+    free(w->dgate); free(w->sel);
+    memset(w, 0, sizeof *w);
+}
+
+static int work_alloc(const still__resolved *r, grad_work *w)
+{
+    const int64_t N = r->shape.seq_len, d = r->shape.dim_qk, dv = r->shape.dim_v;
+    int rc = STILL_OK;
+    memset(w, 0, sizeof *w);
+    w->q = work_array(N, d, sizeof(double), &rc);
+    w->k = work_array(N, d, sizeof(double), &rc);
+    w->v = work_array(N, dv, sizeof(double), &rc);
+    w->gate = work_array(N, dv, sizeof(double), &rc);
+    w->teacher = work_array(N, dv, sizeof(double), &rc);
+    w->o = work_array(N, dv, sizeof(double), &rc);
+    w->sigma = work_array(N, 1, sizeof(double), &rc);
+    w->sigma_group = work_array(N, 1, sizeof(double), &rc);
+    w->dq = work_array(N, d, sizeof(double), &rc);
+    w->dk = work_array(N, d, sizeof(double), &rc);
+    w->dv = work_array(N, dv, sizeof(double), &rc);
+    w->dgate = work_array(N, dv, sizeof(double), &rc);
+    w->sel = work_array(N, 1, 1, &rc);
+    if (rc)
+        work_free(w);
+    return rc;
+}
+
+/* Copies head h of batch b of a [B,H,N,D] array (dtype, layout) to dst [N][D]. */
+static void gather(int dtype, const void *src, int layout, int64_t H, int64_t N, int64_t D,
+                   int64_t b, int64_t h, double *dst)
+{
+    still__strides s = still__strides_of(layout, H, N, D);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t e = 0; e < D; e++)
+            dst[n * D + e] = still__load(dtype, src, b * s.b + h * s.h + n * s.n + e);
+}
+
+/* Adds src [N][D] to head h of batch b of a double [B,H,N,D] array. */
+static void scatter_add(double *dst, int layout, int64_t H, int64_t N, int64_t D, int64_t b,
+                        int64_t h, const double *src)
+{
+    still__strides s = still__strides_of(layout, H, N, D);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t e = 0; e < D; e++)
+            dst[b * s.b + h * s.h + n * s.n + e] += src[n * D + e];
+}
+
+static void zero(double *p, int64_t n)
+{
+    if (p)
+        memset(p, 0, (size_t)n * sizeof(double));
+}
+
+/* Every wanted gradient starts at 0; the heads add into them. */
+static void grads_zero(const still__resolved *r, const still_params *params, const still_grads *g)
+{
+    const still_shape *s = &r->shape;
+    const int64_t Hq = s->heads_q, d = s->dim_qk, dv = s->dim_v;
+    const int64_t nq = s->batch * Hq * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    zero(g->dfq_W, Hq * r->f_q * d);
+    zero(g->dfq_b, Hq * r->f_q);
+    zero(g->dfq_u, Hq * d);
+    if (params && !params->fk_tied) {
+        zero(g->dfk_W, Hq * r->f_k * d);
+        zero(g->dfk_b, Hq * r->f_k);
+        zero(g->dfk_u, Hq * d);
+    }
+    zero(g->dwindow_w, Hq);
+    zero(g->dgate, nq * dv);
+    zero(g->dq, nq * d);
+    zero(g->dk, nk * d);
+    zero(g->dv, nk * dv);
+}
+
+/* SPEC §5: the selection of a head from sigma, or the forced one (entries
+ * outside complete chunks ignored; ignored altogether by routing window),
+ * as still_ref_forward. */
+static void head_selection(const still__resolved *r, const still_tensors *t, int64_t row,
+                           const double *sigma, uint8_t *sel)
+{
+    const int64_t N = r->shape.seq_len, complete = N / r->C * r->C;
+    if (!t->selection_in || r->routing == STILL_ROUTING_WINDOW) {
+        still__ref_select(r, sigma, N, sel);
+        return;
+    }
+    for (int64_t j = 0; j < N; j++)
+        sel[j] = j < complete && t->selection_in[row * N + j] != 0;
+}
+
+static void head_saliency(const still__resolved *r, const still_tensors *t, int64_t b,
+                          int64_t hq, grad_work *w)
+{
+    const still_shape *s = &r->shape;
+    gather(t->dtype, t->q, s->layout, s->heads_q, s->seq_len, s->dim_qk, b, hq, w->q);
+    still__ref_saliency(r, w->q, w->k, s->seq_len, w->sigma);
+}
+
+/* This head's slice of the parameter gradients and its own per-head
+ * arrays; the key map's gradients are the query map's when tied. */
+static still__ref_head_grads head_grads(const still__resolved *r, const still_params *params,
+                                        const still_grads *g, int64_t hq, grad_work *w,
+                                        double *domega)
+{
+    const int64_t d = r->shape.dim_qk, fq = r->f_q, fk = r->f_k;
+    const int tied = !params || params->fk_tied;
+    still__ref_head_grads h;
+    h.dq = g->dq ? w->dq : NULL;
+    h.dk = g->dk ? w->dk : NULL;
+    h.dv = g->dv ? w->dv : NULL;
+    h.dgate = g->dgate ? w->dgate : NULL;
+    h.domega = g->dwindow_w ? domega : NULL;
+    h.dfq_W = g->dfq_W ? g->dfq_W + hq * fq * d : NULL;
+    h.dfq_b = g->dfq_b ? g->dfq_b + hq * fq : NULL;
+    h.dfq_u = g->dfq_u ? g->dfq_u + hq * d : NULL;
+    if (tied) {
+        h.dfk_W = h.dfq_W;
+        h.dfk_b = h.dfq_b;
+        h.dfk_u = h.dfq_u;
+    } else {
+        h.dfk_W = g->dfk_W ? g->dfk_W + hq * fk * d : NULL;
+        h.dfk_b = g->dfk_b ? g->dfk_b + hq * fk : NULL;
+        h.dfk_u = g->dfk_u ? g->dfk_u + hq * d : NULL;
+    }
+    return h;
+}
+
+/* One query head of a group whose k, v (and, per kv head, sigma and
+ * selection) are gathered: teacher, transfer loss and gradients. */
+static int transfer_head(const still__resolved *r, const still_params *params,
+                         const still_tensors *t, const void *teacher, const still_grads *g,
+                         int64_t b, int64_t hq, double dloss_scale, grad_work *w,
+                         double *sq_err)
+{
+    const still_shape *s = &r->shape;
+    const int64_t N = s->seq_len, d = s->dim_qk, dv = s->dim_v, row = b * s->heads_q + hq;
+    const double *sigma = r->per_kv ? w->sigma_group : w->sigma;
+    double domega = 0.0;
+    int rc;
+
+    head_saliency(r, t, b, hq, w); /* gathers q */
+    if (!r->per_kv)
+        head_selection(r, t, row, w->sigma, w->sel);
+    if (t->gate)
+        gather(t->dtype, t->gate, s->layout, s->heads_q, N, dv, b, hq, w->gate);
+    if (teacher) /* SPEC §8: the teacher, a constant */
+        gather(t->dtype, teacher, s->layout, s->heads_q, N, dv, b, hq, w->teacher);
+    else
+        for (int64_t n = 0; n < N; n++)
+            still__ref_teacher_row(r, n, w->q + n * d, w->k, w->v, w->teacher + n * dv);
+    if (g) {
+        zero(w->dq, N * d);
+        zero(w->dk, N * d);
+        zero(w->dv, N * dv);
+        zero(w->dgate, N * dv);
+    }
+    still__ref_head_grads hg = {0};
+    if (g)
+        hg = head_grads(r, params, g, hq, w, &domega);
+    if ((rc = still__ref_head_transfer(r, params, hq, w->q, w->k, w->v, t->gate ? w->gate : NULL,
+                                       sigma, w->sel, w->teacher, dloss_scale, w->o, sq_err,
+                                       g ? &hg : NULL)))
+        return rc;
+    if (t->o) {
+        still__strides so = still__strides_of(s->layout, s->heads_q, N, dv);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t e = 0; e < dv; e++)
+                still__store(t->dtype, t->o, b * so.b + hq * so.h + n * so.n + e,
+                             w->o[n * dv + e]);
+    }
+    if (t->sigma)
+        memcpy(t->sigma + row * N, sigma, (size_t)N * sizeof(double));
+    if (t->selected)
+        memcpy(t->selected + row * N, w->sel, (size_t)N);
+    if (!g)
+        return STILL_OK;
+    const int64_t hk = hq / r->group;
+    if (g->dq)
+        scatter_add(g->dq, s->layout, s->heads_q, N, d, b, hq, w->dq);
+    if (g->dk)
+        scatter_add(g->dk, s->layout, s->heads_kv, N, d, b, hk, w->dk);
+    if (g->dv)
+        scatter_add(g->dv, s->layout, s->heads_kv, N, dv, b, hk, w->dv);
+    if (g->dgate)
+        scatter_add(g->dgate, s->layout, s->heads_q, N, dv, b, hq, w->dgate);
+    if (g->dwindow_w && params && params->window_w) { /* omega = sigmoid(w) */
+        double omega = still__ref_omega(params, hq);
+        g->dwindow_w[hq] += domega * omega * (1.0 - omega);
+    }
+    return STILL_OK;
+}
+
+/* One (batch, kv head) group; with per-kv selection sigma is the group's
+ * mean and the selection is shared (SPEC §5), as in still_ref_forward. */
+static int transfer_group(const still__resolved *r, const still_params *params,
+                          const still_tensors *t, const void *teacher, const still_grads *g,
+                          int64_t b, int64_t hk, double dloss_scale, grad_work *w,
+                          double *sq_err)
+{
+    const still_shape *s = &r->shape;
+    const int64_t N = s->seq_len, hq0 = hk * r->group;
+    int rc;
+
+    gather(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
+    gather(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
+    if (r->per_kv) {
+        zero(w->sigma_group, N);
+        for (int64_t hq = hq0; hq < hq0 + r->group; hq++) {
+            head_saliency(r, t, b, hq, w);
+            for (int64_t j = 0; j < N; j++)
+                w->sigma_group[j] += w->sigma[j];
+        }
+        for (int64_t j = 0; j < N; j++)
+            w->sigma_group[j] /= (double)r->group;
+        head_selection(r, t, b * s->heads_q + hq0, w->sigma_group, w->sel);
+    }
+    for (int64_t hq = hq0; hq < hq0 + r->group; hq++) {
+        double head_err = 0.0;
+        if ((rc = transfer_head(r, params, t, teacher, g, b, hq, dloss_scale, w, &head_err)))
+            return rc;
+        *sq_err += head_err;
+    }
+    return STILL_OK;
+}
+
+/* The given teacher output is finite (SPEC §10). */
+static int teacher_finite(const still__resolved *r, int dtype, const void *teacher)
+{
+    const int64_t n = r->shape.batch * r->shape.heads_q * r->shape.seq_len * r->shape.dim_v;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(still__load(dtype, teacher, i)))
+            return STILL_E_NONFINITE;
+    return STILL_OK;
+}
+
+int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
+                            const still_params *params, const still_tensors *t,
+                            const void *teacher, double *loss, const still_grads *g)
+{
+    still__resolved r;
+    still_tensors inputs;
+    grad_work w;
+    double placeholder = 0.0, sq_err = 0.0;
+    int rc;
+
+    if (!t || !loss)
+        return STILL_E_NULL;
+    inputs = *t;
+    if (!inputs.o)
+        inputs.o = &placeholder; /* o is optional here; the check wants one */
+    if ((rc = still__resolve(cfg, shape, params, &r)) ||
+        (rc = still__check_tensors(&r, params, &inputs, 1)) ||
+        (teacher && (rc = teacher_finite(&r, t->dtype, teacher))) || (rc = work_alloc(&r, &w)))
+        return rc;
+    const double count = (double)r.shape.batch * (double)r.shape.heads_q *
+                         (double)r.shape.seq_len * (double)r.shape.dim_v;
+    if (g)
+        grads_zero(&r, params, g);
+    for (int64_t b = 0; b < r.shape.batch && !rc; b++)
+        for (int64_t hk = 0; hk < r.shape.heads_kv && !rc; hk++)
+            rc = transfer_group(&r, params, t, teacher, g, b, hk, 1.0 / count, &w, &sq_err);
+    work_free(&w);
+    if (rc)
+        return rc;
+    *loss = sq_err / count; /* SPEC §8: the mean over every output element */
+    return STILL_OK;
+}
+
+static int finite_doubles(const double *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(p[i]))
+            return 0;
+    return 1;
+}
+
+int still_ref_gate_projection_grad(int64_t batch, int64_t seq_len, int64_t hidden,
+                                   int64_t heads_q, int64_t dim_v, const double *X,
+                                   const double *Wg, const double *dG, double *dX, double *dWg)
+{
+    size_t nx, nw, ng;
+    if (!X || !Wg || !dG)
+        return STILL_E_NULL;
+    if (batch < 1 || seq_len < 1 || hidden < 1 || heads_q < 1 || dim_v < 1)
+        return STILL_E_SHAPE;
+    if (still__mul3_size((size_t)batch, (size_t)seq_len, (size_t)hidden, &nx) ||
+        still__mul3_size((size_t)heads_q, (size_t)dim_v, (size_t)hidden, &nw) ||
+        still__mul3_size((size_t)batch, (size_t)heads_q, (size_t)seq_len, &ng) ||
+        still__mul_size(ng, (size_t)dim_v, &ng) || nx > INT64_MAX / sizeof(double) ||
+        nw > INT64_MAX / sizeof(double) || ng > INT64_MAX / sizeof(double))
+        return STILL_E_OVERFLOW;
+    if (!finite_doubles(X, (int64_t)nx) || !finite_doubles(Wg, (int64_t)nw) ||
+        !finite_doubles(dG, (int64_t)ng))
+        return STILL_E_NONFINITE;
+    still__ref_gate_projection_grad(batch, seq_len, hidden, heads_q, dim_v, X, Wg, dG, dX, dWg);
+    return STILL_OK;
+}
+
+/* ---- fast path (SPEC §8, float32) -------------------------------------- */
+int still_transfer_grad(const still_config *cfg, const still_shape *shape,
+                        const still_params *params, const still_tensors *t, const void *teacher,
+                        double *loss, const still_grads *g)
+{
+    (void)cfg; (void)shape; (void)params; (void)t; (void)teacher; (void)loss; (void)g;
+    return STILL_E_UNSUPPORTED;
+}
