@@ -187,6 +187,66 @@ STILL_API int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidd
                                     int64_t heads_q, int64_t dim_v,
                                     const float *X, const float *Wg, float *G);
 
+/* ==== streaming state (SPEC §7) =========================================== */
+/*
+ * Decode: a still_state holds, for every (batch, query head) of a shape,
+ * what later tokens need -- the selected cache (k, v, position, sigma), the
+ * raw tokens of the last L chunks (the current one partial), the last w
+ * keys for saliency, and the linear state S, z -- and consumes tokens in
+ * blocks of any size, one token being the usual decode step.  The outputs
+ * of a sequence are the same however it is cut into appends, and the same
+ * as one still_ref_forward / still_forward prefill of it (SPEC I6).
+ *
+ * - cfg (NULL = defaults) and shape are copied.  shape->seq_len is ignored
+ *   (any value >= 1): a state has no length limit.  With cfg->max_sel > 0
+ *   its memory stops growing (evicted tokens fold into S, z).
+ * - params (NULL = defaults) are copied into the state, so the caller may
+ *   free them after create; they are NOT written into a saved stream: the
+ *   stream keeps a 64-bit fingerprint of them, and still_state_load()
+ *   refuses other parameters with STILL_E_PARAMS.
+ * - path STILL_PATH_REF computes in double and accepts STILL_F32 or
+ *   STILL_F64 tensors; STILL_PATH_FAST computes in float32 and accepts
+ *   STILL_F32 only (SPEC §10 precision).
+ */
+enum { STILL_PATH_REF = 0, STILL_PATH_FAST = 1 };
+
+typedef struct still_state still_state;
+
+STILL_API int still_state_create(const still_config *cfg, const still_shape *shape,
+                                 const still_params *params, int path, still_state **out);
+
+/* NULL-safe. */
+STILL_API void still_state_destroy(still_state *st);
+
+/* Appends n >= 0 tokens at positions position..position+n-1.  t->q [B,Hq,n,d],
+ * t->k [B,Hk,n,d], t->v [B,Hk,n,dv], t->gate [B,Hq,n,dv] or NULL, in the
+ * shape's layout; writes t->o [B,Hq,n,dv] and, when t->sigma is set, the
+ * new tokens' sigma [B][Hq][n] (the group mean with per-kv selection, as in
+ * prefill).  t->o may be NULL: the state advances without computing any
+ * output (a cheaper prefill).  t->selected and t->selection_in must be NULL
+ * (a token's selection is known only when its chunk is split, later):
+ * STILL_E_UNSUPPORTED otherwise.  n == 0 does nothing and reads no array.
+ * On any error the state is unchanged. */
+STILL_API int still_state_append(still_state *st, int64_t n, const still_tensors *t);
+
+/* Tokens appended so far. */
+STILL_API int still_state_position(const still_state *st, int64_t *position);
+
+/* Bytes of memory the state holds now (every allocation it owns). */
+STILL_API int still_state_bytes(const still_state *st, size_t *bytes);
+
+/* Serializes the state into buf [cap]: a versioned, checksummed,
+ * little-endian byte stream; *len receives its length.  buf == NULL asks
+ * the length only; cap < length gives STILL_E_OVERFLOW (and *len). */
+STILL_API int still_state_save(const still_state *st, void *buf, size_t cap, size_t *len);
+
+/* Rebuilds a state from a stream of still_state_save() with the same
+ * parameters (NULL = defaults).  STILL_E_FORMAT (malformed or truncated),
+ * STILL_E_VERSION, STILL_E_CHECKSUM, STILL_E_PARAMS (other parameters). */
+STILL_API int still_state_load(const void *buf, size_t len, const still_params *params,
+                               still_state **out);
+/* ==== end of streaming state ============================================== */
+
 /* ==== training (SPEC §8-9): attention transfer, Adam, LoRA ================ */
 /* See still_ref_transfer_grad(3), still_adam_step(3), still_ref_lora_forward(3). */
 
@@ -280,6 +340,7 @@ STILL_API int still_lora_backward(const still_lora_shape *s, const float *x, con
 STILL_API int still_lora_merge(const still_lora_shape *s, const float *W, const float *A,
                                const float *B, float *W_merged);
 /* ==== end of training ===================================================== */
+
 #ifdef __cplusplus
 }
 #endif
