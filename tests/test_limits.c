@@ -1,0 +1,483 @@
+/*
+ * test_limits.c -- resource limits (issue 7; CONVENTIONS: sizes with
+ * overflow checks; io.h: "sizes are checked before allocation").
+ *
+ * 1. Shapes whose element or byte counts overflow size_t are refused with
+ *    STILL_E_OVERFLOW (or STILL_E_SHAPE) before any array is touched: the
+ *    arrays passed are one element long, so ASan (the sanitizer job) and
+ *    valgrind see any read.
+ * 2. Allocation failure: libstill has no allocation hook (it calls malloc
+ *    directly), so a forked child lowers its own RLIMIT_AS to what it uses
+ *    now plus a small headroom, makes the call, and reports: the call must
+ *    return STILL_OK or STILL_E_NOMEM -- STILL_E_NOMEM when the headroom is
+ *    smaller than what the call needs by design -- and must not crash.  A
+ *    leak on the failure path is caught three ways: LeakSanitizer (sanitizer
+ *    job) and valgrind (valgrind job) check the child at its exit(); in a
+ *    plain build glibc's mallinfo2 must not grow by more than LEAK_SLACK
+ *    (freed small chunks kept in glibc's per-thread cache still count as in
+ *    use, so a few KiB of noise are normal; a leaked buffer of this size of
+ *    problem is MiBs).
+ * 3. Parsers given absurd sizes in a few bytes refuse them with
+ *    STILL_E_FORMAT / STILL_E_OVERFLOW under the same tight limit: a reader
+ *    that allocated what the header claims would get STILL_E_NOMEM instead.
+ */
+#define _GNU_SOURCE
+#include "harden.h"
+#include "io.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+#ifndef UNDER_SANITIZER
+#define UNDER_SANITIZER 0
+#endif
+
+/* ---- 1. overflowing shapes -------------------------------------------------- */
+
+static const int64_t BIG = INT64_C(1) << 40;
+
+static const still_shape overflowing[] = {
+    /* B*H*N*D elements overflow */
+    {INT64_C(1) << 62, 4, 4, 8, 8, 8, STILL_LAYOUT_BHND},
+    {1, 1, 1, INT64_C(1) << 40, INT64_C(1) << 40, 1, STILL_LAYOUT_BHND},
+    {1, INT64_C(1) << 31, 1, INT64_C(1) << 31, 4, 4, STILL_LAYOUT_BNHD},
+    /* the elements fit, the bytes (x 8) do not */
+    {1, 1, 1, INT64_C(1) << 61, 1, 1, STILL_LAYOUT_BHND},
+    {1, 1, 1, 1, 1, INT64_C(1) << 61, STILL_LAYOUT_BHND},
+    /* INT64_MAX itself */
+    {1, 1, 1, INT64_MAX, 1, 1, STILL_LAYOUT_BHND},
+    {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, STILL_LAYOUT_BHND},
+};
+#define N_OVERFLOWING ((int)(sizeof overflowing / sizeof overflowing[0]))
+
+static int refused(int rc)
+{
+    return rc == STILL_E_OVERFLOW || rc == STILL_E_SHAPE;
+}
+
+START_TEST(test_overflowing_shapes_are_refused_before_reading)
+{
+    const still_shape *s = &overflowing[_i];
+    /* one element each: a call that read them as shaped would overrun */
+    static float f1[1], fo[1];
+    static double d1[1], doo[1], sig[1];
+    static uint8_t sel[1];
+    still_config cfg;
+    still_config_default(&cfg);
+    cfg.chunk = 4;
+    cfg.topk = 1;
+    ck_assert_msg(refused(still_config_validate(&cfg, s)), "validate: %s",
+                  still_strerror(still_config_validate(&cfg, s)));
+    still_tensors t = {0};
+    t.dtype = STILL_F64;
+    t.q = t.k = t.v = t.gate = d1;
+    t.o = doo;
+    t.sigma = sig;
+    t.selected = sel;
+    int rc = still_ref_forward(&cfg, s, NULL, &t);
+    ck_assert_msg(refused(rc), "still_ref_forward: %s", still_strerror(rc));
+    rc = still_ref_teacher(&cfg, s, &t);
+    ck_assert_msg(refused(rc), "still_ref_teacher: %s", still_strerror(rc));
+    t.dtype = STILL_F32;
+    t.q = t.k = t.v = t.gate = f1;
+    t.o = fo;
+    rc = still_forward(&cfg, s, NULL, &t);
+    ck_assert_msg(refused(rc) || rc == STILL_E_UNSUPPORTED, "still_forward: %s", still_strerror(rc));
+    rc = still_teacher(&cfg, s, &t);
+    ck_assert_msg(refused(rc) || rc == STILL_E_UNSUPPORTED, "still_teacher: %s", still_strerror(rc));
+}
+END_TEST
+
+START_TEST(test_overflowing_feature_map_and_gate_sizes_are_refused)
+{
+    static double x[1], phi[1], W[1], G[1];
+    static float xf[1], Wf[1], Gf[1];
+    still_config cfg;
+    still_config_default(&cfg);
+    /* n x d and n x m overflow */
+    int rc = still_ref_feature_map(&cfg, NULL, STILL_MAP_Q, 0, BIG, BIG, x, phi);
+    ck_assert_msg(rc == STILL_E_OVERFLOW || rc == STILL_E_SHAPE || rc == STILL_E_PARAMS,
+                  "feature map d = n = 2^40: %s", still_strerror(rc));
+    rc = still_ref_feature_map(&cfg, NULL, STILL_MAP_Q, 0, 4, INT64_MAX, x, phi);
+    ck_assert_msg(refused(rc), "feature map n = INT64_MAX: %s", still_strerror(rc));
+    /* X [B][N][hidden], Wg [Hq*dv][hidden], G [B][Hq][N][dv] */
+    rc = still_ref_gate_projection(BIG, BIG, 4, 1, 1, x, W, G);
+    ck_assert_msg(refused(rc), "gate projection B = N = 2^40: %s", still_strerror(rc));
+    rc = still_ref_gate_projection(1, 1, 4, BIG, BIG, x, W, G);
+    ck_assert_msg(refused(rc), "gate projection Hq = dv = 2^40: %s", still_strerror(rc));
+    rc = still_gate_projection(1, 1, BIG, BIG, 1, xf, Wf, Gf);
+    ck_assert_msg(refused(rc) || rc == STILL_E_UNSUPPORTED, "fast gate projection: %s",
+                  still_strerror(rc));
+}
+END_TEST
+
+/* ---- 2. allocation failure under RLIMIT_AS ------------------------------------ */
+
+/* Virtual memory in use now (bytes), from /proc/self/statm. */
+static size_t vm_now(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (f) {
+        if (fscanf(f, "%lu", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+#define LEAK_SLACK (64u << 10)
+
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+enum { CHILD_OK = 0, CHILD_NOMEM = 1, CHILD_OTHER = 2, CHILD_LEAK = 3, CHILD_SETUP = 4 };
+
+typedef int (*limited_call)(void *arg);
+
+/* One-time allocations of the runtime are not leaks: libgomp keeps ~2 KiB
+ * after its first parallel region, and again in a forked child (its thread
+ * pool does not survive fork).  Made in the child before measuring. */
+static void warm_up(void)
+{
+    static double q[2 * 4], o[2 * 4];
+    static float qf[2 * 4], of[2 * 4];
+    still_shape s = {1, 1, 1, 2, 4, 4, STILL_LAYOUT_BHND};
+    still_tensors t = {0};
+    t.dtype = STILL_F64;
+    t.q = t.k = t.v = q;
+    t.o = o;
+    (void)still_ref_forward(NULL, &s, NULL, &t);
+    (void)still_ref_teacher(NULL, &s, &t);
+    t.dtype = STILL_F32;
+    t.q = t.k = t.v = qf;
+    t.o = of;
+    (void)still_forward(NULL, &s, NULL, &t);
+    (void)still_teacher(NULL, &s, &t);
+}
+
+/* Runs call(arg) in a forked child whose address space may grow by at most
+ * headroom bytes.  Returns the child's CHILD_* code, or 100 + signal. */
+static int run_limited(limited_call call, void *arg, size_t headroom)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        struct rlimit old, lim;
+        if (getrlimit(RLIMIT_AS, &old) != 0)
+            _exit(CHILD_SETUP);
+        lim = old;
+        lim.rlim_cur = (rlim_t)(vm_now() + headroom);
+        if (old.rlim_max != RLIM_INFINITY && lim.rlim_cur > old.rlim_max)
+            _exit(CHILD_SETUP);
+        warm_up();
+        size_t before = heap_in_use();
+        if (setrlimit(RLIMIT_AS, &lim) != 0)
+            _exit(CHILD_SETUP);
+        int rc = call(arg);
+        setrlimit(RLIMIT_AS, &old); /* the soft limit may go back up */
+        size_t after = heap_in_use();
+        if (!UNDER_SANITIZER && after > before + LEAK_SLACK)
+            _exit(CHILD_LEAK);
+        /* exit(), not _exit(): LeakSanitizer checks the child at exit */
+        exit(rc == STILL_OK ? CHILD_OK : rc == STILL_E_NOMEM ? CHILD_NOMEM : CHILD_OTHER);
+    }
+    int st = 0;
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    if (WIFSIGNALED(st))
+        return 100 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+typedef struct big_call {
+    still_shape s;
+    still_config cfg;
+    int fast, teacher;
+    void *q, *k, *v, *o;
+} big_call;
+
+static int do_big_call(void *arg)
+{
+    big_call *b = arg;
+    still_tensors t = {0};
+    t.dtype = b->fast ? STILL_F32 : STILL_F64;
+    t.q = b->q;
+    t.k = b->k;
+    t.v = b->v;
+    t.o = b->o;
+    if (b->teacher)
+        return b->fast ? still_teacher(&b->cfg, &b->s, &t) : still_ref_teacher(&b->cfg, &b->s, &t);
+    return b->fast ? still_forward(&b->cfg, &b->s, NULL, &t) : still_ref_forward(&b->cfg, &b->s, NULL, &t);
+}
+
+/* N = 1024, d = dv = 256, one head.  The ref path gathers each head's q,
+ * k, v into double arrays (ref/ref.h), 2 MiB each here, and keeps the key
+ * features phi_k [N][m = 512] (4 MiB): far above 256 KiB of headroom. */
+static void big_call_init(big_call *b, int fast, int teacher)
+{
+    memset(b, 0, sizeof *b);
+    b->s = (still_shape){1, 1, 1, 1024, 256, 256, STILL_LAYOUT_BHND};
+    still_config_default(&b->cfg);
+    b->cfg.threads = 1; /* libgomp aborts when it cannot start a thread */
+    b->fast = fast;
+    b->teacher = teacher;
+    size_t item = fast ? sizeof(float) : sizeof(double);
+    size_t n = 1024 * 256;
+    uint64_t seed = 3;
+    b->q = hd_alloc(n * item);
+    b->k = hd_alloc(n * item);
+    b->v = hd_alloc(n * item);
+    b->o = hd_alloc(n * item);
+    for (size_t i = 0; i < n; i++) {
+        double x = hd_unit(&seed) - 0.5, y = hd_unit(&seed) - 0.5, z = hd_unit(&seed) - 0.5;
+        if (fast) {
+            ((float *)b->q)[i] = (float)x;
+            ((float *)b->k)[i] = (float)y;
+            ((float *)b->v)[i] = (float)z;
+        } else {
+            ((double *)b->q)[i] = x;
+            ((double *)b->k)[i] = y;
+            ((double *)b->v)[i] = z;
+        }
+    }
+}
+
+static void big_call_free(big_call *b)
+{
+    free(b->q);
+    free(b->k);
+    free(b->v);
+    free(b->o);
+}
+
+static const char *child_name(int code)
+{
+    static char buf[32];
+    switch (code) {
+    case CHILD_OK: return "STILL_OK";
+    case CHILD_NOMEM: return "STILL_E_NOMEM";
+    case CHILD_OTHER: return "another status";
+    case CHILD_LEAK: return "a leak (heap grew)";
+    case CHILD_SETUP: return "setup failure";
+    default: snprintf(buf, sizeof buf, "signal %d", code - 100); return buf;
+    }
+}
+
+START_TEST(test_ref_forward_out_of_memory_returns_nomem_and_leaks_nothing)
+{
+    big_call b;
+    big_call_init(&b, 0, 0);
+    int code = run_limited(do_big_call, &b, 256 << 10);
+    ck_assert_msg(code == CHILD_NOMEM, "ref forward with 256 KiB of headroom: %s",
+                  child_name(code));
+    /* at every headroom up to success: OK or NOMEM, never a crash or a leak
+       (a failure at a different allocation each time) */
+    for (size_t kib = 512; kib <= (64u << 10); kib *= 2) {
+        code = run_limited(do_big_call, &b, kib << 10);
+        ck_assert_msg(code == CHILD_OK || code == CHILD_NOMEM,
+                      "ref forward with %zu KiB of headroom: %s", kib, child_name(code));
+    }
+    big_call_free(&b);
+}
+END_TEST
+
+START_TEST(test_ref_teacher_out_of_memory_is_clean)
+{
+    big_call b;
+    big_call_init(&b, 0, 1);
+    for (size_t kib = 0; kib <= (16u << 10); kib = kib ? kib * 4 : 64) {
+        int code = run_limited(do_big_call, &b, kib << 10);
+        ck_assert_msg(code == CHILD_OK || code == CHILD_NOMEM,
+                      "ref teacher with %zu KiB of headroom: %s", kib, child_name(code));
+    }
+    big_call_free(&b);
+}
+END_TEST
+
+START_TEST(test_fast_path_out_of_memory_is_clean)
+{
+    for (int teacher = 0; teacher < 2; teacher++) {
+        big_call b;
+        big_call_init(&b, 1, teacher);
+        if (do_big_call(&b) == STILL_E_UNSUPPORTED) {
+            printf("# NOTE the fast %s returns STILL_E_UNSUPPORTED: its out-of-memory "
+                   "path is NOT checked\n", teacher ? "teacher" : "forward");
+            big_call_free(&b);
+            continue;
+        }
+        for (size_t kib = 0; kib <= (64u << 10); kib = kib ? kib * 4 : 64) {
+            int code = run_limited(do_big_call, &b, kib << 10);
+            ck_assert_msg(code == CHILD_OK || code == CHILD_NOMEM,
+                          "fast %s with %zu KiB of headroom: %s", teacher ? "teacher" : "forward",
+                          kib, child_name(code));
+        }
+        big_call_free(&b);
+    }
+}
+END_TEST
+
+/* ---- 3. parsers and absurd sizes ------------------------------------------------ */
+
+static unsigned char *npy_bytes(const char *header, int version, size_t payload, size_t *len)
+{
+    size_t hl = strlen(header), lenb = version == 1 ? 2 : 4, pre = 8 + lenb;
+    size_t total = pre + hl + 1;
+    size_t pad = (64 - total % 64) % 64;
+    size_t hlen = hl + pad + 1;
+    *len = pre + hlen + payload;
+    unsigned char *b = hd_alloc(*len);
+    memcpy(b, "\x93NUMPY", 6);
+    b[6] = (unsigned char)version;
+    b[7] = 0;
+    for (size_t i = 0; i < lenb; i++)
+        b[8 + i] = (unsigned char)(hlen >> (8 * i));
+    memcpy(b + pre, header, hl);
+    memset(b + pre + hl, ' ', pad);
+    b[pre + hl + pad] = '\n';
+    return b;
+}
+
+typedef struct parse_call {
+    const unsigned char *buf;
+    size_t len;
+    int st; /* 0 npy, 1 safetensors */
+} parse_call;
+
+static int do_parse(void *arg)
+{
+    parse_call *p = arg;
+    char err[STILL__ERRLEN];
+    int rc;
+    if (p->st) {
+        still__st_file f;
+        memset(&f, 0, sizeof f);
+        rc = still__st_parse(p->buf, p->len, "absurd.safetensors", &f, err, sizeof err);
+        if (rc == STILL_OK)
+            still__st_free(&f);
+    } else {
+        still__array a;
+        memset(&a, 0, sizeof a);
+        rc = still__npy_parse(p->buf, p->len, "absurd.npy", &a, err, sizeof err);
+        if (rc == STILL_OK)
+            still__array_free(&a);
+    }
+    /* CHILD_OTHER for the refusals wanted, CHILD_NOMEM if it tried */
+    return rc == STILL_E_FORMAT || rc == STILL_E_OVERFLOW ? STILL_E_FORMAT : rc;
+}
+
+static void assert_refused_cheaply(const unsigned char *buf, size_t len, int st, const char *what)
+{
+    parse_call p = {buf, len, st};
+    /* first in this process: the status */
+    int rc = do_parse(&p);
+    ck_assert_msg(rc == STILL_E_FORMAT, "%s: status %s, want FORMAT or OVERFLOW", what,
+                  still_strerror(rc));
+    /* then with 64 KiB of headroom: a reader that allocates first gets NOMEM */
+    int code = run_limited(do_parse, &p, 64 << 10);
+    ck_assert_msg(code == CHILD_OTHER, "%s under a 64 KiB limit: %s", what, child_name(code));
+}
+
+START_TEST(test_npy_absurd_shapes_are_refused_before_allocating)
+{
+    static const char *headers[] = {
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (2305843009213693952,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1152921504606846976, 8), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (9223372036854775807,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (268435456, 16), }", /* 32 GiB */
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++)
+        for (int version = 1; version <= 3; version++) {
+            size_t len;
+            unsigned char *b = npy_bytes(headers[i], version, 16, &len);
+            char what[64];
+            snprintf(what, sizeof what, "npy v%d header %zu", version, i);
+            assert_refused_cheaply(b, len, 0, what);
+            free(b);
+        }
+    /* a v2 header length of 4 GiB - 1 in a 32-byte input */
+    unsigned char hl[32] = "\x93NUMPY\x02\x00\xff\xff\xff\xff{";
+    assert_refused_cheaply(hl, sizeof hl, 0, "npy header length 2^32-1");
+}
+END_TEST
+
+static unsigned char *st_bytes(uint64_t hlen_field, const char *json, size_t payload, size_t *len)
+{
+    size_t jl = strlen(json);
+    *len = 8 + jl + payload;
+    unsigned char *b = hd_alloc(*len);
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(hlen_field >> (8 * i));
+    memcpy(b + 8, json, jl);
+    return b;
+}
+
+START_TEST(test_safetensors_absurd_sizes_are_refused_before_allocating)
+{
+    static const struct {
+        uint64_t hlen; /* 0: the JSON's own length */
+        const char *json;
+    } cases[] = {
+        {UINT64_MAX, "{}"},
+        {UINT64_C(1) << 62, "{}"},
+        {UINT64_C(1) << 32, "{}"},
+        {0, "{\"t\":{\"dtype\":\"F64\",\"shape\":[1099511627776,1099511627776],\"data_offsets\":[0,8]}}"},
+        {0, "{\"t\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,16]}}"},
+        {0, "{\"t\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,4611686018427387904]}}"},
+        {0, "{\"t\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[18446744073709551600,18446744073709551615]}}"},
+        {0, "{\"t\":{\"dtype\":\"F64\",\"shape\":[268435456,16],\"data_offsets\":[0,34359738368]}}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        uint64_t hl = cases[i].hlen ? cases[i].hlen : strlen(cases[i].json);
+        unsigned char *b = st_bytes(hl, cases[i].json, 16, &len);
+        char what[64];
+        snprintf(what, sizeof what, "safetensors case %zu", i);
+        assert_refused_cheaply(b, len, 1, what);
+        free(b);
+    }
+}
+END_TEST
+
+static Suite *limits_suite(void)
+{
+    Suite *s = suite_create("limits");
+    TCase *tc = tcase_create("overflow");
+    tcase_add_loop_test(tc, test_overflowing_shapes_are_refused_before_reading, 0, N_OVERFLOWING);
+    tcase_add_test(tc, test_overflowing_feature_map_and_gate_sizes_are_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("nomem");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_ref_forward_out_of_memory_returns_nomem_and_leaks_nothing);
+    tcase_add_test(tc, test_ref_teacher_out_of_memory_is_clean);
+    tcase_add_test(tc, test_fast_path_out_of_memory_is_clean);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("parsers");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_npy_absurd_shapes_are_refused_before_allocating);
+    tcase_add_test(tc, test_safetensors_absurd_sizes_are_refused_before_allocating);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return hd_run(limits_suite());
+}
