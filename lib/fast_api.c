@@ -1,21 +1,192 @@
-/* fast_api.c -- the fast path's entry points (placeholder: refused). */
-#include "internal.h"
+/* fast_api.c -- the fast path's public entry points (float32): STILL
+ * attention (SPEC §4-6) through the chunked driver, the teacher (SPEC §1)
+ * and the gating projection (SPEC §6).  Everything is validated before any
+ * work (SPEC §10); float64 tensors are refused (STILL_E_DTYPE).
+ *
+ * Threads: one OpenMP region per call over the units (batch x query head,
+ * or batch x kv head with per-kv selection), cfg->threads of them (0 =
+ * OpenMP's default).  A unit is computed by one thread in a fixed order,
+ * so results are bitwise the same for any thread count (SPEC I7). */
+#include "fast.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+/* Runs unit `iu` of a prefill: one block of N tokens (lib/fast.h). */
+static int forward_unit(const still__fast_ctx *ctx, const still_tensors *t, int64_t iu,
+                        still__fast_scratch *ws)
+{
+    const still__resolved *r = &ctx->r;
+    const still_shape *sh = &r->shape;
+    const int64_t N = sh->seq_len, Hq = sh->heads_q, per_b = Hq / ctx->nh;
+    const int64_t b = iu / per_b, hq0 = (iu % per_b) * ctx->nh;
+    const still__strides sq = still__strides_of(sh->layout, Hq, N, sh->dim_qk);
+    const still__strides sk = still__strides_of(sh->layout, sh->heads_kv, N, sh->dim_qk);
+    const still__strides sv = still__strides_of(sh->layout, sh->heads_kv, N, sh->dim_v);
+    const still__strides so = still__strides_of(sh->layout, Hq, N, sh->dim_v);
+    const int64_t row0 = b * Hq + hq0; /* first row of sigma / selections */
+    still__fast_unit u;
+    still__fast_block blk;
+    double *sigma = t->sigma ? t->sigma + row0 * N : NULL, *own_sigma = NULL;
+    int rc;
+
+    if ((rc = still__fast_unit_init(ctx, b, hq0, &u)))
+        return rc;
+    if (t->selected && !sigma) { /* the selection output is ranked from sigma */
+        if (!(own_sigma = malloc((size_t)(ctx->nh * N) * sizeof(double)))) {
+            still__fast_unit_free(&u);
+            return STILL_E_NOMEM;
+        }
+        sigma = own_sigma;
+    }
+    memset(&blk, 0, sizeof blk);
+    blk.n = N;
+    blk.q = (const float *)t->q + b * sq.b + hq0 * sq.h;
+    blk.q_hs = sq.h, blk.q_ns = sq.n;
+    blk.k = (const float *)t->k + b * sk.b + u.hk * sk.h, blk.k_ns = sk.n;
+    blk.v = (const float *)t->v + b * sv.b + u.hk * sv.h, blk.v_ns = sv.n;
+    if (t->gate) {
+        blk.gate = (const float *)t->gate + b * so.b + hq0 * so.h;
+        blk.g_hs = so.h, blk.g_ns = so.n;
+    }
+    blk.o = (float *)t->o + b * so.b + hq0 * so.h;
+    blk.o_hs = so.h, blk.o_ns = so.n;
+    blk.sigma = sigma;
+    blk.sigma_hs = N;
+    /* SPEC §5: a forced selection (the group's rows agree, validated); the
+     * ref path ignores it for routing `window`, so do we */
+    if (t->selection_in && r->routing != STILL_ROUTING_WINDOW)
+        blk.forced = t->selection_in + row0 * N;
+    rc = still__fast_unit_append(ctx, &u, ws, &blk);
+
+    if (!rc && t->selected) { /* SPEC §5/§11: the top-k of every complete chunk */
+        const int64_t complete = N / r->C * r->C;
+        for (int64_t i = 0; i < ctx->nh; i++) {
+            uint8_t *sel = t->selected + (row0 + i) * N;
+            memset(sel, 0, (size_t)N);
+            for (int64_t c0 = 0; c0 < complete; c0 += r->C) {
+                if (blk.forced)
+                    for (int64_t j = c0; j < c0 + r->C; j++)
+                        sel[j] = blk.forced[j] != 0;
+                else
+                    still__fast_topk(sigma + i * N + c0, r->C, r->k, sel + c0);
+            }
+        }
+    }
+    free(own_sigma);
+    still__fast_unit_free(&u);
+    return rc;
+}
+
 int still_forward(const still_config *cfg, const still_shape *shape, const still_params *params,
                   const still_tensors *t)
 {
-    (void)cfg; (void)shape; (void)params; (void)t;
-    return STILL_E_UNSUPPORTED;
+    still__resolved r;
+    still__fast_ctx ctx;
+    const still__kernels *kern;
+    int rc;
+
+    if ((rc = still__resolve(cfg, shape, params, &r)) ||
+        (rc = still__check_tensors(&r, params, t, 0)) ||
+        (rc = still__kernels_select(cfg ? cfg->isa : STILL_ISA_AUTO, &kern)) ||
+        (rc = still__fast_ctx_init(&ctx, &r, params, kern, r.shape.seq_len)))
+        return rc;
+    const int64_t units = r.shape.batch * (r.per_kv ? r.shape.heads_kv : r.shape.heads_q);
+    const int threads = still__fast_threads(cfg ? cfg->threads : 0);
+    int err = STILL_OK;
+
+#pragma omp parallel num_threads(threads)
+    {
+        still__fast_scratch ws;
+        int my_rc = still__fast_scratch_init(&ctx, &ws);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t iu = 0; iu < units; iu++)
+            if (!my_rc)
+                my_rc = forward_unit(&ctx, t, iu, &ws);
+        if (my_rc) {
+#pragma omp atomic write
+            err = my_rc;
+        }
+        still__fast_scratch_free(&ws);
+    }
+    still__fast_ctx_free(&ctx);
+    return err;
 }
 
 int still_teacher(const still_config *cfg, const still_shape *shape, const still_tensors *t)
 {
-    (void)cfg; (void)shape; (void)t;
-    return STILL_E_UNSUPPORTED;
+    still_config only;
+    still_tensors inputs;
+    still__resolved r;
+    const still__kernels *kern;
+    int rc;
+
+    if (!t)
+        return STILL_E_NULL;
+    still_config_default(&only); /* the teacher reads scale, isa and threads */
+    if (cfg) {
+        only.scale = cfg->scale;
+        only.isa = cfg->isa;
+        only.threads = cfg->threads;
+    }
+    inputs = *t;
+    inputs.gate = NULL; /* ignored, so neither checked */
+    inputs.selection_in = NULL;
+    if ((rc = still__resolve(&only, shape, NULL, &r)) ||
+        (rc = still__check_tensors(&r, NULL, &inputs, 0)) ||
+        (rc = still__kernels_select(only.isa, &kern)))
+        return rc;
+    return still__fast_teacher_run(&r, kern, still__fast_threads(only.threads), t->q, t->k,
+                                   t->v, t->o);
 }
 
+static int finite_floats(const float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i]))
+            return 0;
+    return 1;
+}
+
+/* SPEC §6: G = sigmoid(X Wg^T), one cblas_sgemm per (batch, head) -- called
+ * outside any OpenMP region, so OpenBLAS's own threads have the cores --
+ * then the logistic function in our region. */
 int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden, int64_t heads_q,
                           int64_t dim_v, const float *X, const float *Wg, float *G)
 {
-    (void)batch; (void)seq_len; (void)hidden; (void)heads_q; (void)dim_v; (void)X; (void)Wg; (void)G;
-    return STILL_E_UNSUPPORTED;
+    const still__kernels *kern;
+    size_t nx, nw, ng;
+    int rc;
+
+    if (!X || !Wg || !G)
+        return STILL_E_NULL;
+    if (batch < 1 || seq_len < 1 || hidden < 1 || heads_q < 1 || dim_v < 1)
+        return STILL_E_SHAPE;
+    if (still__mul3_size((size_t)batch, (size_t)seq_len, (size_t)hidden, &nx) ||
+        still__mul3_size((size_t)heads_q, (size_t)dim_v, (size_t)hidden, &nw) ||
+        still__mul3_size((size_t)batch, (size_t)heads_q, (size_t)seq_len, &ng) ||
+        still__mul_size(ng, (size_t)dim_v, &ng) || nx > INT64_MAX / sizeof(float) ||
+        nw > INT64_MAX / sizeof(float) || ng > INT64_MAX / sizeof(float))
+        return STILL_E_OVERFLOW;
+    /* cblas takes int dimensions */
+    if (seq_len > INT32_MAX || hidden > INT32_MAX || dim_v > INT32_MAX)
+        return STILL_E_OVERFLOW;
+    if (!finite_floats(X, nx) || !finite_floats(Wg, nw))
+        return STILL_E_NONFINITE;
+    if ((rc = still__kernels_select(STILL_ISA_AUTO, &kern)))
+        return rc;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t h = 0; h < heads_q; h++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)seq_len, (int)dim_v,
+                        (int)hidden, 1.0f, X + b * seq_len * hidden, (int)hidden,
+                        Wg + h * dim_v * hidden, (int)hidden, 0.0f,
+                        G + (b * heads_q + h) * seq_len * dim_v, (int)dim_v);
+    const int64_t total = (int64_t)ng, piece = 1 << 16;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < total; i += piece)
+        kern->sigmoid(total - i < piece ? total - i : piece, G + i);
+    return STILL_OK;
 }

@@ -1,4 +1,97 @@
-/* kernels.h -- the still__kernels table (placeholder). */
+/*
+ * kernels.h -- the still__kernels table: the inner loops of the fast path
+ * (float32) that BLAS does not cover, one table per ISA.
+ *
+ * simd/generic.c (portable C), simd/avx2.c (AVX2+FMA), simd/avx512.c
+ * (AVX-512F/DQ) and simd/neon.c (AdvSIMD) each fill one table; each file is
+ * compiled with its own -m flags in its own convenience library, and
+ * lib/dispatch.c picks one at run time (CONVENTIONS: SIMD and dispatch).
+ *
+ * Determinism (SPEC I7, and the block independence the streaming state
+ * needs, SPEC I6): every kernel computes each output element from its own
+ * inputs in a fixed order that does not depend on how many other rows or
+ * columns are processed in the same call.  gemm forms C[i][j] as ONE
+ * sequential multiply-add chain over p = 0..K-1 (fused on the SIMD ISAs,
+ * unfused in generic.c); the column kernels reduce each column t
+ * sequentially over the rows i.  So computing one query alone (decode) or
+ * 64 queries at once (prefill) gives the same bits, and appending rows that
+ * contribute exact zeros (masked entries) changes nothing.
+ *
+ * Layouts: "A(i,p) = A[i*ars + p*acs]" lets gemm read A transposed or not
+ * without a copy; B and C are row-major with leading dimensions ldb, ldc.
+ */
 #ifndef STILL_KERNELS_H
 #define STILL_KERNELS_H
+
+#include "still.h"
+
+#include <stdint.h>
+
+typedef struct still__kernels {
+    int isa;          /* STILL_ISA_* */
+    const char *name; /* "generic", "avx2", "avx512", "neon" */
+
+    /* C[i][j] = (acc ? C[i][j] : 0) + sum_{p<K} A(i,p) B[p][j] for i < M,
+     * j < N, one sequential chain over p per element.  K == 0 leaves C (or
+     * zeroes it). */
+    void (*gemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs,
+                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc);
+
+    /* One tile of an online softmax over the rows of S [M][lds] (rows: keys,
+     * columns t < N: queries; masked entries are -inf).  For every column:
+     * mx = max(m[t], max_i S[i][t]); alpha[t] = exp(m[t] - mx) (1 while
+     * nothing is unmasked); S[i][t] = exp(S[i][t] - mx) (0 where masked);
+     * l[t] = l[t]*alpha[t] + sum_i S[i][t] (sequential in i); m[t] = mx.
+     * (SPEC §1, §6: the maximum is subtracted, the quotient is exact.) */
+    void (*softmax_cols)(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
+                         float *alpha);
+
+    /* SPEC §4 for N queries at once: S [M][lds] holds the logits of keys at
+     * positions key0 + i against queries at positions q0 + t.  The window of
+     * query t is the keys max(0, q0+t-w+1) .. q0+t (the last one itself);
+     * sigma[t] = sum_j p_j log((p_j + 1e-8) / (p~_j + 1e-8)), +inf when the
+     * window holds only the query itself.  Rows outside a window are
+     * ignored; every window must lie inside key0 .. key0+M-1. */
+    void (*saliency_cols)(int64_t M, int64_t N, const float *S, int64_t lds, int64_t key0,
+                          int64_t q0, int64_t w, float *sigma);
+
+    /* out[t] += sum_{i<M} A[i][t] for t < N, sequential in i (z of SPEC §3
+     * and the linear normalizer phi_q^T z). */
+    void (*colsum_acc)(int64_t M, int64_t N, const float *A, int64_t lda, float *out);
+
+    /* SPEC §2 step 1: Y[i] = X[i] - 2 <X[i], uhat> uhat for n rows of d,
+     * uhat the unit Householder vector. */
+    void (*householder_rows)(int64_t n, int64_t d, const float *X, int64_t ldx,
+                             const float *uhat, float *Y, int64_t ldy);
+
+    /* SPEC §2 steps 3-4 for n rows: from the raw inputs X [n][ldx] (d
+     * entries, for ||x||) and the pre-activations Z [n][ldz] (f entries),
+     * phi [n][ldphi] (m = 2f for hedgehog, f otherwise): the NP rescale
+     * ||zhat|| = ||x|| when npmap, then act (STILL_ACT_*), then
+     * max(phi, 1e-12). */
+    void (*npmap_rows)(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi);
+
+    /* x[i] = 1 / (1 + exp(-x[i])) for i < n (SPEC §6 gating projection). */
+    void (*sigmoid)(int64_t n, float *x);
+} still__kernels;
+
+extern const still__kernels still__kernels_generic;
+#if defined(__x86_64__)
+extern const still__kernels still__kernels_avx2;
+extern const still__kernels still__kernels_avx512;
 #endif
+#if defined(__aarch64__)
+extern const still__kernels still__kernels_neon;
+#endif
+
+/* ---- helpers shared by the kernel files (static inline only) ------------- */
+
+/* SPEC §4 smoothing of the saliency score. */
+#define STILL__SALIENCY_EPS 1e-8f
+/* SPEC §2 step 4: the floor of every feature. */
+#define STILL__PHI_FLOOR 1e-12f
+/* SPEC §2 step 3: the floor of ||z||. */
+#define STILL__NORM_FLOOR 1e-12f
+
+#endif /* STILL_KERNELS_H */

@@ -1,0 +1,120 @@
+/* fast_teacher.c -- SPEC §1 on the fast path: full causal softmax
+ * attention, flash-style.  A block of QBLOCK queries runs against key tiles
+ * of KTILE keys with an online softmax (the kernels of simd/), so no N x N
+ * matrix exists and a block's scores live in one small tile.  Work items
+ * are (batch, head, query block), the costliest (last) blocks first, shared
+ * by the OpenMP threads; each item is computed by one thread in a fixed
+ * order, so the result does not depend on the thread count (SPEC I7).
+ *
+ * Our own kernels, not cblas_sgemm: the products run inside our parallel
+ * region, where Debian's pthread OpenBLAS would add its own threads
+ * (CONVENTIONS), and they are fused with the softmax of each tile.  bench/
+ * compares this with a variant that calls cblas_sgemm outside the parallel
+ * regions (see bench/bench_still.c and the notes there). */
+#include "fast.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QBLOCK 64  /* queries per work item */
+#define KTILE 256  /* keys per online-softmax tile */
+
+typedef struct teacher_scratch {
+    float *qst, *tile, *acc, *m, *l, *alpha;
+    void *block;
+} teacher_scratch;
+
+static int scratch_init(int64_t d, int64_t dv, teacher_scratch *s)
+{
+    const size_t n = (size_t)(d * QBLOCK + KTILE * QBLOCK + QBLOCK * dv + 3 * QBLOCK);
+    memset(s, 0, sizeof *s);
+    if (!(s->block = malloc(n * sizeof(float))))
+        return STILL_E_NOMEM;
+    float *p = s->block;
+    s->qst = p, p += d * QBLOCK;
+    s->tile = p, p += KTILE * QBLOCK;
+    s->acc = p, p += QBLOCK * dv;
+    s->m = p, p += QBLOCK;
+    s->l = p, p += QBLOCK;
+    s->alpha = p;
+    return STILL_OK;
+}
+
+/* Queries a..a+n-1 of one head: q rows q [.][q_ns], keys k [.][k_ns],
+ * values v [.][v_ns], outputs o [.][o_ns]. */
+static void teacher_block(const still__resolved *r, const still__kernels *K,
+                          teacher_scratch *s, int64_t a, int64_t n, const float *q,
+                          int64_t q_ns, const float *k, int64_t k_ns, const float *v,
+                          int64_t v_ns, float *o, int64_t o_ns)
+{
+    const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, end = a + n;
+    const float scale = (float)r->scale;
+
+    for (int64_t p = 0; p < d; p++)
+        for (int64_t t = 0; t < n; t++)
+            s->qst[p * n + t] = scale * q[(a + t) * q_ns + p];
+    for (int64_t t = 0; t < n; t++) {
+        s->m[t] = -INFINITY;
+        s->l[t] = 0.0f;
+    }
+    memset(s->acc, 0, (size_t)(n * dv) * sizeof(float));
+    for (int64_t k0 = 0; k0 < end; k0 += KTILE) {
+        const int64_t tn = end - k0 < KTILE ? end - k0 : KTILE;
+        K->gemm(tn, n, d, k + k0 * k_ns, k_ns, 1, s->qst, n, s->tile, n, 0);
+        if (k0 + tn - 1 > a) /* the tile crosses the diagonal: causal mask */
+            for (int64_t j = 0; j < tn; j++)
+                for (int64_t t = 0; t < n; t++)
+                    if (k0 + j > a + t)
+                        s->tile[j * n + t] = -INFINITY;
+        K->softmax_cols(tn, n, s->tile, n, s->m, s->l, s->alpha);
+        for (int64_t t = 0; t < n; t++)
+            if (s->alpha[t] != 1.0f)
+                for (int64_t e = 0; e < dv; e++)
+                    s->acc[t * dv + e] *= s->alpha[t];
+        K->gemm(n, dv, tn, s->tile, 1, n, v + k0 * v_ns, v_ns, s->acc, dv, 1);
+    }
+    for (int64_t t = 0; t < n; t++) {
+        const float inv = 1.0f / s->l[t];
+        for (int64_t e = 0; e < dv; e++)
+            o[(a + t) * o_ns + e] = s->acc[t * dv + e] * inv;
+    }
+}
+
+int still__fast_teacher_run(const still__resolved *r, const still__kernels *K, int threads,
+                            const float *q, const float *k, const float *v, float *o)
+{
+    const still_shape *sh = &r->shape;
+    const int64_t N = sh->seq_len, Hq = sh->heads_q, nblocks = (N + QBLOCK - 1) / QBLOCK;
+    const int64_t items = sh->batch * Hq * nblocks;
+    const still__strides sq = still__strides_of(sh->layout, Hq, N, sh->dim_qk);
+    const still__strides sk = still__strides_of(sh->layout, sh->heads_kv, N, sh->dim_qk);
+    const still__strides sv = still__strides_of(sh->layout, sh->heads_kv, N, sh->dim_v);
+    const still__strides so = still__strides_of(sh->layout, Hq, N, sh->dim_v);
+    int rc = STILL_OK;
+
+#pragma omp parallel num_threads(threads)
+    {
+        teacher_scratch s;
+        int my_rc = scratch_init(sh->dim_qk, sh->dim_v, &s);
+        if (my_rc) {
+#pragma omp atomic write
+            rc = my_rc;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            if (my_rc)
+                continue;
+            /* the last query blocks (most keys) first */
+            const int64_t blk = nblocks - 1 - it / (sh->batch * Hq);
+            const int64_t bh = it % (sh->batch * Hq), b = bh / Hq, h = bh % Hq;
+            const int64_t hk = h / r->group, a = blk * QBLOCK;
+            const int64_t n = N - a < QBLOCK ? N - a : QBLOCK;
+            teacher_block(r, K, &s, a, n, q + b * sq.b + h * sq.h, sq.n,
+                          k + b * sk.b + hk * sk.h, sk.n, v + b * sv.b + hk * sv.h, sv.n,
+                          o + b * so.b + h * so.h, so.n);
+        }
+        free(s.block);
+    }
+    return rc;
+}

@@ -1,0 +1,333 @@
+/* avx2.c -- the kernels for AVX2 + FMA, 8 floats per vector.  Compiled
+ * with -mavx2 -mfma; vector exp/log from SLEEF's AVX2 functions (sleef.h
+ * declares them only under __AVX2__).  Every multiply-add is fused; column
+ * tails use masked loads and stores (vmaskmov), so a column computed in a
+ * tail lane gets the same bits as in a full vector. */
+#include "kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <sleef.h>
+
+#define VL 8
+#define MR 6 /* rows of the gemm micro-tile: 6 x 16 = 12 accumulators */
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE __m256 vexp(__m256 x) { return Sleef_expf8_u10avx2(x); }
+INLINE __m256 vlog(__m256 x) { return Sleef_logf8_u10avx2(x); }
+
+/* lanes < n set (n clamped to 0..8) */
+INLINE __m256i tail_mask(int64_t n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n > VL ? VL : (n < 0 ? 0 : (int)n)), idx);
+}
+/* the lanes of the low 8 bits of `bits` */
+INLINE __m256 bits_mask(uint32_t bits)
+{
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256i b = _mm256_and_si256(_mm256_set1_epi32((int)bits), lane);
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane));
+}
+INLINE __m256 mload(const float *p, __m256i mk) { return _mm256_maskload_ps(p, mk); }
+INLINE void mstore(float *p, __m256i mk, __m256 v) { _mm256_maskstore_ps(p, mk, v); }
+/* where mask: a, else b */
+INLINE __m256 select(__m256 mask, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, mask); }
+
+/* fixed-order horizontal reductions */
+INLINE float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+INLINE float hmax(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- gemm --------------------------------------------------------------------- */
+
+INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t ars,
+                  int64_t acs, const float *B, int64_t ldb, float *C, int64_t ldc,
+                  __m256i m0, __m256i m1, int acc)
+{
+    __m256 c0[MR], c1[MR];
+    const float *a[MR];
+    for (int r = 0; r < mr; r++) {
+        a[r] = A + r * ars;
+        c0[r] = acc ? mload(C + r * ldc, m0) : _mm256_setzero_ps();
+        c1[r] = (nv == 2 && acc) ? mload(C + r * ldc + VL, m1) : _mm256_setzero_ps();
+    }
+    for (int64_t p = 0; p < K; p++) {
+        const float *bp = B + p * ldb;
+        const __m256 b0 = mload(bp, m0);
+        const __m256 b1 = nv == 2 ? mload(bp + VL, m1) : b0;
+        const int64_t o = p * acs;
+        for (int r = 0; r < mr; r++) {
+            const __m256 av = _mm256_broadcast_ss(a[r] + o);
+            c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+            if (nv == 2)
+                c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        mstore(C + r * ldc, m0, c0[r]);
+        if (nv == 2)
+            mstore(C + r * ldc + VL, m1, c1[r]);
+    }
+}
+
+#define MICRO_CASE(R)                                                                   \
+    case R * 2 + 1: micro(R, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break; \
+    case R * 2 + 2: micro(R, 2, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break;
+
+static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs,
+                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+{
+    for (int64_t i = 0; i < M; i += MR) {
+        const int mr = M - i < MR ? (int)(M - i) : MR;
+        const float *Ai = A + i * ars;
+        for (int64_t j = 0; j < N; j += 2 * VL) {
+            const int64_t nr = N - j < 2 * VL ? N - j : 2 * VL;
+            const __m256i m0 = tail_mask(nr), m1 = tail_mask(nr - VL);
+            const int nv = nr > VL ? 2 : 1;
+            const float *Bj = B + j;
+            float *Cij = C + i * ldc + j;
+            switch (mr * 2 + nv) {
+                MICRO_CASE(1)
+                MICRO_CASE(2)
+                MICRO_CASE(3)
+                MICRO_CASE(4)
+                MICRO_CASE(5)
+                MICRO_CASE(6)
+            default: break;
+            }
+        }
+    }
+}
+
+/* ---- online softmax tile -------------------------------------------------------- */
+
+static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
+                         float *alpha)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
+    for (int64_t t = 0; t < N; t += VL) {
+        const __m256i mk = tail_mask(N - t);
+        const __m256 mold = mload(m + t, mk);
+        __m256 mx = mold;
+        for (int64_t i = 0; i < M; i++)
+            mx = _mm256_max_ps(mx, mload(S + i * lds + t, mk));
+        const __m256 fin = _mm256_cmp_ps(mx, ninf, _CMP_NEQ_OQ);
+        const __m256 al = select(fin, vexp(_mm256_sub_ps(mold, mx)), one);
+        __m256 sum = _mm256_mul_ps(mload(l + t, mk), al);
+        for (int64_t i = 0; i < M; i++) {
+            float *row = S + i * lds + t;
+            const __m256 s = mload(row, mk);
+            const __m256 live = _mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ);
+            const __m256 e = _mm256_and_ps(live, vexp(_mm256_sub_ps(s, mx)));
+            mstore(row, mk, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        mstore(m + t, mk, mx);
+        mstore(l + t, mk, sum);
+        mstore(alpha + t, mk, al);
+    }
+}
+
+/* ---- saliency (SPEC §4) --------------------------------------------------------- */
+
+/* lanes L (of nl) whose query qf + L has key in its window: key <= qf+L <= key+w-1 */
+INLINE uint32_t window_bits(int64_t key, int64_t qf, int64_t w, int64_t nl)
+{
+    int64_t lo = key - qf, hi = key - qf + w - 1;
+    if (hi < 0 || lo > nl - 1)
+        return 0;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > nl - 1 ? nl - 1 : hi;
+    return ((1u << (hi - lo + 1)) - 1) << lo;
+}
+INLINE uint32_t self_bits(int64_t key, int64_t qf, int64_t nl)
+{
+    int64_t L = key - qf;
+    return (L >= 0 && L < nl) ? 1u << L : 0;
+}
+
+static void saliency_cols(int64_t M, int64_t N, const float *S, int64_t lds, int64_t key0,
+                          int64_t q0, int64_t w, float *sigma)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), eps = _mm256_set1_ps(STILL__SALIENCY_EPS);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t t = 0; t < N; t += VL) {
+        const __m256i mk = tail_mask(N - t);
+        const int64_t qf = q0 + t, nl = N - t < VL ? N - t : VL;
+        int64_t i0 = qf - w + 1 - key0, i1 = qf + nl - 1 - key0;
+        i0 = i0 < 0 ? 0 : i0;
+        i1 = i1 > M - 1 ? M - 1 : i1;
+        __m256 m1 = ninf, m2 = ninf, z1 = zero, z2 = zero, sg = zero;
+        for (int64_t i = i0; i <= i1; i++) {
+            const uint32_t inb = window_bits(key0 + i, qf, w, nl), sb = self_bits(key0 + i, qf, nl);
+            const __m256 in = bits_mask(inb), other = bits_mask(inb & ~sb);
+            const __m256 s = mload(S + i * lds + t, mk);
+            m1 = select(in, _mm256_max_ps(m1, s), m1);
+            m2 = select(other, _mm256_max_ps(m2, s), m2);
+        }
+        for (int64_t i = i0; i <= i1; i++) {
+            const uint32_t inb = window_bits(key0 + i, qf, w, nl), sb = self_bits(key0 + i, qf, nl);
+            const __m256 in = bits_mask(inb), other = bits_mask(inb & ~sb);
+            const __m256 s = mload(S + i * lds + t, mk);
+            z1 = select(in, _mm256_add_ps(z1, vexp(_mm256_sub_ps(s, m1))), z1);
+            z2 = select(other, _mm256_add_ps(z2, vexp(_mm256_sub_ps(s, m2))), z2);
+        }
+        for (int64_t i = i0; i <= i1; i++) {
+            const uint32_t inb = window_bits(key0 + i, qf, w, nl), sb = self_bits(key0 + i, qf, nl);
+            const __m256 in = bits_mask(inb), other = bits_mask(inb & ~sb);
+            const __m256 s = mload(S + i * lds + t, mk);
+            const __m256 p = _mm256_div_ps(vexp(_mm256_sub_ps(s, m1)), z1);
+            const __m256 pw = _mm256_and_ps(other, _mm256_div_ps(vexp(_mm256_sub_ps(s, m2)), z2));
+            const __m256 ratio = _mm256_div_ps(_mm256_add_ps(p, eps), _mm256_add_ps(pw, eps));
+            sg = select(in, _mm256_add_ps(sg, _mm256_mul_ps(p, vlog(ratio))), sg);
+        }
+        const __m256 alone = _mm256_cmp_ps(m2, ninf, _CMP_EQ_OQ); /* W_t = {t} */
+        sg = select(alone, _mm256_set1_ps(INFINITY), sg);
+        mstore(sigma + t, mk, sg);
+    }
+}
+
+/* ---- column sums ------------------------------------------------------------------ */
+
+static void colsum_acc(int64_t M, int64_t N, const float *A, int64_t lda, float *out)
+{
+    for (int64_t t = 0; t < N; t += VL) {
+        const __m256i mk = tail_mask(N - t);
+        __m256 s = mload(out + t, mk);
+        for (int64_t i = 0; i < M; i++)
+            s = _mm256_add_ps(s, mload(A + i * lda + t, mk));
+        mstore(out + t, mk, s);
+    }
+}
+
+/* ---- feature maps (SPEC §2) -------------------------------------------------------- */
+
+INLINE float dot_row(const float *x, const float *y, int64_t n)
+{
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += VL) {
+        const __m256i mk = tail_mask(n - i);
+        s = _mm256_fmadd_ps(mload(x + i, mk), mload(y + i, mk), s);
+    }
+    return hsum(s);
+}
+
+static void householder_rows(int64_t n, int64_t d, const float *X, int64_t ldx,
+                             const float *uhat, float *Y, int64_t ldy)
+{
+    for (int64_t r = 0; r < n; r++) {
+        const float *x = X + r * ldx;
+        float *y = Y + r * ldy;
+        const __m256 a2 = _mm256_set1_ps(2.0f * dot_row(x, uhat, d));
+        for (int64_t i = 0; i < d; i += VL) {
+            const __m256i mk = tail_mask(d - i);
+            mstore(y + i, mk, _mm256_fnmadd_ps(a2, mload(uhat + i, mk), mload(x + i, mk)));
+        }
+    }
+}
+
+INLINE void softmax_row(const float *z, int64_t n, float sign, float *out)
+{
+    const __m256 sg = _mm256_set1_ps(sign), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mx = ninf, sum = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += VL) {
+        const __m256i mk = tail_mask(n - i);
+        const __m256 v = _mm256_mul_ps(sg, mload(z + i, mk));
+        mx = select(_mm256_castsi256_ps(mk), _mm256_max_ps(mx, v), mx);
+    }
+    const __m256 m = _mm256_set1_ps(hmax(mx));
+    for (int64_t i = 0; i < n; i += VL) {
+        const __m256i mk = tail_mask(n - i);
+        const __m256 e = vexp(_mm256_sub_ps(_mm256_mul_ps(sg, mload(z + i, mk)), m));
+        mstore(out + i, mk, e);
+        sum = _mm256_add_ps(sum, _mm256_and_ps(_mm256_castsi256_ps(mk), e));
+    }
+    const __m256 s = _mm256_set1_ps(hsum(sum));
+    for (int64_t i = 0; i < n; i += VL) {
+        const __m256i mk = tail_mask(n - i);
+        mstore(out + i, mk, _mm256_div_ps(mload(out + i, mk), s));
+    }
+}
+
+static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
+{
+    const __m256 floor_ = _mm256_set1_ps(STILL__PHI_FLOOR), one = _mm256_set1_ps(1.0f);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t r = 0; r < n; r++) {
+        const float *z = Z + r * ldz;
+        float *ph = phi + r * ldphi;
+        float gain = 1.0f;
+        if (npmap) {
+            const float *x = X + r * ldx;
+            gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(dot_row(z, z, f)), STILL__NORM_FLOOR);
+        }
+        float *zh = act == STILL_ACT_HEDGEHOG ? ph + f : ph;
+        const __m256 g = _mm256_set1_ps(gain);
+        for (int64_t i = 0; i < f; i += VL) {
+            const __m256i mk = tail_mask(f - i);
+            mstore(zh + i, mk, _mm256_mul_ps(mload(z + i, mk), g));
+        }
+        int64_t m = f;
+        switch (act) {
+        case STILL_ACT_HEDGEHOG:
+            softmax_row(zh, f, 1.0f, ph);
+            softmax_row(zh, f, -1.0f, zh);
+            m = 2 * f;
+            break;
+        case STILL_ACT_SOFTMAX:
+            softmax_row(zh, f, 1.0f, ph);
+            break;
+        case STILL_ACT_ELU1:
+            for (int64_t i = 0; i < f; i += VL) {
+                const __m256i mk = tail_mask(f - i);
+                const __m256 v = mload(zh + i, mk);
+                const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+                mstore(ph + i, mk, select(pos, _mm256_add_ps(v, one), vexp(v)));
+            }
+            break;
+        default: /* STILL_ACT_RELU */
+            for (int64_t i = 0; i < f; i += VL) {
+                const __m256i mk = tail_mask(f - i);
+                mstore(ph + i, mk, _mm256_max_ps(mload(zh + i, mk), zero));
+            }
+            break;
+        }
+        for (int64_t i = 0; i < m; i += VL) {
+            const __m256i mk = tail_mask(m - i);
+            mstore(ph + i, mk, _mm256_max_ps(mload(ph + i, mk), floor_));
+        }
+    }
+}
+
+static void sigmoid(int64_t n, float *x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < n; i += VL) {
+        const __m256i mk = tail_mask(n - i);
+        const __m256 v = mload(x + i, mk);
+        const __m256 e = vexp(_mm256_sub_ps(zero, _mm256_and_ps(v, absmask)));
+        const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GE_OQ);
+        mstore(x + i, mk, select(pos, inv, _mm256_mul_ps(e, inv)));
+    }
+}
+
+const still__kernels still__kernels_avx2 = {
+    STILL_ISA_AVX2, "avx2", gemm, softmax_cols, saliency_cols, colsum_acc,
+    householder_rows, npmap_rows, sigmoid,
+};

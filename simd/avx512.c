@@ -1,0 +1,300 @@
+/* avx512.c -- the kernels for AVX-512F/DQ (+FMA), 16 floats per vector.
+ * Compiled with -mavx512f -mavx512dq -mfma; vector exp/log from SLEEF's
+ * AVX-512F functions (sleef.h declares them only under __AVX512F__).
+ * Every multiply-add is fused; column tails use mask registers, so a
+ * column computed in a tail lane gets the same bits as in a full vector. */
+#include "kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <sleef.h>
+
+#define VL 16
+#define MR 8 /* rows of the gemm micro-tile: 8 x 32 = 16 accumulators */
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE __m512 vexp(__m512 x) { return Sleef_expf16_u10avx512f(x); }
+INLINE __m512 vlog(__m512 x) { return Sleef_logf16_u10avx512f(x); }
+INLINE __mmask16 tail_mask(int64_t n) { return n >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
+
+/* ---- gemm --------------------------------------------------------------------- */
+
+INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t ars,
+                  int64_t acs, const float *B, int64_t ldb, float *C, int64_t ldc,
+                  __mmask16 m0, __mmask16 m1, int acc)
+{
+    __m512 c0[MR], c1[MR];
+    const float *a[MR];
+    for (int r = 0; r < mr; r++) {
+        a[r] = A + r * ars;
+        c0[r] = acc ? _mm512_maskz_loadu_ps(m0, C + r * ldc) : _mm512_setzero_ps();
+        c1[r] = (nv == 2 && acc) ? _mm512_maskz_loadu_ps(m1, C + r * ldc + VL) : _mm512_setzero_ps();
+    }
+    for (int64_t p = 0; p < K; p++) {
+        const float *bp = B + p * ldb;
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, bp);
+        const __m512 b1 = nv == 2 ? _mm512_maskz_loadu_ps(m1, bp + VL) : b0;
+        const int64_t o = p * acs;
+        for (int r = 0; r < mr; r++) {
+            const __m512 av = _mm512_set1_ps(a[r][o]);
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            if (nv == 2)
+                c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+        if (nv == 2)
+            _mm512_mask_storeu_ps(C + r * ldc + VL, m1, c1[r]);
+    }
+}
+
+#define MICRO_CASE(R)                                                                   \
+    case R * 2 + 1: micro(R, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break; \
+    case R * 2 + 2: micro(R, 2, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break;
+
+static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs,
+                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+{
+    for (int64_t i = 0; i < M; i += MR) {
+        const int mr = M - i < MR ? (int)(M - i) : MR;
+        const float *Ai = A + i * ars;
+        for (int64_t j = 0; j < N; j += 2 * VL) {
+            const int64_t nr = N - j < 2 * VL ? N - j : 2 * VL;
+            const __mmask16 m0 = tail_mask(nr), m1 = nr > VL ? tail_mask(nr - VL) : 0;
+            const int nv = nr > VL ? 2 : 1;
+            const float *Bj = B + j;
+            float *Cij = C + i * ldc + j;
+            switch (mr * 2 + nv) {
+                MICRO_CASE(1)
+                MICRO_CASE(2)
+                MICRO_CASE(3)
+                MICRO_CASE(4)
+                MICRO_CASE(5)
+                MICRO_CASE(6)
+                MICRO_CASE(7)
+                MICRO_CASE(8)
+            default: break;
+            }
+        }
+    }
+}
+
+/* ---- online softmax tile -------------------------------------------------------- */
+
+static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
+                         float *alpha)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), one = _mm512_set1_ps(1.0f);
+    for (int64_t t = 0; t < N; t += VL) {
+        const __mmask16 mk = tail_mask(N - t);
+        const __m512 mold = _mm512_maskz_loadu_ps(mk, m + t);
+        __m512 mx = mold;
+        for (int64_t i = 0; i < M; i++)
+            mx = _mm512_max_ps(mx, _mm512_maskz_loadu_ps(mk, S + i * lds + t));
+        const __mmask16 fin = _mm512_cmp_ps_mask(mx, ninf, _CMP_NEQ_OQ);
+        const __m512 al = _mm512_mask_blend_ps(fin, one, vexp(_mm512_sub_ps(mold, mx)));
+        __m512 sum = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, l + t), al);
+        for (int64_t i = 0; i < M; i++) {
+            float *row = S + i * lds + t;
+            const __m512 s = _mm512_maskz_loadu_ps(mk, row);
+            const __mmask16 live = _mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ);
+            const __m512 e = _mm512_maskz_mov_ps(live, vexp(_mm512_sub_ps(s, mx)));
+            _mm512_mask_storeu_ps(row, mk, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        _mm512_mask_storeu_ps(m + t, mk, mx);
+        _mm512_mask_storeu_ps(l + t, mk, sum);
+        _mm512_mask_storeu_ps(alpha + t, mk, al);
+    }
+}
+
+/* ---- saliency (SPEC §4) --------------------------------------------------------- */
+
+/* Lanes L of a block whose first query is at position qf: row key is in the
+ * window of lane L when key <= qf + L <= key + w - 1. */
+INLINE __mmask16 window_lanes(int64_t key, int64_t qf, int64_t w, __mmask16 mk)
+{
+    int64_t lo = key - qf, hi = key - qf + w - 1;
+    if (hi < 0 || lo > VL - 1)
+        return 0;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > VL - 1 ? VL - 1 : hi;
+    uint32_t bits = ((1u << (hi - lo + 1)) - 1) << lo;
+    return (__mmask16)(bits & mk);
+}
+INLINE __mmask16 self_lane(int64_t key, int64_t qf, __mmask16 mk)
+{
+    int64_t L = key - qf;
+    return (L >= 0 && L < VL) ? (__mmask16)((1u << L) & mk) : 0;
+}
+
+static void saliency_cols(int64_t M, int64_t N, const float *S, int64_t lds, int64_t key0,
+                          int64_t q0, int64_t w, float *sigma)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), eps = _mm512_set1_ps(STILL__SALIENCY_EPS);
+    for (int64_t t = 0; t < N; t += VL) {
+        const __mmask16 mk = tail_mask(N - t);
+        const int64_t qf = q0 + t, nl = N - t < VL ? N - t : VL;
+        int64_t i0 = qf - w + 1 - key0, i1 = qf + nl - 1 - key0; /* rows, inclusive */
+        i0 = i0 < 0 ? 0 : i0;
+        i1 = i1 > M - 1 ? M - 1 : i1;
+        __m512 m1 = ninf, m2 = ninf, z1 = _mm512_setzero_ps(), z2 = z1, sg = z1;
+        for (int64_t i = i0; i <= i1; i++) {
+            const __mmask16 in = window_lanes(key0 + i, qf, w, mk), self = self_lane(key0 + i, qf, mk);
+            const __m512 s = _mm512_maskz_loadu_ps(mk, S + i * lds + t);
+            m1 = _mm512_mask_max_ps(m1, in, m1, s);
+            m2 = _mm512_mask_max_ps(m2, in & ~self, m2, s);
+        }
+        for (int64_t i = i0; i <= i1; i++) {
+            const __mmask16 in = window_lanes(key0 + i, qf, w, mk), self = self_lane(key0 + i, qf, mk);
+            const __m512 s = _mm512_maskz_loadu_ps(mk, S + i * lds + t);
+            z1 = _mm512_mask_add_ps(z1, in, z1, vexp(_mm512_sub_ps(s, m1)));
+            z2 = _mm512_mask_add_ps(z2, in & ~self, z2, vexp(_mm512_sub_ps(s, m2)));
+        }
+        for (int64_t i = i0; i <= i1; i++) {
+            const __mmask16 in = window_lanes(key0 + i, qf, w, mk), self = self_lane(key0 + i, qf, mk);
+            const __m512 s = _mm512_maskz_loadu_ps(mk, S + i * lds + t);
+            const __m512 p = _mm512_div_ps(vexp(_mm512_sub_ps(s, m1)), z1);
+            const __m512 pw = _mm512_maskz_div_ps(in & ~self, vexp(_mm512_sub_ps(s, m2)), z2);
+            const __m512 ratio = _mm512_div_ps(_mm512_add_ps(p, eps), _mm512_add_ps(pw, eps));
+            sg = _mm512_mask_add_ps(sg, in, sg, _mm512_mul_ps(p, vlog(ratio)));
+        }
+        /* W_t = {t}: no distribution without t (SPEC §4) */
+        const __mmask16 alone = _mm512_cmp_ps_mask(m2, ninf, _CMP_EQ_OQ);
+        sg = _mm512_mask_blend_ps(alone, sg, _mm512_set1_ps(INFINITY));
+        _mm512_mask_storeu_ps(sigma + t, mk, sg);
+    }
+}
+
+/* ---- column sums ------------------------------------------------------------------ */
+
+static void colsum_acc(int64_t M, int64_t N, const float *A, int64_t lda, float *out)
+{
+    for (int64_t t = 0; t < N; t += VL) {
+        const __mmask16 mk = tail_mask(N - t);
+        __m512 s = _mm512_maskz_loadu_ps(mk, out + t);
+        for (int64_t i = 0; i < M; i++)
+            s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(mk, A + i * lda + t));
+        _mm512_mask_storeu_ps(out + t, mk, s);
+    }
+}
+
+/* ---- feature maps (SPEC §2) -------------------------------------------------------- */
+
+INLINE float dot_row(const float *x, const float *y, int64_t n)
+{
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += VL) {
+        const __mmask16 mk = tail_mask(n - i);
+        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, y + i), s);
+    }
+    return _mm512_reduce_add_ps(s);
+}
+
+static void householder_rows(int64_t n, int64_t d, const float *X, int64_t ldx,
+                             const float *uhat, float *Y, int64_t ldy)
+{
+    for (int64_t r = 0; r < n; r++) {
+        const float *x = X + r * ldx;
+        float *y = Y + r * ldy;
+        const __m512 a2 = _mm512_set1_ps(2.0f * dot_row(x, uhat, d));
+        for (int64_t i = 0; i < d; i += VL) {
+            const __mmask16 mk = tail_mask(d - i);
+            const __m512 u = _mm512_maskz_loadu_ps(mk, uhat + i);
+            _mm512_mask_storeu_ps(y + i, mk, _mm512_fnmadd_ps(a2, u, _mm512_maskz_loadu_ps(mk, x + i)));
+        }
+    }
+}
+
+/* out[i] = softmax(sign * z)[i] for i < n (out may be z). */
+INLINE void softmax_row(const float *z, int64_t n, float sign, float *out)
+{
+    const __m512 sg = _mm512_set1_ps(sign);
+    __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += VL) {
+        const __mmask16 mk = tail_mask(n - i);
+        mx = _mm512_mask_max_ps(mx, mk, mx, _mm512_mul_ps(sg, _mm512_maskz_loadu_ps(mk, z + i)));
+    }
+    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    for (int64_t i = 0; i < n; i += VL) {
+        const __mmask16 mk = tail_mask(n - i);
+        const __m512 e = vexp(_mm512_sub_ps(_mm512_mul_ps(sg, _mm512_maskz_loadu_ps(mk, z + i)), m));
+        _mm512_mask_storeu_ps(out + i, mk, e);
+        sum = _mm512_mask_add_ps(sum, mk, sum, e);
+    }
+    const __m512 s = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+    for (int64_t i = 0; i < n; i += VL) {
+        const __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(out + i, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, out + i), s));
+    }
+}
+
+static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
+{
+    const __m512 floor_ = _mm512_set1_ps(STILL__PHI_FLOOR), one = _mm512_set1_ps(1.0f);
+    for (int64_t r = 0; r < n; r++) {
+        const float *z = Z + r * ldz;
+        float *ph = phi + r * ldphi;
+        float gain = 1.0f;
+        if (npmap) {
+            const float *x = X + r * ldx;
+            gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(dot_row(z, z, f)), STILL__NORM_FLOOR);
+        }
+        float *zh = act == STILL_ACT_HEDGEHOG ? ph + f : ph;
+        const __m512 g = _mm512_set1_ps(gain);
+        for (int64_t i = 0; i < f; i += VL) {
+            const __mmask16 mk = tail_mask(f - i);
+            _mm512_mask_storeu_ps(zh + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, z + i), g));
+        }
+        int64_t m = f;
+        switch (act) {
+        case STILL_ACT_HEDGEHOG:
+            softmax_row(zh, f, 1.0f, ph);
+            softmax_row(zh, f, -1.0f, zh);
+            m = 2 * f;
+            break;
+        case STILL_ACT_SOFTMAX:
+            softmax_row(zh, f, 1.0f, ph);
+            break;
+        case STILL_ACT_ELU1:
+            for (int64_t i = 0; i < f; i += VL) {
+                const __mmask16 mk = tail_mask(f - i);
+                const __m512 v = _mm512_maskz_loadu_ps(mk, zh + i);
+                const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+                _mm512_mask_storeu_ps(ph + i, mk, _mm512_mask_blend_ps(pos, vexp(v), _mm512_add_ps(v, one)));
+            }
+            break;
+        default: /* STILL_ACT_RELU */
+            for (int64_t i = 0; i < f; i += VL) {
+                const __mmask16 mk = tail_mask(f - i);
+                _mm512_mask_storeu_ps(ph + i, mk, _mm512_max_ps(_mm512_maskz_loadu_ps(mk, zh + i), _mm512_setzero_ps()));
+            }
+            break;
+        }
+        for (int64_t i = 0; i < m; i += VL) {
+            const __mmask16 mk = tail_mask(m - i);
+            _mm512_mask_storeu_ps(ph + i, mk, _mm512_max_ps(_mm512_maskz_loadu_ps(mk, ph + i), floor_));
+        }
+    }
+}
+
+static void sigmoid(int64_t n, float *x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += VL) {
+        const __mmask16 mk = tail_mask(n - i);
+        const __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        const __m512 e = vexp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(v)));
+        const __m512 inv = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
+        _mm512_mask_storeu_ps(x + i, mk, _mm512_mask_blend_ps(pos, _mm512_mul_ps(e, inv), inv));
+    }
+}
+
+const still__kernels still__kernels_avx512 = {
+    STILL_ISA_AVX512, "avx512", gemm, softmax_cols, saliency_cols, colsum_acc,
+    householder_rows, npmap_rows, sigmoid,
+};

@@ -1,0 +1,313 @@
+/* neon.c -- the kernels for AdvSIMD (aarch64), 4 floats per vector.  No
+ * extra flags: AdvSIMD is part of ARMv8-A.  Vector exp/log from SLEEF's
+ * AdvSIMD functions (sleef.h declares them under __ARM_NEON).  Every
+ * multiply-add is fused; a column tail is loaded into a zero-padded vector
+ * and computed by the same instructions, so it gets the same bits as in a
+ * full vector. */
+#include "kernels.h"
+
+#include <arm_neon.h>
+#include <math.h>
+#include <sleef.h>
+#include <string.h>
+
+#define VL 4
+#define MR 8 /* rows of the gemm micro-tile: 8 x 8 = 16 accumulators */
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float32x4_t vexp(float32x4_t x) { return Sleef_expf4_u10advsimd(x); }
+INLINE float32x4_t vlog(float32x4_t x) { return Sleef_logf4_u10advsimd(x); }
+
+/* n (0..4) lanes of p, the others 0 */
+INLINE float32x4_t load_n(const float *p, int64_t n)
+{
+    if (n >= VL)
+        return vld1q_f32(p);
+    float tmp[VL] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (n > 0)
+        memcpy(tmp, p, (size_t)n * sizeof(float));
+    return vld1q_f32(tmp);
+}
+INLINE void store_n(float *p, int64_t n, float32x4_t v)
+{
+    if (n >= VL) {
+        vst1q_f32(p, v);
+        return;
+    }
+    float tmp[VL];
+    vst1q_f32(tmp, v);
+    if (n > 0)
+        memcpy(p, tmp, (size_t)n * sizeof(float));
+}
+/* lanes of the low 4 bits */
+INLINE uint32x4_t bits_mask(uint32_t bits)
+{
+    const uint32_t lanes[VL] = {1, 2, 4, 8};
+    const uint32x4_t lane = vld1q_u32(lanes);
+    return vceqq_u32(vandq_u32(vdupq_n_u32(bits), lane), lane);
+}
+INLINE float32x4_t select(uint32x4_t mask, float32x4_t a, float32x4_t b) { return vbslq_f32(mask, a, b); }
+
+/* ---- gemm --------------------------------------------------------------------- */
+
+INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t ars,
+                  int64_t acs, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t n0,
+                  int64_t n1, int acc)
+{
+    float32x4_t c0[MR], c1[MR];
+    const float *a[MR];
+    for (int r = 0; r < mr; r++) {
+        a[r] = A + r * ars;
+        c0[r] = acc ? load_n(C + r * ldc, n0) : vdupq_n_f32(0.0f);
+        c1[r] = (nv == 2 && acc) ? load_n(C + r * ldc + VL, n1) : vdupq_n_f32(0.0f);
+    }
+    for (int64_t p = 0; p < K; p++) {
+        const float *bp = B + p * ldb;
+        const float32x4_t b0 = load_n(bp, n0);
+        const float32x4_t b1 = nv == 2 ? load_n(bp + VL, n1) : b0;
+        const int64_t o = p * acs;
+        for (int r = 0; r < mr; r++) {
+            const float av = a[r][o];
+            c0[r] = vfmaq_n_f32(c0[r], b0, av);
+            if (nv == 2)
+                c1[r] = vfmaq_n_f32(c1[r], b1, av);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        store_n(C + r * ldc, n0, c0[r]);
+        if (nv == 2)
+            store_n(C + r * ldc + VL, n1, c1[r]);
+    }
+}
+
+#define MICRO_CASE(R)                                                                   \
+    case R * 2 + 1: micro(R, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, n0, n1, acc); break; \
+    case R * 2 + 2: micro(R, 2, K, Ai, ars, acs, Bj, ldb, Cij, ldc, n0, n1, acc); break;
+
+static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs,
+                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+{
+    for (int64_t i = 0; i < M; i += MR) {
+        const int mr = M - i < MR ? (int)(M - i) : MR;
+        const float *Ai = A + i * ars;
+        for (int64_t j = 0; j < N; j += 2 * VL) {
+            const int64_t nr = N - j < 2 * VL ? N - j : 2 * VL;
+            const int64_t n0 = nr < VL ? nr : VL, n1 = nr - n0;
+            const int nv = nr > VL ? 2 : 1;
+            const float *Bj = B + j;
+            float *Cij = C + i * ldc + j;
+            switch (mr * 2 + nv) {
+                MICRO_CASE(1)
+                MICRO_CASE(2)
+                MICRO_CASE(3)
+                MICRO_CASE(4)
+                MICRO_CASE(5)
+                MICRO_CASE(6)
+                MICRO_CASE(7)
+                MICRO_CASE(8)
+            default: break;
+            }
+        }
+    }
+}
+
+/* ---- online softmax tile -------------------------------------------------------- */
+
+static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
+                         float *alpha)
+{
+    const float32x4_t ninf = vdupq_n_f32(-INFINITY), one = vdupq_n_f32(1.0f);
+    for (int64_t t = 0; t < N; t += VL) {
+        const int64_t nl = N - t;
+        const float32x4_t mold = load_n(m + t, nl);
+        float32x4_t mx = mold;
+        for (int64_t i = 0; i < M; i++)
+            mx = vmaxq_f32(mx, load_n(S + i * lds + t, nl));
+        const uint32x4_t fin = vmvnq_u32(vceqq_f32(mx, ninf));
+        const float32x4_t al = select(fin, vexp(vsubq_f32(mold, mx)), one);
+        float32x4_t sum = vmulq_f32(load_n(l + t, nl), al);
+        for (int64_t i = 0; i < M; i++) {
+            float *row = S + i * lds + t;
+            const float32x4_t s = load_n(row, nl);
+            const uint32x4_t live = vmvnq_u32(vceqq_f32(s, ninf));
+            const float32x4_t e = vreinterpretq_f32_u32(
+                vandq_u32(live, vreinterpretq_u32_f32(vexp(vsubq_f32(s, mx)))));
+            store_n(row, nl, e);
+            sum = vaddq_f32(sum, e);
+        }
+        store_n(m + t, nl, mx);
+        store_n(l + t, nl, sum);
+        store_n(alpha + t, nl, al);
+    }
+}
+
+/* ---- saliency (SPEC §4) --------------------------------------------------------- */
+
+INLINE uint32_t window_bits(int64_t key, int64_t qf, int64_t w, int64_t nl)
+{
+    int64_t lo = key - qf, hi = key - qf + w - 1;
+    if (hi < 0 || lo > nl - 1)
+        return 0;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > nl - 1 ? nl - 1 : hi;
+    return ((1u << (hi - lo + 1)) - 1) << lo;
+}
+INLINE uint32_t self_bits(int64_t key, int64_t qf, int64_t nl)
+{
+    int64_t L = key - qf;
+    return (L >= 0 && L < nl) ? 1u << L : 0;
+}
+
+static void saliency_cols(int64_t M, int64_t N, const float *S, int64_t lds, int64_t key0,
+                          int64_t q0, int64_t w, float *sigma)
+{
+    const float32x4_t ninf = vdupq_n_f32(-INFINITY), eps = vdupq_n_f32(STILL__SALIENCY_EPS);
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    for (int64_t t = 0; t < N; t += VL) {
+        const int64_t qf = q0 + t, nl = N - t < VL ? N - t : VL;
+        int64_t i0 = qf - w + 1 - key0, i1 = qf + nl - 1 - key0;
+        i0 = i0 < 0 ? 0 : i0;
+        i1 = i1 > M - 1 ? M - 1 : i1;
+        float32x4_t m1 = ninf, m2 = ninf, z1 = zero, z2 = zero, sg = zero;
+        for (int64_t i = i0; i <= i1; i++) {
+            const uint32_t inb = window_bits(key0 + i, qf, w, nl), sb = self_bits(key0 + i, qf, nl);
+            const uint32x4_t in = bits_mask(inb), other = bits_mask(inb & ~sb);
+            const float32x4_t s = load_n(S + i * lds + t, nl);
+            m1 = select(in, vmaxq_f32(m1, s), m1);
+            m2 = select(other, vmaxq_f32(m2, s), m2);
+        }
+        for (int64_t i = i0; i <= i1; i++) {
+            const uint32_t inb = window_bits(key0 + i, qf, w, nl), sb = self_bits(key0 + i, qf, nl);
+            const uint32x4_t in = bits_mask(inb), other = bits_mask(inb & ~sb);
+            const float32x4_t s = load_n(S + i * lds + t, nl);
+            z1 = select(in, vaddq_f32(z1, vexp(vsubq_f32(s, m1))), z1);
+            z2 = select(other, vaddq_f32(z2, vexp(vsubq_f32(s, m2))), z2);
+        }
+        for (int64_t i = i0; i <= i1; i++) {
+            const uint32_t inb = window_bits(key0 + i, qf, w, nl), sb = self_bits(key0 + i, qf, nl);
+            const uint32x4_t in = bits_mask(inb), other = bits_mask(inb & ~sb);
+            const float32x4_t s = load_n(S + i * lds + t, nl);
+            const float32x4_t p = vdivq_f32(vexp(vsubq_f32(s, m1)), z1);
+            const float32x4_t pw = select(other, vdivq_f32(vexp(vsubq_f32(s, m2)), z2), zero);
+            const float32x4_t ratio = vdivq_f32(vaddq_f32(p, eps), vaddq_f32(pw, eps));
+            sg = select(in, vaddq_f32(sg, vmulq_f32(p, vlog(ratio))), sg);
+        }
+        const uint32x4_t alone = vceqq_f32(m2, ninf); /* W_t = {t} */
+        sg = select(alone, vdupq_n_f32(INFINITY), sg);
+        store_n(sigma + t, nl, sg);
+    }
+}
+
+/* ---- column sums ------------------------------------------------------------------ */
+
+static void colsum_acc(int64_t M, int64_t N, const float *A, int64_t lda, float *out)
+{
+    for (int64_t t = 0; t < N; t += VL) {
+        const int64_t nl = N - t;
+        float32x4_t s = load_n(out + t, nl);
+        for (int64_t i = 0; i < M; i++)
+            s = vaddq_f32(s, load_n(A + i * lda + t, nl));
+        store_n(out + t, nl, s);
+    }
+}
+
+/* ---- feature maps (SPEC §2) -------------------------------------------------------- */
+
+INLINE float dot_row(const float *x, const float *y, int64_t n)
+{
+    float32x4_t s = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < n; i += VL)
+        s = vfmaq_f32(s, load_n(x + i, n - i), load_n(y + i, n - i));
+    return vaddvq_f32(s);
+}
+
+static void householder_rows(int64_t n, int64_t d, const float *X, int64_t ldx,
+                             const float *uhat, float *Y, int64_t ldy)
+{
+    for (int64_t r = 0; r < n; r++) {
+        const float *x = X + r * ldx;
+        float *y = Y + r * ldy;
+        const float32x4_t a2 = vdupq_n_f32(2.0f * dot_row(x, uhat, d));
+        for (int64_t i = 0; i < d; i += VL)
+            store_n(y + i, d - i, vfmsq_f32(load_n(x + i, d - i), a2, load_n(uhat + i, d - i)));
+    }
+}
+
+INLINE void softmax_row(const float *z, int64_t n, float sign, float *out)
+{
+    const float32x4_t sg = vdupq_n_f32(sign), ninf = vdupq_n_f32(-INFINITY);
+    float32x4_t mx = ninf, sum = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < n; i += VL) {
+        const uint32x4_t live = bits_mask(n - i >= VL ? 15u : (1u << (n - i)) - 1);
+        mx = select(live, vmaxq_f32(mx, vmulq_f32(sg, load_n(z + i, n - i))), mx);
+    }
+    const float32x4_t m = vdupq_n_f32(vmaxvq_f32(mx));
+    for (int64_t i = 0; i < n; i += VL) {
+        const uint32x4_t live = bits_mask(n - i >= VL ? 15u : (1u << (n - i)) - 1);
+        const float32x4_t e = vexp(vsubq_f32(vmulq_f32(sg, load_n(z + i, n - i)), m));
+        store_n(out + i, n - i, e);
+        sum = vaddq_f32(sum, vreinterpretq_f32_u32(vandq_u32(live, vreinterpretq_u32_f32(e))));
+    }
+    const float32x4_t s = vdupq_n_f32(vaddvq_f32(sum));
+    for (int64_t i = 0; i < n; i += VL)
+        store_n(out + i, n - i, vdivq_f32(load_n(out + i, n - i), s));
+}
+
+static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
+{
+    const float32x4_t floor_ = vdupq_n_f32(STILL__PHI_FLOOR), one = vdupq_n_f32(1.0f);
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    for (int64_t r = 0; r < n; r++) {
+        const float *z = Z + r * ldz;
+        float *ph = phi + r * ldphi;
+        float gain = 1.0f;
+        if (npmap) {
+            const float *x = X + r * ldx;
+            gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(dot_row(z, z, f)), STILL__NORM_FLOOR);
+        }
+        float *zh = act == STILL_ACT_HEDGEHOG ? ph + f : ph;
+        for (int64_t i = 0; i < f; i += VL)
+            store_n(zh + i, f - i, vmulq_n_f32(load_n(z + i, f - i), gain));
+        int64_t m = f;
+        switch (act) {
+        case STILL_ACT_HEDGEHOG:
+            softmax_row(zh, f, 1.0f, ph);
+            softmax_row(zh, f, -1.0f, zh);
+            m = 2 * f;
+            break;
+        case STILL_ACT_SOFTMAX:
+            softmax_row(zh, f, 1.0f, ph);
+            break;
+        case STILL_ACT_ELU1:
+            for (int64_t i = 0; i < f; i += VL) {
+                const float32x4_t v = load_n(zh + i, f - i);
+                store_n(ph + i, f - i, select(vcgtq_f32(v, zero), vaddq_f32(v, one), vexp(v)));
+            }
+            break;
+        default: /* STILL_ACT_RELU */
+            for (int64_t i = 0; i < f; i += VL)
+                store_n(ph + i, f - i, vmaxq_f32(load_n(zh + i, f - i), zero));
+            break;
+        }
+        for (int64_t i = 0; i < m; i += VL)
+            store_n(ph + i, m - i, vmaxq_f32(load_n(ph + i, m - i), floor_));
+    }
+}
+
+static void sigmoid(int64_t n, float *x)
+{
+    const float32x4_t one = vdupq_n_f32(1.0f), zero = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < n; i += VL) {
+        const float32x4_t v = load_n(x + i, n - i);
+        const float32x4_t e = vexp(vnegq_f32(vabsq_f32(v)));
+        const float32x4_t inv = vdivq_f32(one, vaddq_f32(one, e));
+        store_n(x + i, n - i, select(vcgeq_f32(v, zero), inv, vmulq_f32(e, inv)));
+    }
+}
+
+const still__kernels still__kernels_neon = {
+    STILL_ISA_NEON, "neon", gemm, softmax_cols, saliency_cols, colsum_acc,
+    householder_rows, npmap_rows, sigmoid,
+};
