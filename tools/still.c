@@ -1,3 +1,72 @@
-#include "still.h"
+/*
+ * still.c -- the `still` command: dispatches to its subcommands
+ * (commands.def) and documents the exit statuses (tool.h).
+ */
+#include "tool.h"
+
 #include <stdio.h>
-int main(void) { puts(still_version_string()); return 0; }
+#include <string.h>
+
+typedef struct tool_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} tool_command;
+
+static const tool_command commands[] = {
+#define STILL_TOOL_COMMAND(name, help) {#name, cmd_##name, help},
+#include "commands.def"
+#undef STILL_TOOL_COMMAND
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: still COMMAND [options]      (still COMMAND --help for its options)\n"
+               "\n"
+               "libstill %s: STILL attention -- exact softmax attention over a few salient\n"
+               "tokens, linear attention over the rest -- and its reference tools.\n"
+               "\n"
+               "commands:\n",
+            still_version_string());
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n"
+               "Files: .npy arrays (v1-v3, little-endian <f4/<f8, <f2 read, C order) and\n"
+               "safetensors parameters (SPEC §11).  On any failure a command prints one line\n"
+               "on stderr naming the problem and writes no output file.\n"
+               "\n"
+               "exit status:\n"
+               "  0  success\n"
+               "  1  still check: the arrays differ beyond the tolerance\n"
+               "  2  usage error: unknown command or option, bad or missing value\n"
+               "  3  input file problem: missing, malformed, non-finite, or shapes that\n"
+               "     do not fit together\n"
+               "  4  library error: the computation was refused or failed (e.g. the fast\n"
+               "     path not available in this build)\n"
+               "  5  an output file could not be written\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "still: expected a command (see still --help)\n");
+        return TOOL_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return TOOL_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("still (libstill) %s\n", still_version_string());
+        return TOOL_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) {
+            int status = commands[i].run(argc - 1, argv + 1);
+            if (fflush(stdout) != 0 && status == TOOL_EXIT_OK)
+                return tool_fail(TOOL_EXIT_OUTPUT, commands[i].name, "cannot write to stdout");
+            return status;
+        }
+    fprintf(stderr, "still: unknown command '%s' (see still --help)\n", argv[1]);
+    return TOOL_EXIT_USAGE;
+}

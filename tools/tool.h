@@ -1,4 +1,122 @@
-/* tool.h -- shared by the still subcommands (placeholder). */
+/*
+ * tool.h -- shared by the subcommands of the `still` tool.
+ *
+ * A subcommand is  int cmd_<name>(int argc, char **argv)  with argv[0] its
+ * name; it returns the exit status below and, on failure, has printed ONE
+ * line on stderr ("still <name>: <file>: <what>, expected <x>, found <y>")
+ * and written no output file (SPEC §11).  commands.def lists them.
+ */
 #ifndef STILL_TOOL_H
 #define STILL_TOOL_H
+
+#include "io.h"
+#include "still.h"
+
+#include <stdint.h>
+
+/* Exit statuses, documented by `still --help`. */
+enum {
+    TOOL_EXIT_OK = 0,
+    TOOL_EXIT_MISMATCH = 1, /* still check: the arrays differ beyond the tolerance */
+    TOOL_EXIT_USAGE = 2,    /* unknown option, bad or missing value */
+    TOOL_EXIT_INPUT = 3,    /* an input file is missing, malformed or inconsistent */
+    TOOL_EXIT_LIBRARY = 4,  /* the library refused or failed the computation */
+    TOOL_EXIT_OUTPUT = 5    /* an output file could not be written */
+};
+
+#define STILL_TOOL_COMMAND(name, help) int cmd_##name(int argc, char **argv);
+#include "commands.def"
+#undef STILL_TOOL_COMMAND
+
+/* ---- messages and options (tool_common.c) ---------------------------------- */
+
+/* Prints "still <cmd>: <message>" as one line on stderr; returns status. */
+int tool_fail(int status, const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
 #endif
+    ;
+/* A library status as text: "<still_strerror> (STILL_E_...)". */
+const char *tool_status_name(int rc);
+int tool_is_help(const char *arg);
+/* argv[*i] is "--opt" or "--opt=value". */
+int tool_is_option(const char *arg, const char *opt);
+/* The value of "--opt=value" or of "--opt value" (advancing *i); NULL after
+ * printing a usage error when it is missing. */
+const char *tool_option_value(const char *cmd, int argc, char **argv, int *i, const char *opt);
+/* Integers and finite reals, with the range in the error message. */
+int tool_parse_int64(const char *cmd, const char *opt, const char *val, int64_t lo, int64_t hi,
+                     int64_t *out);
+int tool_parse_double(const char *cmd, const char *opt, const char *val, double lo, double hi,
+                      double *out);
+/* "[2,4,16,8]" */
+void tool_shape_text(int ndim, const int64_t *shape, char *buf, size_t len);
+/* A flat index as "[b,h,n,i]". */
+void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, size_t len);
+/* Seconds on a monotonic clock. */
+double tool_now(void);
+
+/* ---- the attention inputs of SPEC §11 (tool_attn.c) ------------------------ */
+
+enum { TOOL_PATH_REF = 0, TOOL_PATH_FAST = 1 };
+
+/* Every option of `still run` (SPEC §11); teacher and grad parse the same. */
+typedef struct tool_attn_opts {
+    const char *q, *k, *v, *gate, *params;
+    const char *out, *scores_out, *select_out, *select_in;
+    still_config cfg;
+    int path;   /* TOOL_PATH_REF (default) or TOOL_PATH_FAST */
+    int decode; /* --mode decode */
+    int dtype;  /* --dtype: STILL__DT_F4 or _F8; 0 = the path's default */
+} tool_attn_opts;
+
+void tool_attn_defaults(tool_attn_opts *o);
+/* Parses argv[*i] if it is one of the options above (advancing *i past its
+ * value): returns 1 if it was, 0 if it is not one of them, -1 after a
+ * usage error has been printed. */
+int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, int *i);
+/* The --help lines of those options. */
+extern const char tool_attn_options_help[];
+/* Checks the options that do not depend on the files (required inputs,
+ * --topk <= --chunk, distinct outputs, ...); TOOL_EXIT_OK or _USAGE. */
+int tool_attn_check(const char *cmd, const tool_attn_opts *o);
+
+/* The arrays of one call, loaded and checked. */
+typedef struct tool_attn_inputs {
+    still_shape shape;    /* layout BHND */
+    int ndim;             /* rank of q: 3 ([Hq,N,d], B = 1) or 4 */
+    int dtype;            /* STILL_F64 (ref path) or STILL_F32 (fast path) */
+    void *q, *k, *v, *gate;
+    still_params params;  /* defaults when there is no --params */
+    double *params_storage;
+    uint8_t *selection_in; /* [B][Hq][N] or NULL */
+} tool_attn_inputs;
+
+/* Loads q, k, v (and gate, params, select-in when asked) converted to the
+ * path's dtype, checks their shapes against each other, finiteness and the
+ * configuration.  Returns TOOL_EXIT_OK or the exit status after printing
+ * the one-line error.  with_extras = 0 loads q, k, v only (the teacher). */
+int tool_attn_load(const char *cmd, const tool_attn_opts *o, int with_extras,
+                   tool_attn_inputs *in);
+void tool_attn_free(tool_attn_inputs *in);
+
+/* The output of [B,Hq,N,x] (x = 0: [B,Hq,N]) in the rank of the inputs. */
+int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape);
+
+/* ---- outputs (tool_common.c) ------------------------------------------------- */
+
+typedef struct tool_output {
+    const char *path;
+    int dtype;  /* STILL__DT_F4, _F8 or _U1: the file's */
+    int ndim;
+    int64_t shape[STILL__MAX_NDIM];
+    const void *data;
+    int data_dtype; /* for floats: STILL_F32 or STILL_F64 of data (converted) */
+} tool_output;
+
+/* Writes every output, each atomically; if one fails, the ones already
+ * written by this call are removed: all or nothing.  TOOL_EXIT_OK or
+ * TOOL_EXIT_OUTPUT (after the one-line error). */
+int tool_write_outputs(const char *cmd, const tool_output *outs, int n);
+
+#endif /* STILL_TOOL_H */

@@ -1,0 +1,96 @@
+/*
+ * cmd_info.c -- `still info`: what this build of libstill is and runs on:
+ * version, compiler and options, OpenMP, OpenBLAS, SLEEF, and the CPU's
+ * SIMD features.
+ */
+#include "tool.h"
+
+#include <cblas.h>
+#include <sleef.h>
+#include <stdio.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static void info_usage(FILE *f)
+{
+    fprintf(f, "usage: still info\n"
+               "\n"
+               "Prints the library version, how it was built (compiler, OpenMP, OpenBLAS,\n"
+               "SLEEF) and the SIMD features of this CPU.  Exit status: 0, or 2 on a usage\n"
+               "error.\n");
+}
+
+static const char *compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown compiler";
+#endif
+}
+
+static const char *architecture(void)
+{
+#if defined(__x86_64__)
+    return "x86_64";
+#elif defined(__aarch64__)
+    return "aarch64";
+#else
+    return "other (generic kernels only)";
+#endif
+}
+
+/* The CPU's SIMD features (what the fast path's dispatcher can choose from). */
+static void print_cpu(void)
+{
+    printf("cpu features    ");
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    printf("sse4.2:%s avx2:%s fma:%s avx512f:%s avx512dq:%s\n",
+           __builtin_cpu_supports("sse4.2") ? "yes" : "no",
+           __builtin_cpu_supports("avx2") ? "yes" : "no",
+           __builtin_cpu_supports("fma") ? "yes" : "no",
+           __builtin_cpu_supports("avx512f") ? "yes" : "no",
+           __builtin_cpu_supports("avx512dq") ? "yes" : "no");
+#elif defined(__aarch64__)
+    printf("neon:yes (ASIMD is mandatory on aarch64)\n");
+#else
+    printf("(not detected on this architecture)\n");
+#endif
+}
+
+int cmd_info(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (tool_is_help(argv[i])) {
+            info_usage(stdout);
+            return TOOL_EXIT_OK;
+        }
+        return tool_fail(TOOL_EXIT_USAGE, "info", "unexpected argument '%s' (see still info "
+                         "--help)", argv[i]);
+    }
+    printf("libstill        %s (runtime), %s (header)\n", still_version_string(),
+           STILL_VERSION_STRING);
+    printf("built with      %s, C %ld, for %s\n", compiler(), (long)__STDC_VERSION__,
+           architecture());
+#ifdef _OPENMP
+    printf("OpenMP          %d, %d threads by default\n", _OPENMP, omp_get_max_threads());
+#else
+    printf("OpenMP          not enabled\n");
+#endif
+    printf("OpenBLAS        %s (core %s, %s threading)\n", openblas_get_config(),
+           openblas_get_corename(),
+           openblas_get_parallel() == 0 ? "sequential"
+                                        : openblas_get_parallel() == 1 ? "pthreads" : "OpenMP");
+    printf("SLEEF           %d.%d.%d\n", SLEEF_VERSION_MAJOR, SLEEF_VERSION_MINOR,
+           SLEEF_VERSION_PATCHLEVEL);
+    print_cpu();
+    return TOOL_EXIT_OK;
+}

@@ -1,0 +1,167 @@
+/*
+ * cmd_run.c -- `still run`: STILL attention of q, k, v files (SPEC §6, §11).
+ *
+ * Loads and checks every input first, computes on the chosen path (ref:
+ * double; fast: float32) in prefill or streaming decode mode, and writes
+ * the outputs only when everything succeeded.
+ */
+#include "tool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void run_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: still run --q Q.npy --k K.npy --v V.npy --out O.npy [options]\n"
+            "\n"
+            "STILL hybrid attention (SPEC §6): a few salient tokens per chunk keep exact\n"
+            "softmax attention, the others are summarized by linear attention.\n"
+            "\n%s"
+            "\n"
+            "Exit status: 0 success, 2 usage error, 3 input file problem, 4 library\n"
+            "error (e.g. the fast path not available), 5 output not written.\n",
+            tool_attn_options_help);
+}
+
+/* Copies token t of every (batch, head) row of x [rows][N][D] into
+ * step [rows][1][D], or back with to_full. */
+static void move_token(int to_full, void *full, void *step, int64_t rows, int64_t N, int64_t D,
+                       int64_t t, size_t es)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        unsigned char *f = (unsigned char *)full + ((size_t)(r * N + t) * (size_t)D) * es;
+        unsigned char *s = (unsigned char *)step + (size_t)(r * D) * es;
+        if (to_full)
+            memcpy(f, s, (size_t)D * es);
+        else
+            memcpy(s, f, (size_t)D * es);
+    }
+}
+
+/* SPEC §7: streaming decode, one token per append; the same outputs as
+ * prefill (SPEC I6). */
+static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
+                      const still_params *params, void *out, double *sigma)
+{
+    const still_shape *s = &in->shape;
+    const size_t es = in->dtype == STILL_F64 ? sizeof(double) : sizeof(float);
+    const int64_t rq = s->batch * s->heads_q, rk = s->batch * s->heads_kv, N = s->seq_len;
+    still_state *st = NULL;
+    int rc = still_state_create(&o->cfg, s, params,
+                                o->path == TOOL_PATH_FAST ? STILL_PATH_FAST : STILL_PATH_REF, &st);
+    if (rc)
+        return rc;
+    size_t nq = (size_t)(rq * s->dim_qk), nk = (size_t)(rk * s->dim_qk),
+           nv = (size_t)(rk * s->dim_v), no = (size_t)(rq * s->dim_v);
+    unsigned char *buf = malloc((nq + nk + nv + 2 * no) * es + (size_t)rq * sizeof(double));
+    if (!buf) {
+        still_state_destroy(st);
+        return STILL_E_NOMEM;
+    }
+    void *q1 = buf, *k1 = buf + nq * es, *v1 = buf + (nq + nk) * es,
+         *g1 = buf + (nq + nk + nv) * es, *o1 = buf + (nq + nk + nv + no) * es;
+    double *s1 = (double *)(buf + (nq + nk + nv + 2 * no) * es);
+    still_tensors t1 = {in->dtype, q1, k1, v1, in->gate ? g1 : NULL, o1,
+                        sigma ? s1 : NULL, NULL, NULL};
+    for (int64_t t = 0; t < N && !rc; t++) {
+        move_token(0, in->q, q1, rq, N, s->dim_qk, t, es);
+        move_token(0, in->k, k1, rk, N, s->dim_qk, t, es);
+        move_token(0, in->v, v1, rk, N, s->dim_v, t, es);
+        if (in->gate)
+            move_token(0, in->gate, g1, rq, N, s->dim_v, t, es);
+        if ((rc = still_state_append(st, 1, &t1)))
+            break;
+        move_token(1, out, o1, rq, N, s->dim_v, t, es);
+        if (sigma)
+            move_token(1, sigma, s1, rq, N, 1, t, sizeof(double));
+    }
+    free(buf);
+    still_state_destroy(st);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *cmd = "run";
+    tool_attn_opts o;
+    tool_attn_inputs in;
+    int rc;
+
+    tool_attn_defaults(&o);
+    for (int i = 1; i < argc; i++) {
+        if (tool_is_help(argv[i])) {
+            run_usage(stdout);
+            return TOOL_EXIT_OK;
+        }
+        rc = tool_attn_option(cmd, &o, argc, argv, &i);
+        if (rc < 0)
+            return TOOL_EXIT_USAGE;
+        if (rc == 0)
+            return tool_fail(TOOL_EXIT_USAGE, cmd, "unknown option '%s' (see still run --help)",
+                             argv[i]);
+    }
+    if ((rc = tool_attn_check(cmd, &o)) || (rc = tool_attn_load(cmd, &o, 1, &in)))
+        return rc;
+
+    const still_shape *s = &in.shape;
+    size_t es = in.dtype == STILL_F64 ? sizeof(double) : sizeof(float);
+    size_t rows = (size_t)(s->batch * s->heads_q * s->seq_len);
+    void *out = malloc(rows * (size_t)s->dim_v * es);
+    double *sigma = o.scores_out ? malloc(rows * sizeof *sigma) : NULL;
+    uint8_t *sel = o.select_out ? malloc(rows) : NULL;
+    if (!out || (o.scores_out && !sigma) || (o.select_out && !sel)) {
+        rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory for the outputs");
+        goto done;
+    }
+    const still_params *params = o.params ? &in.params : NULL;
+    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in};
+    double t0 = tool_now();
+    if (o.decode)
+        rc = run_decode(&o, &in, params, out, sigma);
+    else if (o.path == TOOL_PATH_FAST)
+        rc = still_forward(&o.cfg, s, params, &t);
+    else
+        rc = still_ref_forward(&o.cfg, s, params, &t);
+    double seconds = tool_now() - t0;
+    if (rc) {
+        rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path %s refused: %s (%s)",
+                       o.path == TOOL_PATH_FAST ? "fast" : "ref", o.decode ? "decode" : "prefill",
+                       still_strerror(rc), tool_status_name(rc));
+        goto done;
+    }
+
+    tool_output outs[3];
+    int n = 0;
+    outs[n] = (tool_output){o.out, o.dtype ? o.dtype
+                                           : o.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8,
+                            0, {0}, out, in.dtype};
+    outs[n].ndim = tool_attn_out_shape(&in, s->dim_v, outs[n].shape);
+    n++;
+    if (sigma) {
+        outs[n] = (tool_output){o.scores_out, STILL__DT_F8, 0, {0}, sigma, STILL_F64};
+        outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
+        n++;
+    }
+    if (sel) {
+        outs[n] = (tool_output){o.select_out, STILL__DT_U1, 0, {0}, sel, STILL_F64};
+        outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
+        n++;
+    }
+    if ((rc = tool_write_outputs(cmd, outs, n)))
+        goto done;
+    char shape[160];
+    tool_shape_text(outs[0].ndim, outs[0].shape, shape, sizeof shape);
+    printf("still run: %s path, %s, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, %.3f s; "
+           "wrote %s %s %s\n", o.path == TOOL_PATH_FAST ? "fast" : "ref",
+           o.decode ? "decode" : "prefill", (long long)s->batch, (long long)s->heads_q,
+           (long long)s->heads_kv, (long long)s->seq_len, (long long)s->dim_qk,
+           (long long)s->dim_v, seconds, o.out, still__dtype_name(outs[0].dtype), shape);
+done:
+    free(out);
+    free(sigma);
+    free(sel);
+    tool_attn_free(&in);
+    return rc;
+}

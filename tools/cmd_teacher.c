@@ -1,0 +1,92 @@
+/*
+ * cmd_teacher.c -- `still teacher`: full causal softmax attention of the
+ * same inputs as `still run` (SPEC §1, §11), the reference STILL is
+ * trained and checked against.
+ */
+#include "tool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void teacher_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: still teacher --q Q.npy --k K.npy --v V.npy --out O.npy [options]\n"
+            "\n"
+            "Full causal softmax attention (SPEC §1): o_t = sum_{j<=t} e^{s(t,j)} v_j /\n"
+            "sum_{j<=t} e^{s(t,j)}, s(t,j) = scale <q_t, k_j>.  It takes the options of\n"
+            "`still run`, so that one command line serves both; of those only --q, --k,\n"
+            "--v, --scale, --path, --isa, --threads, --dtype and --out have an effect\n"
+            "(the teacher has no gate, parameters, chunks or routing, and is computed in\n"
+            "one pass whatever --mode says).  --scores-out, --select-out and --select-in\n"
+            "are refused: the teacher selects nothing.\n"
+            "\n%s"
+            "\n"
+            "Exit status: 0 success, 2 usage error, 3 input file problem, 4 library\n"
+            "error (e.g. the fast path not available), 5 output not written.\n",
+            tool_attn_options_help);
+}
+
+int cmd_teacher(int argc, char **argv)
+{
+    const char *cmd = "teacher";
+    tool_attn_opts o;
+    tool_attn_inputs in;
+    int rc;
+
+    tool_attn_defaults(&o);
+    for (int i = 1; i < argc; i++) {
+        if (tool_is_help(argv[i])) {
+            teacher_usage(stdout);
+            return TOOL_EXIT_OK;
+        }
+        rc = tool_attn_option(cmd, &o, argc, argv, &i);
+        if (rc < 0)
+            return TOOL_EXIT_USAGE;
+        if (rc == 0)
+            return tool_fail(TOOL_EXIT_USAGE, cmd,
+                             "unknown option '%s' (see still teacher --help)", argv[i]);
+    }
+    if (o.scores_out || o.select_out || o.select_in)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "%s: the teacher attends to every key and "
+                         "selects nothing (use still run)",
+                         o.scores_out ? "--scores-out" : o.select_out ? "--select-out"
+                                                                      : "--select-in");
+    o.decode = 0;
+    if ((rc = tool_attn_check(cmd, &o)) || (rc = tool_attn_load(cmd, &o, 0, &in)))
+        return rc;
+
+    const still_shape *s = &in.shape;
+    size_t es = in.dtype == STILL_F64 ? sizeof(double) : sizeof(float);
+    void *out = malloc((size_t)(s->batch * s->heads_q * s->seq_len * s->dim_v) * es);
+    if (!out) {
+        tool_attn_free(&in);
+        return tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory for the output");
+    }
+    still_tensors t = {in.dtype, in.q, in.k, in.v, NULL, out, NULL, NULL, NULL};
+    double t0 = tool_now();
+    rc = o.path == TOOL_PATH_FAST ? still_teacher(&o.cfg, s, &t) : still_ref_teacher(&o.cfg, s, &t);
+    double seconds = tool_now() - t0;
+    if (rc) {
+        rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path refused: %s (%s)",
+                       o.path == TOOL_PATH_FAST ? "fast" : "ref", still_strerror(rc),
+                       tool_status_name(rc));
+    } else {
+        tool_output out1 = {o.out, o.dtype ? o.dtype
+                                           : o.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8,
+                            0, {0}, out, in.dtype};
+        out1.ndim = tool_attn_out_shape(&in, s->dim_v, out1.shape);
+        if (!(rc = tool_write_outputs(cmd, &out1, 1))) {
+            char shape[160];
+            tool_shape_text(out1.ndim, out1.shape, shape, sizeof shape);
+            printf("still teacher: %s path, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, "
+                   "%.3f s; wrote %s %s %s\n", o.path == TOOL_PATH_FAST ? "fast" : "ref",
+                   (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
+                   (long long)s->seq_len, (long long)s->dim_qk, (long long)s->dim_v, seconds,
+                   o.out, still__dtype_name(out1.dtype), shape);
+        }
+    }
+    free(out);
+    tool_attn_free(&in);
+    return rc;
+}

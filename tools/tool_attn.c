@@ -1,0 +1,438 @@
+/*
+ * tool_attn.c -- the attention inputs of SPEC §11, shared by `still run`,
+ * `still teacher` (and later `still grad`): the options, and loading q, k,
+ * v, gate, parameters and a forced selection with every check done before
+ * any computation, each failure named in one line.
+ */
+#include "tool.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char tool_attn_options_help[] =
+    "inputs (.npy, <f4 or <f8, <f2 accepted; C order; 3-D arrays mean B = 1):\n"
+    "  --q Q.npy            queries [B,Hq,N,d]                          (required)\n"
+    "  --k K.npy            keys [B,Hk,N,d], Hk dividing Hq              (required)\n"
+    "  --v V.npy            values [B,Hk,N,dv]                           (required)\n"
+    "  --gate G.npy         gate values [B,Hq,N,dv] (default all ones)\n"
+    "  --params P           safetensors: fq.W [Hq,f,d], fq.b [Hq,f], fq.u [Hq,d],\n"
+    "                       fk.* the same (absent: tied to fq), window.w [Hq]\n"
+    "configuration (SPEC §2-6):\n"
+    "  --chunk C            chunk size C >= 1 (default 64)\n"
+    "  --topk K             tokens selected per chunk, 0 <= K <= C (default 4)\n"
+    "  --window W           saliency window / exact window of routing window,\n"
+    "                       W >= 2 (default max(C, 2))\n"
+    "  --local L            recent chunks kept exact, L >= 0 (default 2)\n"
+    "  --routing R          saliency (default), window, all, none\n"
+    "  --act A              hedgehog (default), softmax, elu1, relu\n"
+    "  --no-npmap           no norm-preserving rescale of the feature map\n"
+    "  --eps-den E          added to the hybrid denominator, E >= 0 (default 1e-6)\n"
+    "  --scale S            logit scale (default 1/sqrt(d))\n"
+    "  --cap N              cap on the selected cache, 0 = none (default)\n"
+    "execution:\n"
+    "  --path P             ref (default: exact, double) or fast (float32, SIMD)\n"
+    "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
+    "  --threads T          fast path threads, 0 = OpenMP's default\n"
+    "  --mode M             prefill (default) or decode (streaming, token by token)\n"
+    "outputs (.npy, written only when everything succeeded):\n"
+    "  --dtype D            f4 or f8 for --out (default f8 on the ref path, f4 fast)\n"
+    "  --out O.npy          the output o [B,Hq,N,dv]                    (required)\n"
+    "  --scores-out S.npy   the saliency sigma [B,Hq,N], <f8 (+inf allowed)\n"
+    "  --select-out S.npy   the selection [B,Hq,N], |u1: 1 = selected when its chunk\n"
+    "                       was split\n"
+    "  --select-in S.npy    a forced selection [B,Hq,N], |u1 (exactly K ones in every\n"
+    "                       complete chunk)\n"
+    "(outputs of 3-D inputs are 3-D too: o [Hq,N,dv], sigma and selections [Hq,N])\n";
+
+void tool_attn_defaults(tool_attn_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    still_config_default(&o->cfg);
+    o->path = TOOL_PATH_REF;
+}
+
+/* Looks val up in names[]; -1 (after a usage error) when absent. */
+static int choose(const char *cmd, const char *opt, const char *val, const char *const *names,
+                  int n, const char *list)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(val, names[i]))
+            return i;
+    tool_fail(TOOL_EXIT_USAGE, cmd, "%s: expected %s, found '%s'", opt, list, val);
+    return -1;
+}
+
+static const char *const routing_names[] = {"saliency", "window", "all", "none"};
+static const char *const act_names[] = {"hedgehog", "softmax", "elu1", "relu"};
+static const char *const isa_names[] = {"auto", "generic", "avx2", "avx512", "neon"};
+static const char *const path_names[] = {"ref", "fast"};
+static const char *const mode_names[] = {"prefill", "decode"};
+static const char *const dtype_names[] = {"f4", "f8"};
+
+/* Options taking a file name, by the field they fill. */
+static const char **file_option(tool_attn_opts *o, const char *arg, const char **name)
+{
+    static const char *const names[] = {"--q", "--k", "--v", "--gate", "--params", "--out",
+                                        "--scores-out", "--select-out", "--select-in"};
+    const char **fields[] = {&o->q, &o->k, &o->v, &o->gate, &o->params, &o->out,
+                             &o->scores_out, &o->select_out, &o->select_in};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (tool_is_option(arg, names[i])) {
+            *name = names[i];
+            return fields[i];
+        }
+    return NULL;
+}
+
+int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *name, *val, **field;
+    int64_t x;
+    int c;
+
+    if (!strcmp(a, "--no-npmap")) {
+        o->cfg.npmap = 0;
+        return 1;
+    }
+    if ((field = file_option(o, a, &name))) {
+        if (!(val = tool_option_value(cmd, argc, argv, i, name)))
+            return -1;
+        if (!*val)
+            return tool_fail(-1, cmd, "%s: expected a file name, found ''", name);
+        *field = val;
+        return 1;
+    }
+    /* integers */
+    static const struct { const char *opt; int64_t lo, hi; } ints[] = {
+        {"--chunk", 1, INT64_C(1) << 40}, {"--topk", 0, INT64_C(1) << 40},
+        {"--window", 2, INT64_C(1) << 40}, {"--local", 0, INT64_C(1) << 40},
+        {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, 4096},
+    };
+    for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
+        if (!tool_is_option(a, ints[k].opt))
+            continue;
+        if (!(val = tool_option_value(cmd, argc, argv, i, ints[k].opt)) ||
+            tool_parse_int64(cmd, ints[k].opt, val, ints[k].lo, ints[k].hi, &x))
+            return -1;
+        switch (k) {
+        case 0: o->cfg.chunk = x; break;
+        case 1: o->cfg.topk = x; break;
+        case 2: o->cfg.window = x; break;
+        case 3: o->cfg.local = x; break;
+        case 4: o->cfg.max_sel = x; break;
+        default: o->cfg.threads = (int)x; break;
+        }
+        return 1;
+    }
+    if (tool_is_option(a, "--eps-den")) {
+        return (val = tool_option_value(cmd, argc, argv, i, "--eps-den")) &&
+                       !tool_parse_double(cmd, "--eps-den", val, 0.0, HUGE_VAL, &o->cfg.eps_den)
+                   ? 1 : -1;
+    }
+    if (tool_is_option(a, "--scale")) {
+        if (!(val = tool_option_value(cmd, argc, argv, i, "--scale")) ||
+            tool_parse_double(cmd, "--scale", val, -HUGE_VAL, HUGE_VAL, &o->cfg.scale))
+            return -1;
+        if (o->cfg.scale == 0.0)
+            return tool_fail(-1, cmd, "--scale: expected a nonzero number, found '%s'", val);
+        return 1;
+    }
+    /* keywords */
+    static const struct { const char *opt; const char *const *names; int n; const char *list; } kw[] = {
+        {"--routing", routing_names, 4, "saliency, window, all or none"},
+        {"--act", act_names, 4, "hedgehog, softmax, elu1 or relu"},
+        {"--isa", isa_names, 5, "auto, generic, avx2, avx512 or neon"},
+        {"--path", path_names, 2, "ref or fast"},
+        {"--mode", mode_names, 2, "prefill or decode"},
+        {"--dtype", dtype_names, 2, "f4 or f8"},
+    };
+    for (size_t k = 0; k < sizeof kw / sizeof *kw; k++) {
+        if (!tool_is_option(a, kw[k].opt))
+            continue;
+        if (!(val = tool_option_value(cmd, argc, argv, i, kw[k].opt)) ||
+            (c = choose(cmd, kw[k].opt, val, kw[k].names, kw[k].n, kw[k].list)) < 0)
+            return -1;
+        switch (k) {
+        case 0: o->cfg.routing = STILL_ROUTING_SALIENCY + c; break;
+        case 1: o->cfg.act = STILL_ACT_HEDGEHOG + c; break;
+        case 2: o->cfg.isa = STILL_ISA_AUTO + c; break;
+        case 3: o->path = c ? TOOL_PATH_FAST : TOOL_PATH_REF; break;
+        case 4: o->decode = c; break;
+        default: o->dtype = c ? STILL__DT_F8 : STILL__DT_F4; break;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+int tool_attn_check(const char *cmd, const tool_attn_opts *o)
+{
+    if (!o->q || !o->k || !o->v)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--q, --k and --v are required (missing %s; see "
+                         "still %s --help)", !o->q ? "--q" : !o->k ? "--k" : "--v", cmd);
+    if (!o->out)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--out is required (see still %s --help)", cmd);
+    if (o->cfg.routing == STILL_ROUTING_SALIENCY && o->cfg.topk > o->cfg.chunk)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--topk %lld exceeds --chunk %lld (SPEC §5: "
+                         "0 <= k <= C)", (long long)o->cfg.topk, (long long)o->cfg.chunk);
+    /* two outputs on one file would overwrite each other */
+    const char *outs[3] = {o->out, o->scores_out, o->select_out};
+    const char *flags[3] = {"--out", "--scores-out", "--select-out"};
+    for (int a = 0; a < 3; a++)
+        for (int b = a + 1; b < 3; b++)
+            if (outs[a] && outs[b] && !strcmp(outs[a], outs[b]))
+                return tool_fail(TOOL_EXIT_USAGE, cmd, "%s and %s name the same file '%s'",
+                                 flags[a], flags[b], outs[a]);
+    if (o->decode && (o->select_in || o->select_out))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "%s needs --mode prefill (in decode a token's "
+                         "selection is made only when its chunk is split, later)",
+                         o->select_in ? "--select-in" : "--select-out");
+    return TOOL_EXIT_OK;
+}
+
+/* ---- loading ------------------------------------------------------------------- */
+
+/* One float input as the path's dtype, with its rank normalized to 4 (a
+ * 3-D array is [1,...]). */
+typedef struct loaded {
+    int ndim;
+    int64_t s[4];
+    void *data;
+} loaded;
+
+static int first_nonfinite(int dtype, const void *p, int64_t n, int64_t *at)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(still__load(dtype, p, i))) {
+            *at = i;
+            return 1;
+        }
+    return 0;
+}
+
+static int load_float(const char *cmd, const char *path, const char *role, int dtype,
+                      loaded *L)
+{
+    char err[STILL__ERRLEN], shape[160], where[160];
+    still__array a;
+    int64_t at;
+    int rc;
+
+    memset(L, 0, sizeof *L);
+    if ((rc = still__npy_read(path, &a, err, sizeof err)))
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+    tool_shape_text(a.ndim, a.shape, shape, sizeof shape);
+    if (a.dtype == STILL__DT_U1) {
+        still__array_free(&a);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s has dtype |u1, expected a float array "
+                         "(<f2, <f4 or <f8)", path, role);
+    }
+    if (a.ndim != 3 && a.ndim != 4) {
+        still__array_free(&a);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s must have 4 dimensions [B,H,N,x] or 3 "
+                         "[H,N,x], found shape %s", path, role, shape);
+    }
+    for (int i = 0; i < a.ndim; i++)
+        if (a.shape[i] < 1) {
+            still__array_free(&a);
+            return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s has an empty dimension, shape %s",
+                             path, role, shape);
+        }
+    L->ndim = a.ndim;
+    L->s[0] = a.ndim == 4 ? a.shape[0] : 1;
+    for (int i = 0; i < 3; i++)
+        L->s[1 + i] = a.shape[a.ndim - 3 + i];
+    if (dtype == STILL_F64) {
+        double *d = NULL;
+        rc = still__array_to_f64(&a, &d);
+        L->data = d;
+    } else {
+        float *f = NULL;
+        rc = still__array_to_f32(&a, &f);
+        L->data = f;
+    }
+    int64_t count = a.count;
+    still__array_free(&a);
+    if (rc)
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s", path, still_strerror(rc));
+    if (first_nonfinite(dtype, L->data, count, &at)) {
+        double x = still__load(dtype, L->data, at);
+        tool_index_text(L->ndim, L->ndim == 4 ? L->s : L->s + 1, at, where, sizeof where);
+        free(L->data);
+        L->data = NULL;
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s element %s is %s%s, expected finite "
+                         "values (SPEC §10)", path, role, where, isnan(x) ? "NaN" : "infinite",
+                         dtype == STILL_F32 ? " as float32" : "");
+    }
+    return TOOL_EXIT_OK;
+}
+
+/* One axis of `found` against the same axis of `ref`. */
+static int same_axis(const char *cmd, const char *path, const char *axis, int64_t found,
+                     int64_t expected, const char *ref_path)
+{
+    if (found == expected)
+        return TOOL_EXIT_OK;
+    return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s %lld, expected %lld as in %s", path, axis,
+                     (long long)found, (long long)expected, ref_path);
+}
+
+/* SPEC §11: q [B,Hq,N,d], k [B,Hk,N,d], v [B,Hk,N,dv], gate [B,Hq,N,dv]. */
+static int check_shapes(const char *cmd, const tool_attn_opts *o, const loaded *q,
+                        const loaded *k, const loaded *v, const loaded *g)
+{
+    int rc;
+    if ((rc = same_axis(cmd, o->k, "batch", k->s[0], q->s[0], o->q)) ||
+        (rc = same_axis(cmd, o->k, "sequence length", k->s[2], q->s[2], o->q)) ||
+        (rc = same_axis(cmd, o->k, "dimension d", k->s[3], q->s[3], o->q)) ||
+        (rc = same_axis(cmd, o->v, "batch", v->s[0], k->s[0], o->k)) ||
+        (rc = same_axis(cmd, o->v, "heads", v->s[1], k->s[1], o->k)) ||
+        (rc = same_axis(cmd, o->v, "sequence length", v->s[2], k->s[2], o->k)))
+        return rc;
+    if (q->s[1] % k->s[1] != 0)
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %lld kv heads do not divide the %lld query "
+                         "heads of %s", o->k, (long long)k->s[1], (long long)q->s[1], o->q);
+    if (g && ((rc = same_axis(cmd, o->gate, "batch", g->s[0], q->s[0], o->q)) ||
+              (rc = same_axis(cmd, o->gate, "heads", g->s[1], q->s[1], o->q)) ||
+              (rc = same_axis(cmd, o->gate, "sequence length", g->s[2], q->s[2], o->q)) ||
+              (rc = same_axis(cmd, o->gate, "dimension dv", g->s[3], v->s[3], o->v))))
+        return rc;
+    return TOOL_EXIT_OK;
+}
+
+/* A forced selection [B,Hq,N] ([Hq,N] when B = 1), 0/1, with exactly k
+ * ones in every complete chunk (SPEC §5). */
+static int load_selection(const char *cmd, const char *path, const still__resolved *r,
+                          uint8_t **out)
+{
+    const still_shape *s = &r->shape;
+    char err[STILL__ERRLEN], shape[160], want[160];
+    still__array a;
+    int64_t expect[3] = {s->batch, s->heads_q, s->seq_len};
+
+    if (still__npy_read(path, &a, err, sizeof err))
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+    tool_shape_text(a.ndim, a.shape, shape, sizeof shape);
+    tool_shape_text(3, expect, want, sizeof want);
+    int ok = a.ndim == 3 && !memcmp(a.shape, expect, sizeof expect);
+    if (a.ndim == 2 && s->batch == 1)
+        ok = a.shape[0] == s->heads_q && a.shape[1] == s->seq_len;
+    if (a.dtype != STILL__DT_U1 || !ok) {
+        still__array_free(&a);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: expected a |u1 selection of shape %s, found "
+                         "%s %s", path, want, still__dtype_name(a.dtype), shape);
+    }
+    const uint8_t *sel = a.data;
+    int64_t N = s->seq_len, C = r->C, full = N / C;
+    for (int64_t row = 0; row < s->batch * s->heads_q; row++)
+        for (int64_t c = 0; c < full; c++) {
+            int64_t ones = 0;
+            for (int64_t j = c * C; j < (c + 1) * C; j++) {
+                if (sel[row * N + j] > 1) {
+                    still__array_free(&a);
+                    return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: value %u at row %lld position "
+                                     "%lld, expected 0 or 1", path, sel[row * N + j],
+                                     (long long)row, (long long)j);
+                }
+                ones += sel[row * N + j];
+            }
+            if (ones != r->k && r->routing != STILL_ROUTING_WINDOW) {
+                still__array_free(&a);
+                return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: chunk %lld of row %lld (batch %lld, "
+                                 "head %lld) has %lld selected tokens, expected k = %lld",
+                                 path, (long long)c, (long long)row,
+                                 (long long)(row / s->heads_q), (long long)(row % s->heads_q),
+                                 (long long)ones, (long long)r->k);
+            }
+        }
+    *out = a.data; /* ownership moves to the caller */
+    return TOOL_EXIT_OK;
+}
+
+void tool_attn_free(tool_attn_inputs *in)
+{
+    free(in->q);
+    free(in->k);
+    free(in->v);
+    free(in->gate);
+    free(in->params_storage);
+    free(in->selection_in);
+    memset(in, 0, sizeof *in);
+}
+
+static int resolve(const char *cmd, const tool_attn_opts *o, const tool_attn_inputs *in,
+                   still__resolved *r)
+{
+    int rc = still__resolve(&o->cfg, &in->shape, &in->params, r);
+    if (rc == STILL_E_PARAMS)
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: the parameters do not fit the inputs: %s",
+                         o->params ? o->params : "(default parameters)", still_strerror(rc));
+    if (rc == STILL_E_SHAPE || rc == STILL_E_OVERFLOW)
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: the input shapes are refused: %s (%s)",
+                         o->q, still_strerror(rc), tool_status_name(rc));
+    if (rc)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "the configuration is refused: %s (%s)",
+                         still_strerror(rc), tool_status_name(rc));
+    return TOOL_EXIT_OK;
+}
+
+int tool_attn_load(const char *cmd, const tool_attn_opts *o, int with_extras,
+                   tool_attn_inputs *in)
+{
+    loaded q, k, v, g = {0, {0}, NULL};
+    still__resolved r;
+    char err[STILL__ERRLEN];
+    int dtype = o->path == TOOL_PATH_FAST ? STILL_F32 : STILL_F64, rc;
+
+    memset(in, 0, sizeof *in);
+    still_params_default(&in->params);
+    in->dtype = dtype;
+    memset(&k, 0, sizeof k);
+    memset(&v, 0, sizeof v);
+    if ((rc = load_float(cmd, o->q, "q", dtype, &q)) ||
+        (rc = load_float(cmd, o->k, "k", dtype, &k)) ||
+        (rc = load_float(cmd, o->v, "v", dtype, &v)) ||
+        (with_extras && o->gate && (rc = load_float(cmd, o->gate, "gate", dtype, &g))) ||
+        (rc = check_shapes(cmd, o, &q, &k, &v, g.data ? &g : NULL)))
+        goto fail;
+    in->q = q.data;
+    in->k = k.data;
+    in->v = v.data;
+    in->gate = g.data;
+    in->ndim = q.ndim;
+    in->shape = (still_shape){q.s[0], q.s[1], k.s[1], q.s[2], q.s[3], v.s[3], STILL_LAYOUT_BHND};
+    if (with_extras && o->params &&
+        still__params_read(o->params, in->shape.heads_q, in->shape.dim_qk, &in->params,
+                           &in->params_storage, err, sizeof err)) {
+        rc = tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+        tool_attn_free(in);
+        return rc;
+    }
+    if ((rc = resolve(cmd, o, in, &r)) ||
+        (with_extras && o->select_in &&
+         (rc = load_selection(cmd, o->select_in, &r, &in->selection_in)))) {
+        tool_attn_free(in);
+        return rc;
+    }
+    return TOOL_EXIT_OK;
+fail:
+    free(q.data);
+    free(k.data);
+    free(v.data);
+    free(g.data);
+    return rc;
+}
+
+int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape)
+{
+    int n = 0;
+    if (in->ndim == 4)
+        shape[n++] = in->shape.batch;
+    shape[n++] = in->shape.heads_q;
+    shape[n++] = in->shape.seq_len;
+    if (last > 0)
+        shape[n++] = last;
+    return n;
+}
