@@ -110,6 +110,8 @@ expect 2 "an unknown option is a usage error" "$STILL" run --frob
 expect 0 "still info" "$STILL" info
 grep -q '^libstill' "$dir/stdout"
 report $? "still info names the library version"
+grep -q '^fast path ISA' "$dir/stdout"
+report $? "still info reports the fast path's ISA"
 
 # ---- inputs -----------------------------------------------------------------
 # B=2, Hq=4, Hk=2 (GQA), N=40 (5 chunks of 8), d=8, dv=6

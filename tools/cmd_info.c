@@ -1,13 +1,15 @@
 /*
  * cmd_info.c -- `still info`: what this build of libstill is and runs on:
- * version, compiler and options, OpenMP, OpenBLAS, SLEEF, and the CPU's
- * SIMD features.
+ * version, compiler and options, OpenMP, OpenBLAS, SLEEF, the CPU's SIMD
+ * features and the ISA the fast path detects.
  */
+#include "fast.h"
 #include "tool.h"
 
 #include <cblas.h>
 #include <sleef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -21,8 +23,9 @@ static void info_usage(FILE *f)
     fprintf(f, "usage: still info\n"
                "\n"
                "Prints the library version, how it was built (compiler, OpenMP, OpenBLAS,\n"
-               "SLEEF) and the SIMD features of this CPU.  Exit status: 0, or 2 on a usage\n"
-               "error.\n");
+               "SLEEF), the SIMD features of this CPU and the ISA the fast path detects\n"
+               "and can run (STILL_ISA=generic|avx2|avx512|neon overrides --isa auto).\n"
+               "Exit status: 0, or 2 on a usage error.\n");
 }
 
 static const char *compiler(void)
@@ -66,6 +69,27 @@ static void print_cpu(void)
 #endif
 }
 
+/* The fast path's dispatch (lib/dispatch.c): what it detects, what this
+ * build and CPU can run, and the STILL_ISA override. */
+static void print_isa(void)
+{
+    const int all[] = {STILL_ISA_GENERIC, STILL_ISA_AVX2, STILL_ISA_AVX512, STILL_ISA_NEON};
+    printf("fast path ISA   %s (detected); runnable:", still__isa_name(still__isa_detect()));
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (still__isa_supported(all[i]))
+            printf(" %s", still__isa_name(all[i]));
+    printf("\n");
+    const char *env = getenv("STILL_ISA");
+    if (env) {
+        int isa = still__isa_parse(env);
+        printf("STILL_ISA       %s (%s)\n", env,
+               isa < 0 ? "unknown: the fast path will refuse it"
+               : isa == STILL_ISA_AUTO || still__isa_supported(isa)
+                   ? "used when --isa is auto"
+                   : "not runnable here: the fast path will refuse it");
+    }
+}
+
 int cmd_info(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -92,5 +116,6 @@ int cmd_info(int argc, char **argv)
     printf("SLEEF           %d.%d.%d\n", SLEEF_VERSION_MAJOR, SLEEF_VERSION_MINOR,
            SLEEF_VERSION_PATCHLEVEL);
     print_cpu();
+    print_isa();
     return TOOL_EXIT_OK;
 }
