@@ -178,6 +178,12 @@ START_TEST(test_householder_tiny_u_uses_norm_floor)
         want[i] = (xr > 0 ? xr : expm1(xr)) + 1.0;
     }
     TU_ASSERT_CLOSE(phi, want, 4, 1e-14, "tiny u");
+    /* that x' is not a rotation of x: NP rescales to ||x||, not ||x'|| */
+    cfg.npmap = 1;
+    ck_assert_int_eq(still_ref_feature_map(&cfg, &prm, STILL_MAP_Q, 0, d, 1, x, phi), STILL_OK);
+    tu_model_feature_map(STILL_ACT_ELU1, 1, 4, 4, NULL, NULL, u, x, want);
+    TU_ASSERT_CLOSE(phi, want, 4, 1e-14, "tiny u, NP on");
+    cfg.npmap = 0;
     /* u = 0 reflects nothing */
     memset(u, 0, sizeof u);
     ck_assert_int_eq(still_ref_feature_map(&cfg, &prm, STILL_MAP_Q, 0, d, 1, x, phi), STILL_OK);
