@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""make_corpus.py -- writes the seed corpus of the .npy and safetensors fuzz
-targets (issue 7) into tests/fuzz/corpus/{npy,safetensors}/.  Standard
+"""make_corpus.py -- writes the seed corpus of the .npy, safetensors and
+tool-options fuzz targets (issue 7) into tests/fuzz/corpus/<target>/.  Standard
 library only (no numpy), so the bytes are built by hand from the formats:
 NumPy's .npy v1-v3 and safetensors (8-byte LE header length, JSON, data).
 Run it from anywhere; it rewrites the files it owns (seed-*)."""
@@ -100,6 +100,25 @@ def main():
     write("safetensors", "offsets-past-end.safetensors",
           struct.pack("<Q", 64) +
           b'{"t":{"dtype":"F32","shape":[4],"data_offsets":[0,1024]}}      ' + b"\x00" * 16)
+
+    # the tool's options: argv words separated by NUL bytes
+    argvs = {
+        "run-minimal": ["--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--out", "o.npy"],
+        "run-all-options": [
+            "--q=q.npy", "--k", "k.npy", "--v", "v.npy", "--gate", "g.npy", "--params",
+            "p.safetensors", "--chunk", "8", "--topk", "2", "--window", "16", "--local", "1",
+            "--routing", "window", "--act", "elu1", "--no-npmap", "--eps-den", "0", "--scale",
+            "0.5", "--cap", "32", "--path", "fast", "--isa", "avx2", "--threads", "2", "--mode",
+            "prefill", "--dtype", "f8", "--out", "o.npy", "--scores-out", "s.npy",
+            "--select-out", "sel.npy"],
+        "run-decode-select": ["--q", "q", "--k", "k", "--v", "v", "--out", "o", "--mode",
+                              "decode", "--select-in", "x.npy"],
+        "run-bad-numbers": ["--chunk", "1e3", "--topk", "-1", "--eps-den", "nan", "--scale",
+                            "0x1p-3", "--threads", "99999999999999999999"],
+        "run-same-outputs": ["--q", "q", "--k", "k", "--v", "v", "--out", "o", "--scores-out", "o"],
+    }
+    for name, words in argvs.items():
+        write("tool_args", name, b"\0".join(w.encode() for w in words))
 
 
 if __name__ == "__main__":
