@@ -4,11 +4,19 @@
  * any work, gather each head into contiguous double arrays, call ref/
  * (ref/grad.c) and scatter; the selection is a constant of the forward. */
 #include "internal.h"
-#include "../ref/train.h"
+#include "grad_fast.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* One query head's transfer loss and gradients: still__ref_head_transfer
+ * (ref/grad.c, double) or still__fast_head_transfer (grad_fast.c, BLAS). */
+typedef int (*head_transfer_fn)(const still__resolved *r, const still_params *params,
+                                int64_t head, const double *q, const double *k,
+                                const double *v, const double *gate, const double *sigma,
+                                const uint8_t *sel, const double *teacher, double dloss_scale,
+                                double *o, double *sq_err, const still__ref_head_grads *g);
 
 /* The contiguous double arrays of one (batch, kv head) group. */
 typedef struct grad_work {
@@ -165,10 +173,10 @@ static still__ref_head_grads head_grads(const still__resolved *r, const still_pa
 
 /* One query head of a group whose k, v (and, per kv head, sigma and
  * selection) are gathered: teacher, transfer loss and gradients. */
-static int transfer_head(const still__resolved *r, const still_params *params,
-                         const still_tensors *t, const void *teacher, const still_grads *g,
-                         int64_t b, int64_t hq, double dloss_scale, grad_work *w,
-                         double *sq_err)
+static int transfer_head(head_transfer_fn fn, const still__resolved *r,
+                         const still_params *params, const still_tensors *t,
+                         const void *teacher, const still_grads *g, int64_t b, int64_t hq,
+                         double dloss_scale, grad_work *w, double *sq_err)
 {
     const still_shape *s = &r->shape;
     const int64_t N = s->seq_len, d = s->dim_qk, dv = s->dim_v, row = b * s->heads_q + hq;
@@ -181,11 +189,8 @@ static int transfer_head(const still__resolved *r, const still_params *params,
         head_selection(r, t, row, w->sigma, w->sel);
     if (t->gate)
         gather(t->dtype, t->gate, s->layout, s->heads_q, N, dv, b, hq, w->gate);
-    if (teacher) /* SPEC §8: the teacher, a constant */
+    if (teacher) /* SPEC §8: the teacher, a constant; else the head computes it */
         gather(t->dtype, teacher, s->layout, s->heads_q, N, dv, b, hq, w->teacher);
-    else
-        for (int64_t n = 0; n < N; n++)
-            still__ref_teacher_row(r, n, w->q + n * d, w->k, w->v, w->teacher + n * dv);
     if (g) {
         zero(w->dq, N * d);
         zero(w->dk, N * d);
@@ -195,9 +200,8 @@ static int transfer_head(const still__resolved *r, const still_params *params,
     still__ref_head_grads hg = {0};
     if (g)
         hg = head_grads(r, params, g, hq, w, &domega);
-    if ((rc = still__ref_head_transfer(r, params, hq, w->q, w->k, w->v, t->gate ? w->gate : NULL,
-                                       sigma, w->sel, w->teacher, dloss_scale, w->o, sq_err,
-                                       g ? &hg : NULL)))
+    if ((rc = fn(r, params, hq, w->q, w->k, w->v, t->gate ? w->gate : NULL, sigma, w->sel,
+                 teacher ? w->teacher : NULL, dloss_scale, w->o, sq_err, g ? &hg : NULL)))
         return rc;
     if (t->o) {
         still__strides so = still__strides_of(s->layout, s->heads_q, N, dv);
@@ -230,10 +234,10 @@ static int transfer_head(const still__resolved *r, const still_params *params,
 
 /* One (batch, kv head) group; with per-kv selection sigma is the group's
  * mean and the selection is shared (SPEC §5), as in still_ref_forward. */
-static int transfer_group(const still__resolved *r, const still_params *params,
-                          const still_tensors *t, const void *teacher, const still_grads *g,
-                          int64_t b, int64_t hk, double dloss_scale, grad_work *w,
-                          double *sq_err)
+static int transfer_group(head_transfer_fn fn, const still__resolved *r,
+                          const still_params *params, const still_tensors *t,
+                          const void *teacher, const still_grads *g, int64_t b, int64_t hk,
+                          double dloss_scale, grad_work *w, double *sq_err)
 {
     const still_shape *s = &r->shape;
     const int64_t N = s->seq_len, hq0 = hk * r->group;
@@ -254,7 +258,7 @@ static int transfer_group(const still__resolved *r, const still_params *params,
     }
     for (int64_t hq = hq0; hq < hq0 + r->group; hq++) {
         double head_err = 0.0;
-        if ((rc = transfer_head(r, params, t, teacher, g, b, hq, dloss_scale, w, &head_err)))
+        if ((rc = transfer_head(fn, r, params, t, teacher, g, b, hq, dloss_scale, w, &head_err)))
             return rc;
         *sq_err += head_err;
     }
@@ -271,9 +275,11 @@ static int teacher_finite(const still__resolved *r, int dtype, const void *teach
     return STILL_OK;
 }
 
-int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
-                            const still_params *params, const still_tensors *t,
-                            const void *teacher, double *loss, const still_grads *g)
+/* Both paths: checks, then every (batch, kv head) group through fn. */
+static int transfer_run(head_transfer_fn fn, int allow_f64, const still_config *cfg,
+                        const still_shape *shape, const still_params *params,
+                        const still_tensors *t, const void *teacher, double *loss,
+                        const still_grads *g)
 {
     still__resolved r;
     still_tensors inputs;
@@ -287,7 +293,7 @@ int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
     if (!inputs.o)
         inputs.o = &placeholder; /* o is optional here; the check wants one */
     if ((rc = still__resolve(cfg, shape, params, &r)) ||
-        (rc = still__check_tensors(&r, params, &inputs, 1)) ||
+        (rc = still__check_tensors(&r, params, &inputs, allow_f64)) ||
         (teacher && (rc = teacher_finite(&r, t->dtype, teacher))) || (rc = work_alloc(&r, &w)))
         return rc;
     const double count = (double)r.shape.batch * (double)r.shape.heads_q *
@@ -296,7 +302,7 @@ int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
         grads_zero(&r, params, g);
     for (int64_t b = 0; b < r.shape.batch && !rc; b++)
         for (int64_t hk = 0; hk < r.shape.heads_kv && !rc; hk++)
-            rc = transfer_group(&r, params, t, teacher, g, b, hk, 1.0 / count, &w, &sq_err);
+            rc = transfer_group(fn, &r, params, t, teacher, g, b, hk, 1.0 / count, &w, &sq_err);
     work_free(&w);
     if (rc)
         return rc;
@@ -334,11 +340,18 @@ int still_ref_gate_projection_grad(int64_t batch, int64_t seq_len, int64_t hidde
     return STILL_OK;
 }
 
-/* ---- fast path (SPEC §8, float32) -------------------------------------- */
+/* SPEC §8 on the ref path: double, F32 or F64 inputs. */
+int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
+                            const still_params *params, const still_tensors *t,
+                            const void *teacher, double *loss, const still_grads *g)
+{
+    return transfer_run(still__ref_head_transfer, 1, cfg, shape, params, t, teacher, loss, g);
+}
+
+/* The fast twin: F32 inputs, the O(N^2) products in float32 BLAS. */
 int still_transfer_grad(const still_config *cfg, const still_shape *shape,
                         const still_params *params, const still_tensors *t, const void *teacher,
                         double *loss, const still_grads *g)
 {
-    (void)cfg; (void)shape; (void)params; (void)t; (void)teacher; (void)loss; (void)g;
-    return STILL_E_UNSUPPORTED;
+    return transfer_run(still__fast_head_transfer, 0, cfg, shape, params, t, teacher, loss, g);
 }

@@ -196,7 +196,7 @@ typedef struct head_scratch {
     double *phi_q, *phi_k;   /* [N][m] */
     double *dphi_q, *dphi_k; /* [N][m], only when maps or q, k are wanted */
     double *weight;          /* [N]: e^{s-m} of exact keys, kappa of linear ones */
-    double *num_exact, *num_lin, *o_t, *dnum; /* [dv] */
+    double *num_exact, *num_lin, *o_t, *dnum, *teacher_t; /* [dv] */
     double *fm_work, *dx;    /* feature map backward */
     uint8_t *exact;          /* [N] */
 } head_scratch;
@@ -204,7 +204,8 @@ typedef struct head_scratch {
 static void scratch_free(head_scratch *s)
 {
     free(s->phi_q); free(s->phi_k); free(s->dphi_q); free(s->dphi_k); free(s->weight);
-    free(s->num_exact); free(s->num_lin); free(s->o_t); free(s->dnum); free(s->fm_work);
+    free(s->num_exact); free(s->num_lin); free(s->o_t); free(s->dnum); free(s->teacher_t);
+    free(s->fm_work);
     free(s->dx); free(s->exact);
 }
 
@@ -242,6 +243,7 @@ static int scratch_alloc(const still__resolved *r, int want_phi_grads, head_scra
     s->num_lin = scratch_array(dv, 1, sizeof(double), &rc);
     s->o_t = scratch_array(dv, 1, sizeof(double), &rc);
     s->dnum = scratch_array(dv, 1, sizeof(double), &rc);
+    s->teacher_t = scratch_array(dv, 1, sizeof(double), &rc);
     s->exact = scratch_array(N, 1, 1, &rc);
     if (rc)
         scratch_free(s);
@@ -403,8 +405,11 @@ int still__ref_head_transfer(const still__resolved *r, const still_params *param
         still__ref_route(r, sigma, sel, t, s.exact);
         row_fwd f = row_forward(r, t, q, k, v, gate_t, omega, &s);
         double dden = 0.0;
+        const double *teacher_t = teacher ? teacher + t * dv : s.teacher_t;
+        if (!teacher) /* SPEC §1: the full causal softmax of the same q, k, v */
+            still__ref_teacher_row(r, t, q + t * r->shape.dim_qk, k, v, s.teacher_t);
         for (int64_t e = 0; e < dv; e++) { /* SPEC §8: L = mean (o - o^T)^2 */
-            double diff = s.o_t[e] - teacher[t * dv + e];
+            double diff = s.o_t[e] - teacher_t[e];
             double go = 2.0 * diff * dloss_scale;
             *sq_err += diff * diff;
             s.dnum[e] = go / f.den;

@@ -45,7 +45,8 @@ typedef struct still__ref_head_grads {
 
 /* SPEC §6 and §8 for one query head: the hybrid output o [N][dv] (may be
  * NULL) under the routing given by sigma [N] and sel [N] (constants),
- * *sq_err = sum over the head of (o - teacher)^2, and, with
+ * *sq_err = sum over the head of (o - teacher)^2 (teacher [N][dv], or
+ * NULL for the full causal softmax attention of q, k, v), and, with
  * dL/do = 2 (o - teacher) * dloss_scale, the gradients g (NULL: none).
  * Returns STILL_OK or STILL_E_NOMEM / STILL_E_OVERFLOW (scratch). */
 int still__ref_head_transfer(const still__resolved *r, const still_params *params,

@@ -668,6 +668,132 @@ START_TEST(test_fd_gate_projection_backward)
 }
 END_TEST
 
+/* ---- the fast twin against the ref path ------------------------------------ */
+
+/* Rounds the case's inputs to float values and returns float copies. */
+static float *round_to_float(double *x, int64_t n)
+{
+    float *f = tu_alloc((size_t)(n ? n : 1) * sizeof *f);
+    for (int64_t i = 0; i < n; i++) {
+        f[i] = (float)x[i];
+        x[i] = f[i];
+    }
+    return f;
+}
+
+/* still_transfer_grad on the float inputs against still_ref_transfer_grad
+ * on the same values: every gradient within 1e-5 of the largest |ref|. */
+static void check_fast_vs_ref(gcase *c, const char *label)
+{
+    const still_shape *sh = &c->shape;
+    const int64_t nq = nq_of(c), nk = nk_of(c);
+    float *qf = round_to_float(c->q, nq * sh->dim_qk), *kf = round_to_float(c->k, nk * sh->dim_qk);
+    float *vf = round_to_float(c->v, nk * sh->dim_v);
+    float *gf = c->gate ? round_to_float(c->gate, nq * sh->dim_v) : NULL;
+    gradset ref, fast;
+    analytic(c, &ref); /* the ref, with its selection in c->sel */
+    memset(&fast, 0, sizeof fast);
+    fast.nkinds = ref.nkinds;
+    for (int i = 0; i < ref.nkinds; i++)
+        fast.kinds[i] = (kind){ref.kinds[i].name, NULL, tu_dalloc(ref.kinds[i].n), ref.kinds[i].n};
+    /* the same slots of still_grads, pointing at the fast buffers */
+    double **slots[11] = {&fast.g.dfq_W, &fast.g.dfq_b, &fast.g.dfq_u, &fast.g.dfk_W,
+                          &fast.g.dfk_b, &fast.g.dfk_u, &fast.g.dwindow_w, &fast.g.dgate,
+                          &fast.g.dq, &fast.g.dk, &fast.g.dv};
+    double *const *ref_slots[11] = {&ref.g.dfq_W, &ref.g.dfq_b, &ref.g.dfq_u, &ref.g.dfk_W,
+                                    &ref.g.dfk_b, &ref.g.dfk_u, &ref.g.dwindow_w, &ref.g.dgate,
+                                    &ref.g.dq, &ref.g.dk, &ref.g.dv};
+    for (int s = 0; s < 11; s++)
+        for (int i = 0; i < ref.nkinds; i++)
+            if (*ref_slots[s] && *ref_slots[s] == ref.kinds[i].grad)
+                *slots[s] = fast.kinds[i].grad;
+    uint8_t *sel = tu_alloc((size_t)nq);
+    still_tensors t = {STILL_F32, qf, kf, vf, gf, NULL, NULL, sel, NULL};
+    ck_assert_int_eq(still_transfer_grad(&c->cfg, sh, c->use_params ? &c->params : NULL, &t,
+                                         NULL, &fast.loss, &fast.g), STILL_OK);
+    ck_assert(memcmp(sel, c->sel, (size_t)nq) == 0); /* the same selection */
+    double worst = fabs(fast.loss - ref.loss) / ref.loss;
+    fprintf(stderr, "# fast vs ref, %s: loss rel diff %.1e", label, worst);
+    ck_assert_msg(worst <= 1e-5, "%s: loss %.17g vs %.17g", label, fast.loss, ref.loss);
+    for (int i = 0; i < ref.nkinds; i++) {
+        double scale = tu_max_abs(ref.kinds[i].grad, ref.kinds[i].n);
+        double diff = tu_max_abs_diff(fast.kinds[i].grad, ref.kinds[i].grad, ref.kinds[i].n);
+        double rel = scale > 0.0 ? diff / scale : diff;
+        fprintf(stderr, ", %s %.1e", ref.kinds[i].name, rel);
+        ck_assert_msg(rel <= 1e-5, "%s: %s max |fast - ref| / max |ref| = %g", label,
+                      ref.kinds[i].name, rel);
+        worst = fmax(worst, rel);
+    }
+    fprintf(stderr, "\n");
+    gradset_free(&ref);
+    gradset_free(&fast);
+    free(qf); free(kf); free(vf); free(gf); free(sel);
+}
+
+START_TEST(test_fast_matches_ref_saliency_gqa_blocks)
+{
+    /* N = 150: three query blocks of the fast path, chunks straddling them */
+    still_shape sh = shape_of(1, 4, 2, 150, 6, 5, STILL_LAYOUT_BHND);
+    still_config cfg = cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 12, 3, 2);
+    gopts o = {.f = 6, .with_b = 1, .with_u = 1, .tied = 1, .with_gate = 1};
+    gcase c;
+    gcase_init(&c, 31, &sh, &cfg, &o);
+    check_fast_vs_ref(&c, "saliency/hedgehog/GQA/N=150");
+    gcase_free(&c);
+}
+END_TEST
+
+START_TEST(test_fast_matches_ref_cap_L0_per_kv_bnhd)
+{
+    still_shape sh = shape_of(2, 2, 1, 100, 4, 3, STILL_LAYOUT_BNHD);
+    still_config cfg = cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_ELU1, 0, 8, 2, 0);
+    cfg.max_sel = 5;
+    cfg.select_per_kv = 1;
+    gopts o = {.f = 5, .with_b = 1, .with_u = 1, .tied = 0, .with_w = 1, .with_gate = 1};
+    gcase c;
+    gcase_init(&c, 32, &sh, &cfg, &o);
+    check_fast_vs_ref(&c, "elu1/NP off/L=0/cap 5/per-kv/BNHD/omega");
+    gcase_free(&c);
+}
+END_TEST
+
+START_TEST(test_fast_matches_ref_window_all_none_phantom)
+{
+    still_shape sh = shape_of(1, 2, 2, 90, 4, 4, STILL_LAYOUT_BHND);
+    gopts o = {.f = 4, .with_b = 1, .tied = 1, .with_w = 1, .with_gate = 1};
+    still_config win = cfg_of(STILL_ROUTING_WINDOW, STILL_ACT_SOFTMAX, 1, 16, 2, 2);
+    win.window = 9;
+    still_config all = cfg_of(STILL_ROUTING_ALL, STILL_ACT_RELU, 1, 10, 0, 1);
+    all.eps_den = 0.05;
+    still_config none = cfg_of(STILL_ROUTING_NONE, STILL_ACT_HEDGEHOG, 1, 10, 0, 0);
+    still_config ph = cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 10, 2, 2);
+    ph.saliency = STILL_SALIENCY_AUTHORS;
+    ph.phantom_sink = 1;
+    const still_config *cfgs[4] = {&win, &all, &none, &ph};
+    const char *labels[4] = {"window/omega", "all", "none/L=0", "phantom sink"};
+    for (int i = 0; i < 4; i++) {
+        gcase c;
+        gcase_init(&c, 33 + (uint64_t)i, &sh, cfgs[i], &o);
+        check_fast_vs_ref(&c, labels[i]);
+        gcase_free(&c);
+    }
+}
+END_TEST
+
+START_TEST(test_fast_refuses_double_inputs)
+{
+    still_shape sh = shape_of(1, 1, 1, 8, 4, 3, STILL_LAYOUT_BHND);
+    still_config cfg = cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 4, 1, 1);
+    gopts o = {.f = 0};
+    gcase c;
+    gcase_init(&c, 37, &sh, &cfg, &o);
+    still_tensors t = gcase_tensors(&c);
+    double loss;
+    ck_assert_int_eq(still_transfer_grad(&cfg, &sh, NULL, &t, NULL, &loss, NULL), STILL_E_DTYPE);
+    gcase_free(&c);
+}
+END_TEST
+
 static Suite *grad_suite(void)
 {
     Suite *s = suite_create("grad");
@@ -690,6 +816,13 @@ static Suite *grad_suite(void)
     tcase_add_test(loss, test_float_inputs_give_the_double_gradients_of_their_values);
     tcase_add_test(loss, test_errors_are_reported_before_any_work);
     suite_add_tcase(s, loss);
+    TCase *fast = tcase_create("fast_vs_ref");
+    tcase_set_timeout(fast, 60);
+    tcase_add_test(fast, test_fast_matches_ref_saliency_gqa_blocks);
+    tcase_add_test(fast, test_fast_matches_ref_cap_L0_per_kv_bnhd);
+    tcase_add_test(fast, test_fast_matches_ref_window_all_none_phantom);
+    tcase_add_test(fast, test_fast_refuses_double_inputs);
+    suite_add_tcase(s, fast);
     return s;
 }
 

@@ -1,0 +1,430 @@
+/*
+ * cmd_grad.c -- `still grad`: the attention-transfer loss of SPEC §8 and
+ * its exact gradients, written as safetensors named as their inputs
+ * (SPEC §11).  Also the parameter set shared with `still transfer`.
+ */
+#include "tool_train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- the parameter set (tool_train.h) ------------------------------------ */
+
+static void add_tensor(tool_param_set *ps, const char *name, int ndim, int64_t a, int64_t b,
+                       int64_t c)
+{
+    int i = ps->n++;
+    ps->names[i] = name;
+    ps->ndim[i] = ndim;
+    ps->shape[i][0] = a;
+    ps->shape[i][1] = b;
+    ps->shape[i][2] = c;
+    ps->count[i] = a * (ndim > 1 ? b : 1) * (ndim > 2 ? c : 1);
+    ps->offset[i] = ps->total;
+    ps->total += ps->count[i];
+}
+
+static int index_of(const tool_param_set *ps, const char *name)
+{
+    for (int i = 0; i < ps->n; i++)
+        if (!strcmp(ps->names[i], name))
+            return i;
+    return -1;
+}
+
+/* Copies src (or the identity when W is NULL, zeros for NULL b, u) into
+ * tensor `name`; returns its storage. */
+static double *fill(tool_param_set *ps, const char *name, const double *src, int identity_d)
+{
+    int i = index_of(ps, name);
+    double *dst = ps->values + ps->offset[i];
+    if (src) {
+        memcpy(dst, src, (size_t)ps->count[i] * sizeof *dst);
+    } else {
+        memset(dst, 0, (size_t)ps->count[i] * sizeof *dst);
+        if (identity_d) /* W = I_d for every head (SPEC §2 default) */
+            for (int64_t h = 0; h < ps->shape[i][0]; h++)
+                for (int64_t r = 0; r < identity_d; r++)
+                    dst[(h * identity_d + r) * identity_d + r] = 1.0;
+    }
+    return dst;
+}
+
+/* One map's tensors: W always (the identity when absent), b and u when
+ * present (b also when add_bias). */
+static void add_map(tool_param_set *ps, const char *pre, const still_feature_map *fm,
+                    int64_t Hq, int64_t d, int add_bias)
+{
+    static const char *const names[2][3] = {{"fq.W", "fq.b", "fq.u"}, {"fk.W", "fk.b", "fk.u"}};
+    const char *const *nm = names[strcmp(pre, "fq") == 0 ? 0 : 1];
+    int64_t f = fm && fm->W ? fm->f : d;
+    add_tensor(ps, nm[0], 3, Hq, f, d);
+    if ((fm && fm->b) || add_bias)
+        add_tensor(ps, nm[1], 2, Hq, f, 0);
+    if (fm && fm->u)
+        add_tensor(ps, nm[2], 2, Hq, d, 0);
+}
+
+static void point_map(tool_param_set *ps, const char *pre, const still_feature_map *fm,
+                      int64_t d, still_feature_map *out)
+{
+    char name[8];
+    int i;
+    snprintf(name, sizeof name, "%s.W", pre);
+    i = index_of(ps, name);
+    out->f = ps->shape[i][1];
+    out->W = fill(ps, name, fm ? fm->W : NULL, fm && fm->W ? 0 : (int)d);
+    snprintf(name, sizeof name, "%s.b", pre);
+    out->b = index_of(ps, name) >= 0 ? fill(ps, name, fm ? fm->b : NULL, 0) : NULL;
+    snprintf(name, sizeof name, "%s.u", pre);
+    out->u = index_of(ps, name) >= 0 ? fill(ps, name, fm ? fm->u : NULL, 0) : NULL;
+}
+
+int tool_param_set_build(const still_params *given, int64_t Hq, int64_t d, int add_bias,
+                         tool_param_set *ps)
+{
+    still_params def;
+    if (!given) {
+        still_params_default(&def);
+        given = &def;
+    }
+    memset(ps, 0, sizeof *ps);
+    add_map(ps, "fq", &given->fq, Hq, d, add_bias);
+    if (!given->fk_tied)
+        add_map(ps, "fk", &given->fk, Hq, d, 0);
+    if (given->window_w)
+        add_tensor(ps, "window.w", 1, Hq, 0, 0);
+    ps->values = calloc((size_t)ps->total, sizeof *ps->values);
+    ps->grads = calloc((size_t)ps->total, sizeof *ps->grads);
+    if (!ps->values || !ps->grads) {
+        tool_param_set_free(ps);
+        return STILL_E_NOMEM;
+    }
+    still_params_default(&ps->params);
+    point_map(ps, "fq", &given->fq, d, &ps->params.fq);
+    ps->params.fk_tied = given->fk_tied;
+    if (!given->fk_tied)
+        point_map(ps, "fk", &given->fk, d, &ps->params.fk);
+    if (given->window_w)
+        ps->params.window_w = fill(ps, "window.w", given->window_w, 0);
+    return STILL_OK;
+}
+
+void tool_param_set_free(tool_param_set *ps)
+{
+    free(ps->values);
+    free(ps->grads);
+    memset(ps, 0, sizeof *ps);
+}
+
+still_grads tool_param_set_grads(const tool_param_set *ps)
+{
+    still_grads g;
+    memset(&g, 0, sizeof g);
+    double **slots[7] = {&g.dfq_W, &g.dfq_b, &g.dfq_u, &g.dfk_W, &g.dfk_b, &g.dfk_u,
+                         &g.dwindow_w};
+    static const char *const names[7] = {"fq.W", "fq.b", "fq.u", "fk.W", "fk.b", "fk.u",
+                                         "window.w"};
+    for (int s = 0; s < 7; s++) {
+        int i = index_of(ps, names[s]);
+        if (i >= 0)
+            *slots[s] = ps->grads + ps->offset[i];
+    }
+    return g;
+}
+
+void tool_param_set_arrays(const tool_param_set *ps, int of_grads, still__array *arrays)
+{
+    for (int i = 0; i < ps->n; i++) {
+        still__array *a = &arrays[i];
+        memset(a, 0, sizeof *a);
+        a->dtype = STILL__DT_F8;
+        a->ndim = ps->ndim[i];
+        for (int k = 0; k < a->ndim; k++)
+            a->shape[k] = ps->shape[i][k];
+        a->count = ps->count[i];
+        a->data = (of_grads ? ps->grads : ps->values) + ps->offset[i];
+    }
+}
+
+/* ---- still grad ------------------------------------------------------------ */
+
+static void grad_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: still grad --q Q.npy --k K.npy --v V.npy --grads-out G.safetensors\n"
+            "                  [options]\n"
+            "\n"
+            "The attention-transfer loss of SPEC §8, L = mean (o - o_teacher)^2 over every\n"
+            "output element (o_teacher: full causal softmax attention of the same q, k, v,\n"
+            "a constant), and its exact gradients.  The selection is a constant of the\n"
+            "forward pass.  G.safetensors holds `loss` (a scalar) and the gradients named\n"
+            "as their inputs: fq.W (the identity when --params has none: it is in effect),\n"
+            "fq.b, fq.u, fk.* (when fk is not tied), window.w -- for the tensors of\n"
+            "--params -- then gate (with --gate), q, k and v.\n"
+            "\n"
+            "options of this command:\n"
+            "  --grads-out G        the loss and gradients, safetensors     (required)\n"
+            "  --teacher T.npy      a fixed teacher output [B,Hq,N,dv] instead of the\n"
+            "                       softmax attention of q, k, v (e.g. stage 2, SPEC §9)\n"
+            "  --out O.npy          the student output o (optional here)\n"
+            "  --dtype D            f4 or f8 for the outputs (default f8 ref, f4 fast)\n"
+            "\nthe options of `still run` (except --mode decode):\n%s"
+            "\n"
+            "Exit status: 0 success, 2 usage error, 3 input file problem, 4 library\n"
+            "error (e.g. the fast path not available), 5 output not written.\n",
+            tool_attn_options_help);
+}
+
+/* A float .npy of the shape of the output o, in the path's dtype. */
+static int load_teacher(const char *cmd, const char *path, const tool_attn_inputs *in,
+                        void **out)
+{
+    char err[STILL__ERRLEN], found[160], want[160];
+    int64_t shape[4];
+    still__array a;
+    int ndim = tool_attn_out_shape(in, in->shape.dim_v, shape), rc;
+
+    if (still__npy_read(path, &a, err, sizeof err))
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+    tool_shape_text(a.ndim, a.shape, found, sizeof found);
+    tool_shape_text(ndim, shape, want, sizeof want);
+    if (a.dtype == STILL__DT_U1 || a.ndim != ndim ||
+        memcmp(a.shape, shape, (size_t)ndim * sizeof *shape)) {
+        still__array_free(&a);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: teacher output must be a float array of "
+                         "shape %s (that of o), found %s %s", path, want,
+                         still__dtype_name(a.dtype), found);
+    }
+    if (in->dtype == STILL_F64)
+        rc = still__array_to_f64(&a, (double **)out);
+    else
+        rc = still__array_to_f32(&a, (float **)out);
+    still__array_free(&a);
+    if (rc)
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s", path, still_strerror(rc));
+    return TOOL_EXIT_OK;
+}
+
+/* Writes the safetensors file: arrays are F8 views, converted to F4 when
+ * dtype says so. */
+static int write_st(const char *cmd, const char *path, int n, const char *const *names,
+                    const still__array *arrays, int dtype)
+{
+    char err[STILL__ERRLEN];
+    still__array conv[32];
+    int rc = STILL_OK;
+    if (n > 32)
+        return tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s: too many tensors", path);
+    for (int i = 0; i < n; i++) {
+        conv[i] = arrays[i];
+        if (dtype == STILL__DT_F4) {
+            float *f = malloc((size_t)(arrays[i].count ? arrays[i].count : 1) * sizeof *f);
+            if (!f) {
+                rc = STILL_E_NOMEM;
+                n = i;
+                break;
+            }
+            for (int64_t k = 0; k < arrays[i].count; k++)
+                f[k] = (float)((const double *)arrays[i].data)[k];
+            conv[i].dtype = STILL__DT_F4;
+            conv[i].data = f;
+        }
+    }
+    if (!rc)
+        rc = still__st_write(path, n, names, conv, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "%s: out of memory", path);
+    if (dtype == STILL__DT_F4)
+        for (int i = 0; i < n; i++)
+            free(conv[i].data);
+    return rc ? tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err) : TOOL_EXIT_OK;
+}
+
+/* A gradient of an input array as a safetensors view: shape in the rank
+ * of the inputs (3-D when B = 1 was given as 3-D). */
+static still__array input_view(const tool_attn_inputs *in, int64_t H, int64_t D, double *data)
+{
+    still__array a;
+    memset(&a, 0, sizeof a);
+    a.dtype = STILL__DT_F8;
+    if (in->ndim == 4)
+        a.shape[a.ndim++] = in->shape.batch;
+    a.shape[a.ndim++] = H;
+    a.shape[a.ndim++] = in->shape.seq_len;
+    a.shape[a.ndim++] = D;
+    a.count = in->shape.batch * H * in->shape.seq_len * D;
+    a.data = data;
+    return a;
+}
+
+typedef struct grad_opts {
+    tool_attn_opts a;
+    const char *grads_out, *teacher;
+} grad_opts;
+
+static int parse(const char *cmd, int argc, char **argv, grad_opts *o, int *help)
+{
+    *help = 0;
+    tool_attn_defaults(&o->a);
+    o->grads_out = o->teacher = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (tool_is_help(argv[i])) {
+            *help = 1;
+            return TOOL_EXIT_OK;
+        }
+        const char **field = tool_is_option(argv[i], "--grads-out") ? &o->grads_out
+                             : tool_is_option(argv[i], "--teacher") ? &o->teacher : NULL;
+        if (field) {
+            const char *opt = field == &o->grads_out ? "--grads-out" : "--teacher";
+            if (!(*field = tool_option_value(cmd, argc, argv, &i, opt)))
+                return TOOL_EXIT_USAGE;
+            continue;
+        }
+        int rc = tool_attn_option(cmd, &o->a, argc, argv, &i);
+        if (rc < 0)
+            return TOOL_EXIT_USAGE;
+        if (rc == 0)
+            return tool_fail(TOOL_EXIT_USAGE, cmd, "unknown option '%s' (see still grad --help)",
+                             argv[i]);
+    }
+    if (!o->a.q || !o->a.k || !o->a.v)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--q, --k and --v are required (see still grad "
+                         "--help)");
+    if (!o->grads_out)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--grads-out is required (see still grad --help)");
+    if (o->a.decode)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--mode decode: the gradients are those of the "
+                         "prefill (SPEC §8)");
+    if (o->a.cfg.routing == STILL_ROUTING_SALIENCY && o->a.cfg.topk > o->a.cfg.chunk)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--topk %lld exceeds --chunk %lld (SPEC §5)",
+                         (long long)o->a.cfg.topk, (long long)o->a.cfg.chunk);
+    const char *outs[4] = {o->grads_out, o->a.out, o->a.scores_out, o->a.select_out};
+    for (int x = 0; x < 4; x++)
+        for (int y = x + 1; y < 4; y++)
+            if (outs[x] && outs[y] && !strcmp(outs[x], outs[y]))
+                return tool_fail(TOOL_EXIT_USAGE, cmd, "two outputs name the same file '%s'",
+                                 outs[x]);
+    return TOOL_EXIT_OK;
+}
+
+int cmd_grad(int argc, char **argv)
+{
+    const char *cmd = "grad";
+    grad_opts o;
+    tool_attn_inputs in;
+    tool_param_set ps;
+    int help, rc;
+
+    if ((rc = parse(cmd, argc, argv, &o, &help)) || help) {
+        if (help)
+            grad_usage(stdout);
+        return rc;
+    }
+    if ((rc = tool_attn_load(cmd, &o.a, 1, &in)))
+        return rc;
+    const still_shape *s = &in.shape;
+    const int64_t nq = s->batch * s->heads_q * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    const size_t es = in.dtype == STILL_F64 ? sizeof(double) : sizeof(float);
+    void *teacher = NULL, *out = NULL;
+    double *dq = NULL, *dk = NULL, *dv = NULL, *dgate = NULL, *sigma = NULL;
+    uint8_t *sel = NULL;
+    memset(&ps, 0, sizeof ps);
+    if (o.teacher && (rc = load_teacher(cmd, o.teacher, &in, &teacher)))
+        goto done;
+    if (tool_param_set_build(o.a.params ? &in.params : NULL, s->heads_q, s->dim_qk, 0, &ps) ||
+        !(dq = malloc((size_t)(nq * s->dim_qk) * sizeof *dq)) ||
+        !(dk = malloc((size_t)(nk * s->dim_qk) * sizeof *dk)) ||
+        !(dv = malloc((size_t)(nk * s->dim_v) * sizeof *dv)) ||
+        (in.gate && !(dgate = malloc((size_t)(nq * s->dim_v) * sizeof *dgate))) ||
+        (o.a.out && !(out = malloc((size_t)(nq * s->dim_v) * es))) ||
+        (o.a.scores_out && !(sigma = malloc((size_t)nq * sizeof *sigma))) ||
+        (o.a.select_out && !(sel = malloc((size_t)nq)))) {
+        rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory");
+        goto done;
+    }
+    still_grads g = tool_param_set_grads(&ps);
+    g.dq = dq;
+    g.dk = dk;
+    g.dv = dv;
+    g.dgate = dgate;
+    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in};
+    double loss = 0.0, t0 = tool_now();
+    rc = o.a.path == TOOL_PATH_FAST
+             ? still_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g)
+             : still_ref_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g);
+    double seconds = tool_now() - t0;
+    if (rc) {
+        rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path refused: %s (%s)",
+                       o.a.path == TOOL_PATH_FAST ? "fast" : "ref", still_strerror(rc),
+                       tool_status_name(rc));
+        goto done;
+    }
+
+    /* npy outputs first (all or nothing), then the gradients */
+    const int dt = o.a.dtype ? o.a.dtype : o.a.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8;
+    tool_output outs[3];
+    int nout = 0;
+    if (out) {
+        outs[nout] = (tool_output){o.a.out, dt, 0, {0}, out, in.dtype};
+        outs[nout].ndim = tool_attn_out_shape(&in, s->dim_v, outs[nout].shape);
+        nout++;
+    }
+    if (sigma) {
+        outs[nout] = (tool_output){o.a.scores_out, STILL__DT_F8, 0, {0}, sigma, STILL_F64};
+        outs[nout].ndim = tool_attn_out_shape(&in, 0, outs[nout].shape);
+        nout++;
+    }
+    if (sel) {
+        outs[nout] = (tool_output){o.a.select_out, STILL__DT_U1, 0, {0}, sel, STILL_F64};
+        outs[nout].ndim = tool_attn_out_shape(&in, 0, outs[nout].shape);
+        nout++;
+    }
+    if ((rc = tool_write_outputs(cmd, outs, nout)))
+        goto done;
+    const char *names[TOOL_MAX_PARAMS + 5];
+    still__array arrays[TOOL_MAX_PARAMS + 5];
+    int n = 0;
+    names[n] = "loss";
+    memset(&arrays[n], 0, sizeof arrays[n]);
+    arrays[n].dtype = STILL__DT_F8;
+    arrays[n].count = 1; /* a scalar: shape [] */
+    arrays[n++].data = &loss;
+    tool_param_set_arrays(&ps, 1, arrays + n);
+    for (int i = 0; i < ps.n; i++)
+        names[n++] = ps.names[i];
+    if (dgate) {
+        names[n] = "gate";
+        arrays[n++] = input_view(&in, s->heads_q, s->dim_v, dgate);
+    }
+    names[n] = "q";
+    arrays[n++] = input_view(&in, s->heads_q, s->dim_qk, dq);
+    names[n] = "k";
+    arrays[n++] = input_view(&in, s->heads_kv, s->dim_qk, dk);
+    names[n] = "v";
+    arrays[n++] = input_view(&in, s->heads_kv, s->dim_v, dv);
+    if ((rc = write_st(cmd, o.grads_out, n, names, arrays, dt))) {
+        for (int i = 0; i < nout; i++)
+            unlink(outs[i].path);
+        goto done;
+    }
+    printf("still grad: %s path, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, %.3f s; "
+           "loss %.9g; wrote %s (%d tensors)\n", o.a.path == TOOL_PATH_FAST ? "fast" : "ref",
+           (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
+           (long long)s->seq_len, (long long)s->dim_qk, (long long)s->dim_v, seconds, loss,
+           o.grads_out, n);
+done:
+    free(teacher);
+    free(out);
+    free(dq);
+    free(dk);
+    free(dv);
+    free(dgate);
+    free(sigma);
+    free(sel);
+    tool_param_set_free(&ps);
+    tool_attn_free(&in);
+    return rc;
+}

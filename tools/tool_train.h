@@ -1,0 +1,37 @@
+/*
+ * tool_train.h -- shared by `still grad` (cmd_grad.c) and `still transfer`
+ * (cmd_transfer.c): the parameter tensors in effect, by their SPEC §11
+ * names, held as explicit double arrays with their gradients.
+ */
+#ifndef STILL_TOOL_TRAIN_H
+#define STILL_TOOL_TRAIN_H
+
+#include "tool.h"
+
+#define TOOL_MAX_PARAMS 7
+
+/* fq.W (the identity when the file has none), the fq.b and fq.u present
+ * (fq.b added at 0 when add_bias), fk.W, fk.b, fk.u when fk is not tied,
+ * and window.w when present -- in that order.  values and grads are one
+ * flat block each, tensor i at offset[i]; params points into values. */
+typedef struct tool_param_set {
+    int n;
+    const char *names[TOOL_MAX_PARAMS];
+    int ndim[TOOL_MAX_PARAMS];
+    int64_t shape[TOOL_MAX_PARAMS][3];
+    int64_t count[TOOL_MAX_PARAMS], offset[TOOL_MAX_PARAMS], total;
+    double *values, *grads;
+    still_params params;
+} tool_param_set;
+
+/* From given parameters (NULL or defaults: the identity map) for Hq query
+ * heads of dimension d.  STILL_OK or STILL_E_NOMEM. */
+int tool_param_set_build(const still_params *given, int64_t Hq, int64_t d, int add_bias,
+                         tool_param_set *ps);
+void tool_param_set_free(tool_param_set *ps);
+/* still_grads pointing at ps->grads (the q, k, v, gate fields NULL). */
+still_grads tool_param_set_grads(const tool_param_set *ps);
+/* The tensors as still__array views (dtype F8) of values or of grads. */
+void tool_param_set_arrays(const tool_param_set *ps, int of_grads, still__array *arrays);
+
+#endif /* STILL_TOOL_TRAIN_H */
