@@ -150,11 +150,9 @@ uint64_t still__fnv1a64(uint64_t h, const void *data, size_t len)
 
 /* ---- the state ------------------------------------------------------------ */
 
-int64_t still__state_raw_count(const still_state *st, int64_t P)
+int64_t still__state_split_raw_count(const still_state *st, int64_t P)
 {
     const still__resolved *r = &st->r;
-    if (r->routing == STILL_ROUTING_WINDOW)
-        return P < r->w ? P : r->w;
     if (P == 0)
         return 0;
     /* after query P-1 (chunk c), chunks c - max(L,1) + 1 .. c are unsplit */

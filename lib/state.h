@@ -42,7 +42,9 @@ typedef struct still__span {
 
 #define STILL__MAX_SPANS 12
 
-/* The counts that size a unit's arrays (serialized before them). */
+/* The counts that size a unit's arrays (serialized before them).  keys_n
+ * counts the keys of the saliency window (the last min(P, w)) that are NOT
+ * raw tokens: the stream holds every row once. */
 typedef struct still__unit_counts {
     int64_t cache_n, raw_n, keys_n, folded;
 } still__unit_counts;
@@ -69,6 +71,11 @@ typedef struct still__state_ops {
     int (*set_counts)(still_state *st, int64_t unit, const still__unit_counts *c);
     /* the unit's arrays in stream order; returns their number */
     int (*spans)(still_state *st, int64_t unit, still__span *sp);
+    /* after the spans of a unit were read: rebuilds what is derived */
+    int (*finish_load)(still_state *st, int64_t unit);
+    /* raw tokens a unit holds at position P (the paths fold routing
+     * `window`'s old keys at different times: per token / per chunk) */
+    int64_t (*raw_count)(const still_state *st, int64_t P);
     /* the census of query head hq of batch b; cache_pos [cached] or NULL */
     void (*census)(const still_state *st, int64_t b, int64_t hq, still__census *c,
                    int64_t *cache_pos);
@@ -94,9 +101,10 @@ struct still_state {
 extern const still__state_ops still__ref_state_ops;
 extern const still__state_ops still__fast_state_ops;
 
-/* Raw tokens a unit holds at position P (SPEC §5-6: chunks c' <= c-L are
- * split when query c·C arrives; L = 0 keeps the current chunk raw, linear). */
-int64_t still__state_raw_count(const still_state *st, int64_t P);
+/* Raw tokens of the saliency routings at position P (SPEC §5-6: chunks
+ * c' <= c-L are split when query c·C arrives; L = 0 keeps the current chunk
+ * raw, linear), the same on both paths. */
+int64_t still__state_split_raw_count(const still_state *st, int64_t P);
 
 /* FNV-1a, 64 bits, continued from h (start with STILL__FNV_INIT). */
 #define STILL__FNV_INIT 0xcbf29ce484222325ULL

@@ -18,7 +18,8 @@
  *   units     i64
  *   per unit  i64 cache_n, raw_n, keys_n, folded; then its arrays in the
  *             order of the path's spans(): cache k, v, sigma, position;
- *             raw k, v, sigma; the key window; S; z
+ *             raw k, v, sigma; the keys of the saliency window older than
+ *             the raw tokens (keys_n rows); S; z
  *   checksum  u64      FNV-1a 64 of every byte before it
  *
  * A reader checks, in this order: magic (STILL_E_FORMAT), version
@@ -283,8 +284,9 @@ static int get_config(cursor *c, still_config *g, still_shape *s, int *path)
 static int counts_ok(const still_state *st, int64_t P, const still__unit_counts *k)
 {
     const still__resolved *r = &st->r;
-    if (k->cache_n < 0 || k->folded < 0 || k->raw_n != still__state_raw_count(st, P) ||
-        k->keys_n != (P < r->w ? P : r->w) || k->cache_n > P - k->raw_n ||
+    const int64_t window = P < r->w ? P : r->w, raw = st->ops->raw_count(st, P);
+    if (k->cache_n < 0 || k->folded < 0 || k->raw_n != raw ||
+        k->keys_n != (window > raw ? window - raw : 0) || k->cache_n > P - k->raw_n ||
         k->folded != P - k->raw_n - k->cache_n)
         return 0;
     if (r->routing == STILL_ROUTING_WINDOW)
@@ -325,6 +327,8 @@ static int load_units(cursor *c, still_state *st, int64_t P)
                 !positions_ok(sp[i].p, sp[i].count, P - k.raw_n))
                 return STILL_E_FORMAT;
         }
+        if ((rc = st->ops->finish_load(st, u)))
+            return rc;
     }
     return STILL_OK;
 }

@@ -519,11 +519,17 @@ static size_t ref_bytes(const still_state *st)
     return total;
 }
 
-/* The key window is serialized as its last min(keys_n, w) rows, the window
- * itself, so that the stream does not depend on the buffer's phase. */
+/* The key window (the last min(P, w) keys) is serialized without the rows
+ * that are raw tokens too (lib/state.h): its first `older` rows. */
 static int64_t window_rows(const still_state *st, const ref_unit *u)
 {
     return u->keys_n < st->r.w ? u->keys_n : st->r.w;
+}
+
+static int64_t older_rows(const still_state *st, const ref_unit *u)
+{
+    int64_t n = window_rows(st, u) - u->raw_n;
+    return n > 0 ? n : 0;
 }
 
 static void ref_get_counts(const still_state *st, int64_t unit, still__unit_counts *c)
@@ -531,7 +537,7 @@ static void ref_get_counts(const still_state *st, int64_t unit, still__unit_coun
     const ref_unit *u = &((const ref_impl *)st->impl)->u[unit];
     c->cache_n = u->cache_n;
     c->raw_n = u->raw_n;
-    c->keys_n = window_rows(st, u);
+    c->keys_n = older_rows(st, u);
     c->folded = u->folded;
 }
 
@@ -541,11 +547,30 @@ static int ref_set_counts(still_state *st, int64_t unit, const still__unit_count
     int rc = cache_reserve(st, u, c->cache_n);
     if (rc)
         return rc;
+    const int64_t P = c->cache_n + c->raw_n + c->folded;
     u->cache_n = c->cache_n;
     u->raw_n = c->raw_n;
-    u->keys_n = c->keys_n;
+    u->keys_n = P < st->r.w ? P : st->r.w; /* the window; filled by finish_load */
     u->folded = c->folded;
     return STILL_OK;
+}
+
+/* The window's rows that are raw tokens: copied from the raw keys. */
+static int ref_finish_load(still_state *st, int64_t unit)
+{
+    ref_unit *u = &((ref_impl *)st->impl)->u[unit];
+    const int64_t d = st->r.shape.dim_qk, older = older_rows(st, u);
+    const int64_t from_raw = u->keys_n - older;
+    memcpy(u->keys + older * d, u->raw_k + (u->raw_n - from_raw) * d,
+           (size_t)(from_raw * d) * sizeof(double));
+    return STILL_OK;
+}
+
+static int64_t ref_raw_count(const still_state *st, int64_t P)
+{
+    if (st->r.routing == STILL_ROUTING_WINDOW) /* folded token by token */
+        return P < st->r.w ? P : st->r.w;
+    return still__state_split_raw_count(st, P);
 }
 
 static int ref_spans(still_state *st, int64_t unit, still__span *sp)
@@ -561,7 +586,8 @@ static int ref_spans(still_state *st, int64_t unit, still__span *sp)
         {u->raw_k, u->raw_n * d, STILL__SPAN_F64, 0},
         {u->raw_v, u->raw_n * dv, STILL__SPAN_F64, 0},
         {u->raw_sigma, u->raw_n, STILL__SPAN_F64, 1},
-        {u->keys + (u->keys_n - window_rows(st, u)) * d, window_rows(st, u) * d, STILL__SPAN_F64, 0},
+        {u->keys + (u->keys_n - window_rows(st, u)) * d, older_rows(st, u) * d,
+         STILL__SPAN_F64, 0},
         {u->S, nq * m * dv, STILL__SPAN_F64, 0},
         {u->z, nq * m, STILL__SPAN_F64, 0},
     };
@@ -587,6 +613,14 @@ static void ref_census(const still_state *st, int64_t b, int64_t hq, still__cens
 }
 
 const still__state_ops still__ref_state_ops = {
-    ref_init, ref_fini, ref_append, ref_bytes, ref_get_counts,
-    ref_set_counts, ref_spans, ref_census,
+    .init = ref_init,
+    .fini = ref_fini,
+    .append = ref_append,
+    .bytes = ref_bytes,
+    .get_counts = ref_get_counts,
+    .set_counts = ref_set_counts,
+    .spans = ref_spans,
+    .finish_load = ref_finish_load,
+    .raw_count = ref_raw_count,
+    .census = ref_census,
 };
