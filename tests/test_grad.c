@@ -739,6 +739,30 @@ START_TEST(test_fast_matches_ref_saliency_gqa_blocks)
     gcase c;
     gcase_init(&c, 31, &sh, &cfg, &o);
     check_fast_vs_ref(&c, "saliency/hedgehog/GQA/N=150");
+    /* a given teacher (float on the fast path): the same loss and dq */
+    const int64_t no = nq_of(&c) * sh.dim_v, nqd = nq_of(&c) * sh.dim_qk;
+    float *qf = round_to_float(c.q, nqd), *kf = round_to_float(c.k, nk_of(&c) * sh.dim_qk);
+    float *vf = round_to_float(c.v, nk_of(&c) * sh.dim_v), *gf = round_to_float(c.gate, no);
+    double *teacher = tu_dalloc(no), *dq_ref = tu_dalloc(nqd), *dq_fast = tu_dalloc(nqd);
+    for (int64_t i = 0; i < no; i++) /* some fixed target, not the softmax */
+        teacher[i] = (float)(0.5 * c.v[i % (nk_of(&c) * sh.dim_v)]);
+    float *tf = round_to_float(teacher, no);
+    still_grads gr, gf_;
+    memset(&gr, 0, sizeof gr);
+    memset(&gf_, 0, sizeof gf_);
+    gr.dq = dq_ref;
+    gf_.dq = dq_fast;
+    double l_ref, l_fast;
+    still_tensors tr = gcase_tensors(&c), tfast = {STILL_F32, qf, kf, vf, gf, NULL, NULL, NULL, NULL};
+    ck_assert_int_eq(still_ref_transfer_grad(&cfg, &sh, &c.params, &tr, teacher, &l_ref, &gr),
+                     STILL_OK);
+    ck_assert_int_eq(still_transfer_grad(&cfg, &sh, &c.params, &tfast, tf, &l_fast, &gf_),
+                     STILL_OK);
+    double rel = tu_max_abs_diff(dq_fast, dq_ref, nqd) / tu_max_abs(dq_ref, nqd);
+    fprintf(stderr, "# fast vs ref with a given teacher: loss rel diff %.1e, q %.1e\n",
+            fabs(l_fast - l_ref) / l_ref, rel);
+    ck_assert(fabs(l_fast - l_ref) <= 1e-5 * l_ref && rel <= 1e-5);
+    free(qf); free(kf); free(vf); free(gf); free(tf); free(teacher); free(dq_ref); free(dq_fast);
     gcase_free(&c);
 }
 END_TEST
