@@ -1,0 +1,468 @@
+/*
+ * bench_decode.c -- per-token decode latency and memory of the streaming
+ * state (SPEC §7, issue 4) against full softmax decode over a growing KV
+ * cache, at context lengths 1K..256K.  Built as bench/bench_decode and run
+ * as `still bench --decode` (tools/cmd_bench_decode.c compiles this file).
+ *
+ * For each variant of STILL (fast path, C = 64, k = 4, L = 2, w = 64,
+ * hedgehog with a random W of f rows; capped at max_sel = --cap, and
+ * uncapped) one state is grown token block by token block (outputs off,
+ * the cheapest prefill the API offers) through every context length in
+ * turn; at each length it is cloned through still_state_save/load, and
+ * --steps decode steps (one token each, outputs on) are timed one by one
+ * on the clone: the table gives the median, and still_state_bytes of the
+ * grown state.  Full softmax decode keeps the KV cache of N tokens (random:
+ * its cost does not depend on the values) and per step appends the new k,
+ * v and attends over all N+1 keys per head with the fast path's kernels
+ * (gemm + online softmax, as the fast teacher).  Both use --threads
+ * threads over the heads.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "fast.h"
+#include "state.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_LENGTHS 16
+#define MAX_STEPS 1024
+
+typedef struct decode_bench {
+    int64_t n[MAX_LENGTHS];
+    int nn;
+    int64_t heads, dim, f, cap, steps, full_max, block;
+    int threads, isa;
+} decode_bench;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Uniform [-1, 1) from a 64-bit LCG (inputs only need to be generic). */
+static void fill(float *x, size_t n, uint64_t *seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (float)((double)(*seed >> 11) * 0x1.0p-52 - 1.0);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int64_t n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* ---- STILL ---------------------------------------------------------------- */
+
+typedef struct still_run {
+    still_config cfg;
+    still_shape shape; /* B = 1, Hq = Hk = heads, seq_len ignored */
+    still_params params;
+    double *W;
+    float *q, *k, *v, *o; /* one block of up to `block` tokens */
+} still_run;
+
+static int still_run_init(still_run *s, const decode_bench *b, int64_t cap, uint64_t *seed)
+{
+    const int64_t H = b->heads, d = b->dim, n = b->block;
+    memset(s, 0, sizeof *s);
+    still_config_default(&s->cfg);
+    s->cfg.chunk = 64;
+    s->cfg.topk = 4;
+    s->cfg.local = 2;
+    s->cfg.window = 64;
+    s->cfg.max_sel = cap;
+    s->cfg.threads = b->threads;
+    s->cfg.isa = b->isa;
+    s->shape = (still_shape){1, H, H, 1, d, d, STILL_LAYOUT_BHND};
+    still_params_default(&s->params);
+    s->W = malloc((size_t)(H * b->f * d) * sizeof *s->W);
+    s->q = malloc((size_t)(H * n * d) * sizeof(float));
+    s->k = malloc((size_t)(H * n * d) * sizeof(float));
+    s->v = malloc((size_t)(H * n * d) * sizeof(float));
+    s->o = malloc((size_t)(H * n * d) * sizeof(float));
+    if (!s->W || !s->q || !s->k || !s->v || !s->o)
+        return STILL_E_NOMEM;
+    for (int64_t i = 0; i < H * b->f * d; i++) { /* W ~ U(-1,1)/sqrt(d) */
+        float x;
+        fill(&x, 1, seed);
+        s->W[i] = x / sqrt((double)d);
+    }
+    s->params.fq.W = s->W;
+    s->params.fq.f = b->f;
+    return STILL_OK;
+}
+
+static void still_run_free(still_run *s)
+{
+    free(s->W), free(s->q), free(s->k), free(s->v), free(s->o);
+}
+
+/* Appends n random tokens; outputs only when want_o. */
+static int still_append_random(still_run *s, still_state *st, int64_t n, int want_o,
+                               uint64_t *seed)
+{
+    const size_t count = (size_t)(s->shape.heads_q * n * s->shape.dim_qk);
+    fill(s->q, count, seed);
+    fill(s->k, count, seed);
+    fill(s->v, count, seed);
+    still_tensors t = {STILL_F32, s->q, s->k, s->v, NULL, want_o ? s->o : NULL, NULL, NULL, NULL};
+    return still_state_append(st, n, &t);
+}
+
+/* Median seconds of `steps` one-token appends on a clone of st. */
+static int still_time_steps(still_run *s, const still_state *st, int64_t steps, uint64_t *seed,
+                            double *med)
+{
+    double t[MAX_STEPS];
+    size_t len;
+    still_state *clone = NULL;
+    unsigned char *buf = NULL;
+    int rc = still_state_save(st, NULL, 0, &len);
+    if (rc || !(buf = malloc(len)))
+        return rc ? rc : STILL_E_NOMEM;
+    if (!(rc = still_state_save(st, buf, len, &len)))
+        rc = still_state_load(buf, len, &s->params, &clone);
+    free(buf);
+    for (int64_t i = 0; !rc && i < steps; i++) {
+        double t0 = now();
+        rc = still_append_random(s, clone, 1, 1, seed);
+        t[i] = now() - t0;
+    }
+    still_state_destroy(clone);
+    if (!rc)
+        *med = median(t, steps);
+    return rc;
+}
+
+/* ---- full softmax decode over a KV cache ----------------------------------- */
+
+typedef struct full_run {
+    const still__kernels *kern;
+    int64_t H, d, cap_tokens, n;    /* n: tokens in the cache */
+    float *K, *V;                   /* [H][cap_tokens][d] */
+    float *S;                       /* [threads][cap_tokens]: one head's logits */
+    float *q, *o;                   /* [H][d] */
+    int threads;
+} full_run;
+
+static void full_free(full_run *f)
+{
+    free(f->K), free(f->V), free(f->S), free(f->q), free(f->o);
+    memset(f, 0, sizeof *f);
+}
+
+static int full_init(full_run *f, const decode_bench *b, const still__kernels *kern,
+                     int64_t N, uint64_t *seed)
+{
+    const int64_t H = b->heads, d = b->dim, cap = N + b->steps;
+    memset(f, 0, sizeof *f);
+    f->kern = kern, f->H = H, f->d = d, f->cap_tokens = cap, f->n = N, f->threads = b->threads;
+    f->K = malloc((size_t)(H * cap * d) * sizeof(float));
+    f->V = malloc((size_t)(H * cap * d) * sizeof(float));
+    f->S = malloc((size_t)(b->threads * cap) * sizeof(float));
+    f->q = malloc((size_t)(H * d) * sizeof(float));
+    f->o = malloc((size_t)(H * d) * sizeof(float));
+    if (!f->K || !f->V || !f->S || !f->q || !f->o) {
+        full_free(f);
+        return STILL_E_NOMEM;
+    }
+    for (int64_t h = 0; h < H; h++) { /* the cache of N tokens */
+        fill(f->K + h * cap * d, (size_t)(N * d), seed);
+        fill(f->V + h * cap * d, (size_t)(N * d), seed);
+    }
+    return STILL_OK;
+}
+
+/* SPEC §1 for one new token: appends its k, v to the cache and attends
+ * with q over all n+1 keys, per head: logits by gemm, online softmax,
+ * weighted values by gemm, divided by the normalizer. */
+static void full_step(full_run *f, uint64_t *seed)
+{
+    const int64_t H = f->H, d = f->d, cap = f->cap_tokens, n = f->n + 1;
+    const float scale = 1.0f / sqrtf((float)d);
+    fill(f->q, (size_t)(H * d), seed);
+    for (int64_t h = 0; h < H; h++) {
+        fill(f->K + (h * cap + f->n) * d, (size_t)d, seed);
+        fill(f->V + (h * cap + f->n) * d, (size_t)d, seed);
+    }
+#pragma omp parallel for num_threads(f->threads) schedule(static)
+    for (int64_t h = 0; h < H; h++) {
+        float *S = f->S + (int64_t)omp_get_thread_num() * cap, *q = f->q + h * d;
+        float mx = -INFINITY, l = 0.0f, alpha;
+        for (int64_t i = 0; i < d; i++)
+            q[i] *= scale;
+        f->kern->gemm(n, 1, d, f->K + h * cap * d, d, 1, q, 1, S, 1, 0);
+        f->kern->softmax_cols(n, 1, S, 1, &mx, &l, &alpha);
+        f->kern->gemm(1, d, n, S, 0, 1, f->V + h * cap * d, d, f->o + h * d, d, 0);
+        for (int64_t i = 0; i < d; i++)
+            f->o[h * d + i] /= l;
+    }
+    f->n++;
+}
+
+/* ---- the table --------------------------------------------------------------- */
+
+typedef struct row {
+    int64_t n;
+    double t[2], full_t; /* seconds per token: capped, uncapped, full */
+    size_t bytes[2];
+    double full_bytes;
+    int full_done;
+} row;
+
+static void print_header(const decode_bench *b, const char *isa)
+{
+    printf("decode latency and memory (SPEC §7): B=1, %lld query = kv heads, d = dv = %lld,\n"
+           "STILL fast path (%s, %d threads): C=64 k=4 L=2 w=64, hedgehog f=%lld (m=%lld),\n"
+           "capped at max_sel=%lld and uncapped; full softmax: fast kernels over the KV cache.\n"
+           "Median of %lld one-token steps after growing the state to N tokens.\n\n",
+           (long long)b->heads, (long long)b->dim, isa, b->threads, (long long)b->f,
+           (long long)(2 * b->f), (long long)b->cap, (long long)b->steps);
+    printf("%8s | %12s %12s | %12s %12s | %12s %12s | %10s\n", "N", "capped us", "state MiB",
+           "uncapped us", "state MiB", "full us", "KV MiB", "KV/capped");
+}
+
+static void print_row(const row *r)
+{
+    const double MiB = 1024.0 * 1024.0;
+    printf("%8lld | %12.1f %12.2f | %12.1f %12.2f | ", (long long)r->n, 1e6 * r->t[0],
+           (double)r->bytes[0] / MiB, 1e6 * r->t[1], (double)r->bytes[1] / MiB);
+    if (r->full_done)
+        printf("%12.1f %12.1f", 1e6 * r->full_t, r->full_bytes / MiB);
+    else
+        printf("%12s %12.1f", "-", r->full_bytes / MiB);
+    printf(" | %10.1f\n", r->full_bytes / (double)r->bytes[0]);
+    fflush(stdout);
+}
+
+/* The goals of issue 4: capped latency flat, capped state small. */
+static void print_goals(const row *rows, int nn)
+{
+    const row *r4 = NULL, *r64 = NULL, *last = &rows[nn - 1];
+    for (int i = 0; i < nn; i++) {
+        if (rows[i].n == 4096)
+            r4 = &rows[i];
+        if (rows[i].n == 65536)
+            r64 = &rows[i];
+    }
+    printf("\n");
+    if (r4 && last->n > r4->n)
+        printf("capped latency t(%lld)/t(4096) = %.2f (goal <= 1.3): %s\n", (long long)last->n,
+               last->t[0] / r4->t[0], last->t[0] / r4->t[0] <= 1.3 ? "met" : "NOT met");
+    if (r64)
+        printf("capped state at 65536 = 1/%.1f of the full KV cache (goal <= 1/16): %s\n",
+               r64->full_bytes / (double)r64->bytes[0],
+               r64->full_bytes / (double)r64->bytes[0] >= 16.0 ? "met" : "NOT met");
+}
+
+/* ---- options ----------------------------------------------------------------- */
+
+static int usage(FILE *f, int status)
+{
+    fprintf(f,
+            "usage: bench_decode [options]   (or: still bench --decode [options])\n"
+            "\n"
+            "Per-token decode latency and state bytes of STILL (capped and uncapped) vs\n"
+            "full softmax decode over a growing KV cache (SPEC §7).\n"
+            "\n"
+            "  --n N1,N2,...   context lengths, ascending (default 1024,...,262144)\n"
+            "  --heads H       query = kv heads (default 8)\n"
+            "  --dim D         d = dv (default 128)\n"
+            "  --f F           rows of the random NP-Map W (default 128)\n"
+            "  --cap M         max_sel of the capped variant (default 1024)\n"
+            "  --steps S       timed decode steps per point (default 64)\n"
+            "  --threads T     threads (default 2)\n"
+            "  --isa I         auto|generic|avx2|avx512|neon (default auto)\n"
+            "  --full-max N    largest N for full softmax (default 262144; its KV cache\n"
+            "                  at 256K, 8 heads, d = 128 is 2 GiB)\n"
+            "  --block B       tokens per append while growing the states (default 4096)\n");
+    return status;
+}
+
+static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int parse(decode_bench *b, int argc, char **argv)
+{
+    static const char *const isas[] = {"auto", "generic", "avx2", "avx512", "neon"};
+    b->nn = 0;
+    for (int64_t n = 1024; n <= 262144; n *= 4)
+        b->n[b->nn++] = n;
+    b->heads = 8, b->dim = 128, b->f = 128, b->cap = 1024, b->steps = 64;
+    b->full_max = 262144, b->block = 4096, b->threads = 2, b->isa = STILL_ISA_AUTO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t x;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            return 1;
+        if (!val)
+            return -1;
+        i++;
+        if (!strcmp(a, "--n")) {
+            char *copy = strdup(val), *save = NULL;
+            b->nn = 0;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+                if (b->nn == MAX_LENGTHS || parse_int(tok, 1, (int64_t)1 << 26, &b->n[b->nn++]) ||
+                    (b->nn > 1 && b->n[b->nn - 1] <= b->n[b->nn - 2])) {
+                    free(copy);
+                    return -1;
+                }
+            free(copy);
+            if (!b->nn)
+                return -1;
+            continue;
+        }
+        if (!strcmp(a, "--isa")) {
+            b->isa = -1;
+            for (int j = 0; j < 5; j++)
+                if (!strcmp(val, isas[j]))
+                    b->isa = j;
+            if (b->isa < 0)
+                return -1;
+            continue;
+        }
+        struct { const char *name; int64_t lo, hi; int64_t *dst; } ints[] = {
+            {"--heads", 1, 1024, &b->heads}, {"--dim", 1, 4096, &b->dim},
+            {"--f", 1, 4096, &b->f},         {"--cap", 1, (int64_t)1 << 24, &b->cap},
+            {"--steps", 1, MAX_STEPS, &b->steps},
+            {"--full-max", 0, (int64_t)1 << 26, &b->full_max},
+            {"--block", 1, (int64_t)1 << 20, &b->block},
+        };
+        int found = 0;
+        for (size_t j = 0; j < sizeof ints / sizeof ints[0] && !found; j++)
+            if (!strcmp(a, ints[j].name)) {
+                if (parse_int(val, ints[j].lo, ints[j].hi, ints[j].dst))
+                    return -1;
+                found = 1;
+            }
+        if (!strcmp(a, "--threads")) {
+            if (parse_int(val, 1, 256, &x))
+                return -1;
+            b->threads = (int)x;
+            found = 1;
+        }
+        if (!found)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- the run ------------------------------------------------------------------ */
+
+/* Grows one STILL variant through every length, filling rows[].t[v] and
+ * .bytes[v]. */
+static int run_still(const decode_bench *b, int v, row *rows, uint64_t *seed)
+{
+    still_run s;
+    still_state *st = NULL;
+    int rc = still_run_init(&s, b, v == 0 ? b->cap : 0, seed);
+    if (!rc)
+        rc = still_state_create(&s.cfg, &s.shape, &s.params, STILL_PATH_FAST, &st);
+    double grow = 0.0;
+    for (int i = 0; !rc && i < b->nn; i++) {
+        int64_t P;
+        still_state_position(st, &P);
+        double t0 = now();
+        while (!rc && P < b->n[i]) {
+            int64_t n = b->n[i] - P < b->block ? b->n[i] - P : b->block;
+            rc = still_append_random(&s, st, n, 0, seed);
+            P += n;
+        }
+        grow += now() - t0;
+        if (!rc)
+            rc = still_state_bytes(st, &rows[i].bytes[v]);
+        if (!rc)
+            rc = still_time_steps(&s, st, b->steps, seed, &rows[i].t[v]);
+    }
+    if (!rc)
+        fprintf(stderr, "# %s: grew the state to %lld tokens in %.1f s (outputs off)\n",
+                v == 0 ? "capped" : "uncapped", (long long)b->n[b->nn - 1], grow);
+    still_state_destroy(st);
+    still_run_free(&s);
+    return rc;
+}
+
+static int run_full(const decode_bench *b, const still__kernels *kern, row *r, uint64_t *seed)
+{
+    double t[MAX_STEPS];
+    full_run f;
+    r->full_bytes = (double)r->n * (double)b->heads * 2.0 * (double)b->dim * sizeof(float);
+    if (r->n > b->full_max)
+        return STILL_OK;
+    int rc = full_init(&f, b, kern, r->n, seed);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < b->steps; i++) {
+        double t0 = now();
+        full_step(&f, seed);
+        t[i] = now() - t0;
+    }
+    r->full_t = median(t, b->steps);
+    r->full_done = 1;
+    full_free(&f);
+    return STILL_OK;
+}
+
+/* The whole benchmark; argv as `bench_decode`'s.  Returns the exit status
+ * (0, 2 usage, 4 library failure). */
+int still_bench_decode(int argc, char **argv);
+int still_bench_decode(int argc, char **argv)
+{
+    decode_bench b;
+    const still__kernels *kern;
+    row rows[MAX_LENGTHS];
+    uint64_t seed = 12345;
+    int rc = parse(&b, argc, argv);
+    if (rc)
+        return usage(rc > 0 ? stdout : stderr, rc > 0 ? 0 : 2);
+    if ((rc = still__kernels_select(b.isa, &kern))) {
+        fprintf(stderr, "bench_decode: --isa: %s\n", still_strerror(rc));
+        return 4;
+    }
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < b.nn; i++)
+        rows[i].n = b.n[i];
+    print_header(&b, kern->name);
+    for (int v = 0; v < 2 && !rc; v++)
+        rc = run_still(&b, v, rows, &seed);
+    for (int i = 0; i < b.nn && !rc; i++) {
+        rc = run_full(&b, kern, &rows[i], &seed);
+        if (!rc)
+            print_row(&rows[i]);
+    }
+    if (rc) {
+        fprintf(stderr, "bench_decode: %s\n", still_strerror(rc));
+        return 4;
+    }
+    print_goals(rows, b.nn);
+    return 0;
+}
+
+#ifndef STILL_BENCH_DECODE_NO_MAIN
+int main(int argc, char **argv)
+{
+    return still_bench_decode(argc, argv);
+}
+#endif
