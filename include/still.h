@@ -232,7 +232,10 @@ STILL_API int still_state_append(still_state *st, int64_t n, const still_tensors
 /* Tokens appended so far. */
 STILL_API int still_state_position(const still_state *st, int64_t *position);
 
-/* Bytes of memory the state holds now (every allocation it owns). */
+/* Bytes of memory the state holds now: its tokens (cache, raw tokens, key
+ * window), linear states, bookkeeping and its copy of the parameters;
+ * per-call working buffers are not counted.  With max_sel > 0 it stops
+ * growing once the cache is full. */
 STILL_API int still_state_bytes(const still_state *st, size_t *bytes);
 
 /* Serializes the state into buf [cap]: a versioned, checksummed,

@@ -359,7 +359,6 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
         return STILL_E_FORMAT;
     if (still__fnv1a64(STILL__FNV_INIT, buf, len - 8) != le64(c.q + len - 8))
         return STILL_E_CHECKSUM;
-    c.off = 12;
     c.end = len - 8;
     path = (int)le32(c.q + 12);
     c.off = 24;

@@ -481,8 +481,9 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
 {
     ref_impl *w = st->impl;
     const still__resolved *r = &st->r;
-    /* room first, so that nothing below can fail: at most n/C + 1 splits */
-    for (int64_t i = 0; i < st->units; i++) {
+    /* room first, so that nothing below can fail: at most n/C + 1 splits
+     * (routing `window` caches nothing) */
+    for (int64_t i = 0; r->routing != STILL_ROUTING_WINDOW && i < st->units; i++) {
         ref_unit *u = &w->u[i];
         int64_t splits = n / r->C + 1, need = u->cache_n;
         if (r->k && splits > (INT64_MAX - need) / r->k)
@@ -512,8 +513,7 @@ static size_t ref_bytes(const still_state *st)
 {
     const ref_impl *w = st->impl;
     const int64_t d = st->r.shape.dim_qk, dv = st->r.shape.dim_v;
-    size_t total = sizeof *w + (size_t)st->units * (sizeof *w->u + w->fixed_bytes) +
-                   w->scratch_bytes;
+    size_t total = sizeof *w + (size_t)st->units * (sizeof *w->u + w->fixed_bytes);
     for (int64_t i = 0; i < st->units; i++)
         total += (size_t)w->u[i].cache_cap * (size_t)(d + dv + 2) * sizeof(double);
     return total;
