@@ -31,6 +31,12 @@ const char tool_attn_options_help[] =
     "  --eps-den E          added to the hybrid denominator, E >= 0 (default 1e-6)\n"
     "  --scale S            logit scale (default 1/sqrt(d))\n"
     "  --cap N              cap on the selected cache, 0 = none (default)\n"
+    "  --select-per-kv      one selection per kv head (sigma averaged over its group)\n"
+    "  --saliency S         spec (default, SPEC §4) or authors (App. A.1)\n"
+    "  --phantom-sink       chunk 0 also sees C phantom keys of logit 0 (App. A.2)\n"
+    "  --compat authors     the authors' prefill (App. A): --saliency authors\n"
+    "                       --phantom-sink --chunk 64 --window 64 --topk 4 --local 2\n"
+    "                       --eps-den 1e-6 (options after it override these)\n"
     "execution:\n"
     "  --path P             ref (default: exact, double) or fast (float32, SIMD)\n"
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
@@ -70,6 +76,8 @@ static const char *const isa_names[] = {"auto", "generic", "avx2", "avx512", "ne
 static const char *const path_names[] = {"ref", "fast"};
 static const char *const mode_names[] = {"prefill", "decode"};
 static const char *const dtype_names[] = {"f4", "f8"};
+static const char *const saliency_names[] = {"spec", "authors"};
+static const char *const compat_names[] = {"authors"};
 
 /* Options taking a file name, by the field they fill. */
 static const char **file_option(tool_attn_opts *o, const char *arg, const char **name)
@@ -94,6 +102,26 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
 
     if (!strcmp(a, "--no-npmap")) {
         o->cfg.npmap = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--select-per-kv")) { /* SPEC §5 */
+        o->cfg.select_per_kv = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--phantom-sink")) { /* SPEC App. A.2 */
+        o->cfg.phantom_sink = 1;
+        return 1;
+    }
+    if (tool_is_option(a, "--compat")) { /* SPEC App. A: both switches and their setting */
+        if (!(val = tool_option_value(cmd, argc, argv, i, "--compat")) ||
+            choose(cmd, "--compat", val, compat_names, 1, "authors") < 0)
+            return -1;
+        o->cfg.saliency = STILL_SALIENCY_AUTHORS;
+        o->cfg.phantom_sink = 1;
+        o->cfg.chunk = o->cfg.window = 64;
+        o->cfg.topk = 4;
+        o->cfg.local = 2;
+        o->cfg.eps_den = 1e-6;
         return 1;
     }
     if ((field = file_option(o, a, &name))) {
@@ -147,6 +175,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         {"--path", path_names, 2, "ref or fast"},
         {"--mode", mode_names, 2, "prefill or decode"},
         {"--dtype", dtype_names, 2, "f4 or f8"},
+        {"--saliency", saliency_names, 2, "spec or authors"},
     };
     for (size_t k = 0; k < sizeof kw / sizeof *kw; k++) {
         if (!tool_is_option(a, kw[k].opt))
@@ -160,7 +189,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         case 2: o->cfg.isa = STILL_ISA_AUTO + c; break;
         case 3: o->path = c ? TOOL_PATH_FAST : TOOL_PATH_REF; break;
         case 4: o->decode = c; break;
-        default: o->dtype = c ? STILL__DT_F8 : STILL__DT_F4; break;
+        case 5: o->dtype = c ? STILL__DT_F8 : STILL__DT_F4; break;
+        default: o->cfg.saliency = c ? STILL_SALIENCY_AUTHORS : STILL_SALIENCY_SPEC; break;
         }
         return 1;
     }

@@ -1,0 +1,1772 @@
+/*
+ * cmd_golden.c -- `still golden`: a versioned set of inputs and reference
+ * outputs that another implementation of STILL (a GPU kernel, a port) is
+ * validated against, and `still golden --verify` that re-checks one.
+ *
+ * A set is a directory: one subdirectory per case with its inputs (q, k,
+ * v, gate .npy in <f4, params.safetensors when the case has parameters)
+ * and the ref path's outputs (o.npy and o_teacher.npy in <f8, sigma.npy
+ * <f8, sel.npy |u1), and manifest.json, which gives for every case its
+ * shapes, dtypes, configuration, the exact `still run` and `still teacher`
+ * command lines that reproduce its outputs, the tolerances of SPEC §10 and
+ * the SHA-256 of every file.
+ *
+ * Truthfulness: the generator builds each case's command line first and
+ * computes the outputs by parsing that command line with the options
+ * parser of `still run` and loading the files it has just written, as
+ * `still run` does; --verify parses the command line from the manifest the
+ * same way.
+ *
+ * Inputs come from a seeded generator that uses only integer and exactly
+ * rounded arithmetic, so that every platform writes the same bytes (see
+ * golden_usage() and still-golden(1)).
+ */
+#define _XOPEN_SOURCE 700
+#include "tool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GOLDEN_FORMAT "still-golden"
+#define GOLDEN_FORMAT_VERSION 1
+#define GOLDEN_PATH_MAX 4096
+#define GOLDEN_MAX_FILES 16
+
+static const char *const golden_cmd = "golden";
+
+static void golden_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: still golden --out DIR [--seed S] [--path ref]\n"
+            "       still golden --verify DIR [--path ref|fast]\n"
+            "       still golden --sha256 FILE...\n"
+            "\n"
+            "--out writes a golden set into DIR (which must not exist, or be empty): one\n"
+            "subdirectory per case with q.npy, k.npy, v.npy, gate.npy (<f4), params.safetensors\n"
+            "when the case has parameters, and the ref path's outputs o.npy, o_teacher.npy,\n"
+            "sigma.npy (<f8) and sel.npy (|u1); and manifest.json with, for every case, its\n"
+            "shapes, dtypes, configuration, the `still run` and `still teacher` command lines\n"
+            "that reproduce it (run in the case's directory), the tolerances of SPEC §10 and\n"
+            "the SHA-256 of every file.  The same seed and libstill version always give the\n"
+            "same bytes.\n"
+            "\n"
+            "--verify re-checks a set: the SHA-256 of every file, then every case recomputed\n"
+            "by this build on the chosen path and compared with the stored outputs within\n"
+            "the manifest's tolerance (float64 for --path ref, SPEC §10 float32 for fast).\n"
+            "\n"
+            "--sha256 prints the SHA-256 of files as sha256sum does.\n"
+            "\n"
+            "  --seed S   generator seed, 0 <= S < 2^63 (default 1)\n"
+            "  --path P   ref (default) or, with --verify, fast\n"
+            "\n"
+            "Inputs: every case draws from its own SplitMix64 stream, started at\n"
+            "seed XOR FNV-1a-64(case name) XOR attempt*0x9E3779B97F4A7C15; u = (x >> 11)\n"
+            "* 2^-53; a normal-like value is (u1+u2+u3+u4 - 2)*sqrt(3); values are rounded\n"
+            "to float32.  Draw order: q, k, v, gate (0.5 + 0.45*(2u-1)), then the\n"
+            "parameters.  A case is redrawn (next attempt) until every selection has a\n"
+            "sigma margin of at least 1e-4 (1 + |sigma|), so a conforming implementation\n"
+            "reproduces sel.npy exactly.\n"
+            "\n"
+            "A port checks its output with, in each case's directory:\n"
+            "  still check THEIR_o.npy o.npy --rtol 0 --atol <tolerance.o.atol>\n"
+            "\n"
+            "Exit status: 0 success, 1 --verify found a mismatch, 2 usage error, 3 a\n"
+            "manifest or input file problem, 4 library error, 5 output not written.\n");
+}
+
+/* ==== SHA-256 (FIPS 180-4) ==================================================== */
+
+typedef struct sha256_ctx {
+    uint32_t h[8];
+    uint64_t bytes;           /* message length so far */
+    unsigned char block[64];  /* pending input */
+    size_t fill;
+} sha256_ctx;
+
+/* First 32 bits of the fractional parts of the cube roots of the first 64
+ * primes (FIPS 180-4 §4.2.2). */
+static const uint32_t sha256_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+static uint32_t rotr32(uint32_t x, int n)
+{
+    return (x >> n) | (x << (32 - n));
+}
+
+static void sha256_init(sha256_ctx *c)
+{
+    /* FIPS 180-4 §5.3.3: square roots of the first 8 primes */
+    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, h0, sizeof h0);
+    c->bytes = 0;
+    c->fill = 0;
+}
+
+/* One 512-bit block (FIPS 180-4 §6.2.2). */
+static void sha256_compress(uint32_t h[8], const unsigned char *p)
+{
+    uint32_t w[64], s[8];
+    for (int t = 0; t < 16; t++)
+        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
+               (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
+    for (int t = 16; t < 64; t++) {
+        uint32_t s0 = rotr32(w[t - 15], 7) ^ rotr32(w[t - 15], 18) ^ (w[t - 15] >> 3);
+        uint32_t s1 = rotr32(w[t - 2], 17) ^ rotr32(w[t - 2], 19) ^ (w[t - 2] >> 10);
+        w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+    }
+    memcpy(s, h, sizeof s);
+    for (int t = 0; t < 64; t++) {
+        uint32_t e = s[4], a = s[0];
+        uint32_t t1 = s[7] + (rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25)) +
+                      ((e & s[5]) ^ (~e & s[6])) + sha256_k[t] + w[t];
+        uint32_t t2 = (rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22)) +
+                      ((a & s[1]) ^ (a & s[2]) ^ (s[1] & s[2]));
+        memmove(s + 1, s, 7 * sizeof *s);
+        s[4] += t1;
+        s[0] = t1 + t2;
+    }
+    for (int i = 0; i < 8; i++)
+        h[i] += s[i];
+}
+
+static void sha256_update(sha256_ctx *c, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    c->bytes += n;
+    while (n > 0) {
+        size_t take = 64 - c->fill < n ? 64 - c->fill : n;
+        memcpy(c->block + c->fill, p, take);
+        c->fill += take;
+        p += take;
+        n -= take;
+        if (c->fill == 64) {
+            sha256_compress(c->h, c->block);
+            c->fill = 0;
+        }
+    }
+}
+
+/* Padding (FIPS 180-4 §5.1.1) and the digest as 64 hex digits. */
+static void sha256_final(sha256_ctx *c, char hex[65])
+{
+    uint64_t bits = c->bytes * 8;
+    unsigned char pad[72] = {0x80};
+    size_t npad = (c->fill < 56 ? 56 : 120) - c->fill;
+    for (int i = 0; i < 8; i++)
+        pad[npad + (size_t)i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(c, pad, npad + 8);
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 8 * i, 9, "%08x", (unsigned)c->h[i]);
+}
+
+/* The SHA-256 of a file, and its size; -1 (errno set) if unreadable. */
+static int sha256_file(const char *path, char hex[65], uint64_t *size)
+{
+    unsigned char buf[1 << 15];
+    sha256_ctx c;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    sha256_init(&c);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sha256_update(&c, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        errno = EIO;
+        return -1;
+    }
+    if (size)
+        *size = c.bytes;
+    sha256_final(&c, hex);
+    return 0;
+}
+
+/* ==== text: the manifest is written into a growing buffer ====================== */
+
+typedef struct text {
+    char *p;
+    size_t len, cap;
+    int failed; /* out of memory */
+} text;
+
+static void text_printf(text *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void text_printf(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    if (t->failed)
+        return;
+    for (;;) {
+        size_t room = t->cap - t->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p ? t->p + t->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap ? 2 * t->cap : 4096;
+        while (cap - t->len <= (size_t)n)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+/* A JSON string literal. */
+static void text_json_string(text *t, const char *s)
+{
+    text_printf(t, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            text_printf(t, "\\%c", c);
+        else if (c < 0x20)
+            text_printf(t, "\\u%04x", c);
+        else
+            text_printf(t, "%c", c);
+    }
+    text_printf(t, "\"");
+}
+
+/* The shortest %g text that reads back as exactly x (x finite). */
+static void format_double(char *buf, size_t n, double x)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x)
+            return;
+    }
+}
+
+/* ==== a small JSON reader for --verify ========================================== */
+
+enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+typedef struct jval {
+    int type;
+    double num;          /* J_NUM, J_BOOL (0 or 1) */
+    char *str;           /* J_STR */
+    int n;               /* J_ARR, J_OBJ: number of items */
+    char **keys;         /* J_OBJ */
+    struct jval *items;  /* J_ARR, J_OBJ */
+} jval;
+
+typedef struct jparser {
+    const char *s, *end;
+    int depth;
+    const char *error;
+} jparser;
+
+static void json_free(jval *v)
+{
+    if (!v)
+        return;
+    free(v->str);
+    for (int i = 0; i < v->n; i++) {
+        if (v->keys)
+            free(v->keys[i]);
+        json_free(&v->items[i]);
+    }
+    free(v->keys);
+    free(v->items);
+    memset(v, 0, sizeof *v);
+}
+
+static int jfail(jparser *p, const char *what)
+{
+    if (!p->error)
+        p->error = what;
+    return -1;
+}
+
+static void jws(jparser *p)
+{
+    while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r'))
+        p->s++;
+}
+
+static int jvalue(jparser *p, jval *v);
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A string; \u escapes of the Basic Multilingual Plane only (the manifest
+ * writes only ASCII). */
+static int jstring(jparser *p, char **out)
+{
+    text t = {NULL, 0, 0, 0};
+    p->s++; /* the opening quote */
+    while (p->s < p->end && *p->s != '"') {
+        unsigned char c = (unsigned char)*p->s++;
+        if (c < 0x20) {
+            free(t.p);
+            return jfail(p, "a control character in a string");
+        }
+        if (c != '\\') {
+            text_printf(&t, "%c", c);
+            continue;
+        }
+        if (p->s >= p->end)
+            break;
+        c = (unsigned char)*p->s++;
+        const char *simple = strchr("\"\\/bfnrt", c);
+        if (simple && c) {
+            static const char repl[] = "\"\\/\b\f\n\r\t";
+            text_printf(&t, "%c", repl[simple - "\"\\/bfnrt"]);
+        } else if (c == 'u' && p->end - p->s >= 4) {
+            unsigned cp = 0;
+            for (int i = 0; i < 4; i++) {
+                int h = hexval(p->s[i]);
+                if (h < 0) {
+                    free(t.p);
+                    return jfail(p, "a bad \\u escape");
+                }
+                cp = cp * 16 + (unsigned)h;
+            }
+            p->s += 4;
+            if (cp == 0 || (cp >= 0xd800 && cp <= 0xdfff)) {
+                free(t.p);
+                return jfail(p, "a \\u escape of NUL or a surrogate");
+            }
+            if (cp < 0x80)
+                text_printf(&t, "%c", (char)cp);
+            else if (cp < 0x800)
+                text_printf(&t, "%c%c", (char)(0xc0 | cp >> 6), (char)(0x80 | (cp & 0x3f)));
+            else
+                text_printf(&t, "%c%c%c", (char)(0xe0 | cp >> 12),
+                            (char)(0x80 | ((cp >> 6) & 0x3f)), (char)(0x80 | (cp & 0x3f)));
+        } else {
+            free(t.p);
+            return jfail(p, "a bad escape in a string");
+        }
+    }
+    if (p->s >= p->end) {
+        free(t.p);
+        return jfail(p, "an unterminated string");
+    }
+    p->s++;
+    text_printf(&t, "%s", ""); /* an empty string still gets a buffer */
+    if (t.failed) {
+        free(t.p);
+        return jfail(p, "out of memory");
+    }
+    *out = t.p;
+    return 0;
+}
+
+static int jnumber(jparser *p, jval *v)
+{
+    const char *start = p->s;
+    char buf[64];
+    if (p->s < p->end && *p->s == '-')
+        p->s++;
+    if (p->s >= p->end || !(*p->s >= '0' && *p->s <= '9'))
+        return jfail(p, "a malformed number");
+    while (p->s < p->end && strchr("0123456789.eE+-", *p->s) && *p->s)
+        p->s++;
+    size_t n = (size_t)(p->s - start);
+    if (n >= sizeof buf)
+        return jfail(p, "a number too long");
+    memcpy(buf, start, n);
+    buf[n] = '\0';
+    char *end;
+    v->type = J_NUM;
+    v->num = strtod(buf, &end);
+    if (*end || !isfinite(v->num))
+        return jfail(p, "a malformed number");
+    return 0;
+}
+
+/* Arrays and objects: items separated by commas up to `close`. */
+static int jcontainer(jparser *p, jval *v, char close)
+{
+    int cap = 0;
+    v->type = close == ']' ? J_ARR : J_OBJ;
+    p->s++;
+    jws(p);
+    if (p->s < p->end && *p->s == close) {
+        p->s++;
+        return 0;
+    }
+    for (;;) {
+        if (v->n == cap) {
+            cap = cap ? 2 * cap : 8;
+            jval *items = realloc(v->items, (size_t)cap * sizeof *items);
+            if (!items)
+                return jfail(p, "out of memory");
+            v->items = items;
+            if (close == '}') {
+                char **keys = realloc(v->keys, (size_t)cap * sizeof *keys);
+                if (!keys)
+                    return jfail(p, "out of memory");
+                v->keys = keys;
+            }
+        }
+        memset(&v->items[v->n], 0, sizeof *v->items);
+        if (close == '}') {
+            jws(p);
+            if (p->s >= p->end || *p->s != '"')
+                return jfail(p, "an object key that is not a string");
+            if (jstring(p, &v->keys[v->n]))
+                return -1;
+            v->n++; /* owns the key from here on */
+            jws(p);
+            if (p->s >= p->end || *p->s++ != ':')
+                return jfail(p, "a missing ':' after an object key");
+            if (jvalue(p, &v->items[v->n - 1]))
+                return -1;
+        } else {
+            v->n++;
+            if (jvalue(p, &v->items[v->n - 1]))
+                return -1;
+        }
+        jws(p);
+        if (p->s < p->end && *p->s == ',') {
+            p->s++;
+            continue;
+        }
+        if (p->s < p->end && *p->s == close) {
+            p->s++;
+            return 0;
+        }
+        return jfail(p, close == ']' ? "a missing ',' or ']'" : "a missing ',' or '}'");
+    }
+}
+
+static int jvalue(jparser *p, jval *v)
+{
+    memset(v, 0, sizeof *v);
+    jws(p);
+    if (p->s >= p->end)
+        return jfail(p, "a missing value");
+    if (++p->depth > 32)
+        return jfail(p, "nesting deeper than 32");
+    int rc;
+    size_t left = (size_t)(p->end - p->s);
+    if (*p->s == '{' || *p->s == '[') {
+        rc = jcontainer(p, v, *p->s == '{' ? '}' : ']');
+    } else if (*p->s == '"') {
+        v->type = J_STR;
+        rc = jstring(p, &v->str);
+    } else if (left >= 4 && !strncmp(p->s, "true", 4)) {
+        v->type = J_BOOL, v->num = 1, p->s += 4, rc = 0;
+    } else if (left >= 5 && !strncmp(p->s, "false", 5)) {
+        v->type = J_BOOL, p->s += 5, rc = 0;
+    } else if (left >= 4 && !strncmp(p->s, "null", 4)) {
+        v->type = J_NULL, p->s += 4, rc = 0;
+    } else {
+        rc = jnumber(p, v);
+    }
+    p->depth--;
+    return rc;
+}
+
+/* Parses text[len] as one JSON value; on failure *what names the problem
+ * and *offset where. */
+static int json_parse(const char *s, size_t len, jval *out, const char **what, size_t *offset)
+{
+    jparser p = {s, s + len, 0, NULL};
+    int rc = jvalue(&p, out);
+    if (!rc) {
+        jws(&p);
+        if (p.s != p.end)
+            rc = jfail(&p, "text after the value");
+    }
+    if (rc) {
+        json_free(out);
+        *what = p.error;
+        *offset = (size_t)(p.s - s);
+    }
+    return rc;
+}
+
+/* The member `key` of an object, of the type wanted (-1: any), or NULL. */
+static const jval *json_get(const jval *obj, const char *key, int type)
+{
+    if (!obj || obj->type != J_OBJ)
+        return NULL;
+    for (int i = 0; i < obj->n; i++)
+        if (!strcmp(obj->keys[i], key))
+            return type < 0 || obj->items[i].type == type ? &obj->items[i] : NULL;
+    return NULL;
+}
+
+/* ==== the deterministic input generator ========================================= */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1), exactly a multiple of 2^-53. */
+static double gen_uniform(uint64_t *state)
+{
+    return (double)(splitmix64(state) >> 11) * 0x1p-53;
+}
+
+/* Mean 0, variance 1, bell-shaped on [-2 sqrt 3, 2 sqrt 3] (Irwin-Hall of
+ * four uniforms): no libm function but the correctly rounded sqrt. */
+static double gen_normal(uint64_t *state)
+{
+    double s = gen_uniform(state) + gen_uniform(state) + gen_uniform(state) + gen_uniform(state);
+    return (s - 2.0) * sqrt(3.0);
+}
+
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+/* n float32 values: scale * normal, or the gate's 0.5 + 0.45 (2u - 1). */
+static void gen_fill(uint64_t *state, float *x, int64_t n, double scale, int gate)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = gate ? (float)(0.5 + 0.45 * (2.0 * gen_uniform(state) - 1.0))
+                    : (float)(scale * gen_normal(state));
+}
+
+/* ==== the cases ================================================================= */
+
+/* Parameter files of the cases (SPEC §11). */
+enum {
+    P_NONE,     /* no file: the identity NP-Map */
+    P_FULL,     /* fq.W, fq.b, fq.u and a separate fk.W, fk.b, fk.u */
+    P_AUTHORS,  /* fq.W, fq.u, fk.W, fk.u: the authors' maps (no bias) */
+    P_BIAS,     /* fq.W and fq.b, fk tied */
+    P_WINDOW    /* window.w only: omega = sigmoid(w) per head */
+};
+
+typedef struct golden_case {
+    const char *name;
+    const char *what;
+    int64_t B, Hq, Hk, N, d, dv;
+    const char *flags; /* still run's configuration options */
+    int params;
+    int64_t f;         /* rows of W when the file has W */
+} golden_case;
+
+static const golden_case golden_cases[] = {
+    {"default", "STILL's defaults: saliency routing, C=64, k=4, L=2, w=C, hedgehog NP-Map "
+     "(identity W)", 1, 2, 2, 256, 16, 16, "", P_NONE, 0},
+    {"ragged_n", "N=203 not a multiple of C=32 (the last chunk is partial, never split), B=2",
+     2, 2, 2, 203, 16, 16, "--chunk 32 --topk 3", P_NONE, 0},
+    {"window_omega", "window routing (LoLCATs) w=48, omega=sigmoid(window.w) per head",
+     1, 2, 2, 200, 16, 16, "--routing window --window 48", P_WINDOW, 0},
+    {"routing_all", "routing all with eps_den 0: equals the teacher (SPEC I1)",
+     1, 2, 2, 160, 16, 16, "--chunk 32 --routing all --eps-den 0", P_NONE, 0},
+    {"routing_none", "routing none: exact over the last L chunks, linear before",
+     1, 2, 2, 160, 16, 16, "--chunk 32 --routing none", P_NONE, 0},
+    {"local0", "L=0: the current chunk is linear too", 1, 2, 2, 200, 16, 16,
+     "--chunk 32 --topk 4 --local 0", P_NONE, 0},
+    {"local3", "L=3 recent exact chunks", 1, 2, 2, 300, 16, 16, "--chunk 32 --topk 4 --local 3",
+     P_NONE, 0},
+    {"cap", "a cap of 10 on the selected cache: evictions fold into the linear state",
+     1, 2, 2, 300, 16, 16, "--chunk 32 --topk 4 --cap 10", P_NONE, 0},
+    {"gqa_per_q", "grouped-query attention Hq=4, Hk=2, one selection per query head, dv != d",
+     1, 4, 2, 240, 16, 12, "--chunk 32 --topk 4", P_NONE, 0},
+    {"gqa_per_kv", "grouped-query attention Hq=4, Hk=2, one selection per kv head, B=2",
+     2, 4, 2, 240, 16, 12, "--chunk 32 --topk 4 --select-per-kv", P_NONE, 0},
+    {"npmap_params", "non-identity NP-Maps f=12 with bias and Householder, separate fk, "
+     "scale 0.3", 1, 2, 2, 256, 16, 16, "--chunk 32 --topk 4 --scale 0.3", P_FULL, 12},
+    {"act_softmax", "feature map act softmax", 1, 2, 2, 200, 16, 16,
+     "--chunk 32 --act softmax", P_NONE, 0},
+    {"act_elu1", "feature map act elu1 without the NP rescale", 1, 2, 2, 200, 16, 16,
+     "--chunk 32 --act elu1 --no-npmap", P_NONE, 0},
+    {"act_relu", "feature map act relu, W and bias (fk tied)", 1, 2, 2, 200, 16, 16,
+     "--chunk 32 --act relu", P_BIAS, 16},
+    {"authors_compat", "the authors' prefill (SPEC App. A, --compat authors): their saliency "
+     "and phantom sink, C=w=64, Householder maps", 1, 2, 2, 300, 16, 16, "--compat authors",
+     P_AUTHORS, 16},
+};
+#define GOLDEN_NCASES ((int)(sizeof golden_cases / sizeof *golden_cases))
+
+/* ==== command lines ============================================================== */
+
+#define ARGV_MAX 64
+
+typedef struct argvec {
+    int argc;
+    char *argv[ARGV_MAX + 1];
+    char store[4096];
+    size_t used;
+} argvec;
+
+static int argvec_push(argvec *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    if (a->argc >= ARGV_MAX || n > sizeof a->store - a->used)
+        return -1;
+    a->argv[a->argc] = memcpy(a->store + a->used, s, n);
+    a->used += n;
+    a->argv[++a->argc] = NULL;
+    return 0;
+}
+
+/* Splits on spaces. */
+static int argvec_split(argvec *a, const char *s)
+{
+    char word[256];
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        size_t n = strcspn(s, " ");
+        if (n == 0)
+            break;
+        if (n >= sizeof word)
+            return -1;
+        memcpy(word, s, n);
+        word[n] = '\0';
+        if (argvec_push(a, word))
+            return -1;
+        s += n;
+    }
+    return 0;
+}
+
+static void argvec_join(const argvec *a, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < a->argc && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? " " : "", a->argv[i]);
+}
+
+static const char *const routing_word[] = {"saliency", "window", "all", "none"};
+static const char *const act_word[] = {"hedgehog", "softmax", "elu1", "relu"};
+
+/* The explicit command lines of a case: every configuration field spelled
+ * out, so that a manifest does not depend on the defaults of the libstill
+ * that reads it.  cfg holds the case's flags; r its resolution (window,
+ * scale). */
+static int build_commands(const golden_case *c, const still_config *cfg, const still__resolved *r,
+                          argvec *run, argvec *teacher)
+{
+    char num[40], buf[64];
+    int rc = 0;
+    memset(run, 0, sizeof *run);
+    memset(teacher, 0, sizeof *teacher);
+    rc |= argvec_split(run, "still run --q q.npy --k k.npy --v v.npy --gate gate.npy");
+    if (c->params != P_NONE)
+        rc |= argvec_split(run, "--params params.safetensors");
+#define OPT_INT(name, value)                                                   \
+    do {                                                                       \
+        snprintf(buf, sizeof buf, "%s %lld", name, (long long)(value));        \
+        rc |= argvec_split(run, buf);                                          \
+    } while (0)
+    OPT_INT("--chunk", cfg->chunk);
+    OPT_INT("--topk", cfg->topk);
+    OPT_INT("--window", r->w);
+    OPT_INT("--local", cfg->local);
+    OPT_INT("--cap", cfg->max_sel);
+#undef OPT_INT
+    snprintf(buf, sizeof buf, "--routing %s --act %s", routing_word[cfg->routing],
+             act_word[cfg->act]);
+    rc |= argvec_split(run, buf);
+    if (!cfg->npmap)
+        rc |= argvec_push(run, "--no-npmap");
+    if (cfg->select_per_kv)
+        rc |= argvec_push(run, "--select-per-kv");
+    rc |= argvec_split(run, cfg->saliency == STILL_SALIENCY_AUTHORS ? "--saliency authors"
+                                                                     : "--saliency spec");
+    if (cfg->phantom_sink)
+        rc |= argvec_push(run, "--phantom-sink");
+    format_double(num, sizeof num, r->scale);
+    snprintf(buf, sizeof buf, "--scale %s", num);
+    rc |= argvec_split(run, buf);
+    format_double(num, sizeof num, cfg->eps_den);
+    snprintf(buf, sizeof buf, "--eps-den %s", num);
+    rc |= argvec_split(run, buf);
+    rc |= argvec_split(run, "--path ref --dtype f8 --out o.npy --scores-out sigma.npy "
+                            "--select-out sel.npy");
+
+    rc |= argvec_split(teacher, "still teacher --q q.npy --k k.npy --v v.npy");
+    format_double(num, sizeof num, r->scale);
+    snprintf(buf, sizeof buf, "--scale %s", num);
+    rc |= argvec_split(teacher, buf);
+    rc |= argvec_split(teacher, "--path ref --dtype f8 --out o_teacher.npy");
+    return rc ? -1 : 0;
+}
+
+/* ==== one computation, from a command line ======================================== */
+
+/* The outputs of one case recomputed; arrays in double. */
+typedef struct computed {
+    tool_attn_opts opts;
+    tool_attn_inputs in;
+    double *o;          /* [B,Hq,N,dv] */
+    double *sigma;      /* [B,Hq,N], run only */
+    uint8_t *sel;       /* [B,Hq,N], run only */
+    double max_abs_v;
+    char paths[9][GOLDEN_PATH_MAX];
+} computed;
+
+static void computed_free(computed *c)
+{
+    free(c->o);
+    free(c->sigma);
+    free(c->sel);
+    tool_attn_free(&c->in);
+    c->o = c->sigma = NULL;
+    c->sel = NULL;
+}
+
+static int join_path(char *buf, size_t len, const char *dir, const char *name)
+{
+    int n = snprintf(buf, len, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Parses argv ("still", "run"|"teacher", options...) with the parser of
+ * still run, reads the files it names from dir, and computes on `path`.
+ * The output file options are only checked, not written.  `label` names
+ * the command in messages. */
+static int compute(const char *label, const char *dir, int argc, char **argv, int path,
+                   computed *c)
+{
+    const int teacher = argc >= 2 && !strcmp(argv[1], "teacher");
+    int rc;
+
+    memset(c, 0, sizeof *c);
+    if (argc < 2 || strcmp(argv[0], "still") || (!teacher && strcmp(argv[1], "run")))
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: expected a command line "
+                         "\"still run ...\" or \"still teacher ...\"", label);
+    tool_attn_defaults(&c->opts);
+    for (int i = 2; i < argc; i++) {
+        rc = tool_attn_option(golden_cmd, &c->opts, argc, argv, &i);
+        if (rc < 0)
+            return TOOL_EXIT_INPUT;
+        if (rc == 0)
+            return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: unknown option '%s'", label,
+                             argv[i]);
+    }
+    if (c->opts.decode)
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: --mode decode: a golden case is a "
+                         "prefill", label);
+    const char **files[] = {&c->opts.q, &c->opts.k, &c->opts.v, &c->opts.gate, &c->opts.params,
+                            &c->opts.out, &c->opts.scores_out, &c->opts.select_out,
+                            &c->opts.select_in};
+    for (int i = 0; i < 9; i++) {
+        if (!*files[i])
+            continue;
+        if (strchr(*files[i], '/') || !strcmp(*files[i], "..") ||
+            join_path(c->paths[i], sizeof c->paths[i], dir, *files[i]))
+            return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: file '%s': expected a plain file "
+                             "name in the case's directory", label, *files[i]);
+        *files[i] = c->paths[i];
+    }
+    c->opts.path = path;
+    c->opts.dtype = 0;
+    if ((rc = tool_attn_check(golden_cmd, &c->opts)) ||
+        (rc = tool_attn_load(golden_cmd, &c->opts, !teacher, &c->in)))
+        return rc;
+
+    const still_shape *s = &c->in.shape;
+    const size_t rows = (size_t)(s->batch * s->heads_q * s->seq_len);
+    const size_t n_out = rows * (size_t)s->dim_v;
+    const size_t n_v = (size_t)(s->batch * s->heads_kv * s->seq_len * s->dim_v);
+    const size_t es = c->in.dtype == STILL_F64 ? sizeof(double) : sizeof(float);
+    void *out = malloc(n_out * es);
+    c->o = malloc(n_out * sizeof *c->o);
+    if (!teacher) {
+        c->sigma = malloc(rows * sizeof *c->sigma);
+        c->sel = malloc(rows);
+    }
+    if (!out || !c->o || (!teacher && (!c->sigma || !c->sel))) {
+        free(out);
+        computed_free(c);
+        return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "%s: out of memory", label);
+    }
+    still_tensors t = {c->in.dtype, c->in.q, c->in.k, c->in.v, c->in.gate, out, c->sigma, c->sel,
+                       c->in.selection_in};
+    const still_params *params = c->opts.params ? &c->in.params : NULL;
+    if (teacher)
+        rc = path == TOOL_PATH_FAST ? still_teacher(&c->opts.cfg, s, &t)
+                                    : still_ref_teacher(&c->opts.cfg, s, &t);
+    else
+        rc = path == TOOL_PATH_FAST ? still_forward(&c->opts.cfg, s, params, &t)
+                                    : still_ref_forward(&c->opts.cfg, s, params, &t);
+    if (rc) {
+        free(out);
+        computed_free(c);
+        return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "%s: the %s path refused: %s (%s)",
+                         label, path == TOOL_PATH_FAST ? "fast" : "ref", still_strerror(rc),
+                         tool_status_name(rc));
+    }
+    for (size_t i = 0; i < n_out; i++)
+        c->o[i] = still__load(c->in.dtype, out, (int64_t)i);
+    free(out);
+    c->max_abs_v = 0;
+    for (size_t i = 0; i < n_v; i++) {
+        double x = fabs(still__load(c->in.dtype, c->in.v, (int64_t)i));
+        c->max_abs_v = x > c->max_abs_v ? x : c->max_abs_v;
+    }
+    return TOOL_EXIT_OK;
+}
+
+/* ==== selection margins =========================================================== */
+
+/* The smallest gap between the sigmas on the two sides of any selection
+ * decision, relative to 1 + |sigma| (SPEC §10's rule): within each
+ * complete chunk, between its k-th and (k+1)-th largest sigma, and, with a
+ * cap, between any two selected tokens of a row (evictions compare them).
+ * +INFINITY when the case makes no decision. */
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static double gap_of(double hi, double lo)
+{
+    if (isinf(hi) && !isinf(lo))
+        return INFINITY;
+    double m = fabs(hi) > fabs(lo) ? fabs(hi) : fabs(lo);
+    return (hi - lo) / (1.0 + m);
+}
+
+static double selection_margin(const computed *c)
+{
+    still__resolved r;
+    const still_shape *s = &c->in.shape;
+    double best = INFINITY;
+    if (still__resolve(&c->opts.cfg, s, c->opts.params ? &c->in.params : NULL, &r) ||
+        r.routing != STILL_ROUTING_SALIENCY || r.k <= 0 || r.k >= r.C)
+        return best;
+    const int64_t N = s->seq_len, full = N / r.C;
+    double *tmp = malloc((size_t)(N > r.C ? N : r.C) * sizeof *tmp);
+    if (!tmp)
+        return -1.0; /* refuse the case rather than claim a margin */
+    for (int64_t row = 0; row < s->batch * s->heads_q; row++) {
+        const double *sg = c->sigma + row * N;
+        for (int64_t ch = 0; ch < full; ch++) {
+            memcpy(tmp, sg + ch * r.C, (size_t)r.C * sizeof *tmp);
+            qsort(tmp, (size_t)r.C, sizeof *tmp, cmp_desc);
+            double g = gap_of(tmp[r.k - 1], tmp[r.k]);
+            best = g < best ? g : best;
+        }
+        if (r.max_sel > 0) {
+            int64_t n = 0;
+            for (int64_t j = 0; j < N; j++)
+                if (c->sel[row * N + j])
+                    tmp[n++] = sg[j];
+            qsort(tmp, (size_t)n, sizeof *tmp, cmp_desc);
+            for (int64_t j = 0; j + 1 < n; j++) {
+                double g = gap_of(tmp[j], tmp[j + 1]);
+                best = g < best ? g : best;
+            }
+        }
+    }
+    free(tmp);
+    return best;
+}
+
+/* ==== writing a set ================================================================ */
+
+typedef struct file_entry {
+    char name[32];
+    const char *role;
+    int dtype;          /* STILL__DT_* */
+    int ndim;
+    int64_t shape[4];
+    const char *tensors; /* safetensors: the names, for the manifest */
+    char sha[65];
+    uint64_t size;
+} file_entry;
+
+typedef struct case_record {
+    argvec run, teacher;
+    file_entry files[GOLDEN_MAX_FILES];
+    int nfiles;
+    still_config cfg;
+    int64_t w, f, m;   /* resolved window, rows of W, feature dimension */
+    double scale;      /* resolved logit scale */
+    double max_abs_v, margin;
+    int attempt;
+} case_record;
+
+static void set_entry(file_entry *e, const char *name, const char *role, int dtype, int ndim,
+                      int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->role = role;
+    e->dtype = dtype;
+    e->ndim = ndim;
+    e->shape[0] = a;
+    e->shape[1] = b;
+    e->shape[2] = c;
+    e->shape[3] = d;
+}
+
+static int write_npy(const char *dir, const file_entry *e, const void *data)
+{
+    char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
+    if (join_path(path, sizeof path, dir, e->name))
+        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
+    if (still__npy_write(path, e->dtype, e->ndim, e->shape, data, err, sizeof err))
+        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s", err);
+    return TOOL_EXIT_OK;
+}
+
+/* One tensor of a parameter file: [Hq,rows,cols], [Hq,rows] (cols 0) or
+ * [Hq] (rows 0), values scale * normal. */
+typedef struct param_tensor {
+    const char *name;
+    int64_t rows, cols;
+    double scale;
+} param_tensor;
+
+/* The tensors of each kind of parameter file, in file and draw order. */
+static int param_tensors(const golden_case *gc, param_tensor *want, const char **summary)
+{
+    const int64_t d = gc->d, f = gc->f;
+    const double ws = 1.0 / sqrt((double)d);
+    const param_tensor fqW = {"fq.W", f, d, ws}, fqb = {"fq.b", f, 0, 0.1}, fqu = {"fq.u", d, 0, 1.0};
+    const param_tensor fkW = {"fk.W", f, d, ws}, fkb = {"fk.b", f, 0, 0.1}, fku = {"fk.u", d, 0, 1.0};
+    int n = 0;
+    switch (gc->params) {
+    case P_FULL:
+        want[n++] = fqW, want[n++] = fqb, want[n++] = fqu;
+        want[n++] = fkW, want[n++] = fkb, want[n++] = fku;
+        *summary = "fq.W [Hq,f,d], fq.b [Hq,f], fq.u [Hq,d], fk.W, fk.b, fk.u";
+        break;
+    case P_AUTHORS:
+        want[n++] = fqW, want[n++] = fqu, want[n++] = fkW, want[n++] = fku;
+        *summary = "fq.W [Hq,f,d], fq.u [Hq,d], fk.W, fk.u";
+        break;
+    case P_BIAS:
+        want[n++] = fqW, want[n++] = fqb;
+        *summary = "fq.W [Hq,f,d], fq.b [Hq,f] (fk tied)";
+        break;
+    default: /* P_WINDOW */
+        want[n++] = (param_tensor){"window.w", 0, 0, 1.0};
+        *summary = "window.w [Hq]";
+        break;
+    }
+    return n;
+}
+
+/* The parameter file of a case (SPEC §11), drawn after the arrays. */
+static int write_params(const char *dir, const golden_case *gc, uint64_t *state, file_entry *e)
+{
+    param_tensor want[7];
+    const char *names[7];
+    still__array arr[7];
+    float *blocks[7] = {NULL};
+    char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
+    int rc = TOOL_EXIT_OK;
+    const int nw = param_tensors(gc, want, &e->tensors);
+
+    for (int n = 0; n < nw; n++) {
+        still__array *a = &arr[n];
+        memset(a, 0, sizeof *a);
+        a->dtype = STILL__DT_F4;
+        a->ndim = want[n].rows == 0 ? 1 : want[n].cols ? 3 : 2;
+        a->shape[0] = gc->Hq;
+        a->shape[1] = want[n].rows;
+        a->shape[2] = want[n].cols;
+        a->count = gc->Hq * (want[n].rows ? want[n].rows : 1) * (want[n].cols ? want[n].cols : 1);
+        if (!(blocks[n] = malloc((size_t)a->count * sizeof(float)))) {
+            rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the parameters");
+            goto done;
+        }
+        gen_fill(state, blocks[n], a->count, want[n].scale, 0);
+        a->data = blocks[n];
+        names[n] = want[n].name;
+    }
+    if (join_path(path, sizeof path, dir, e->name))
+        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
+    else if (still__st_write(path, nw, names, arr, err, sizeof err))
+        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s", err);
+done:
+    for (int i = 0; i < nw; i++)
+        free(blocks[i]);
+    return rc;
+}
+
+/* Draws and writes the inputs of a case. */
+static int write_inputs(const char *dir, const golden_case *gc, uint64_t seed, int attempt,
+                        case_record *rec)
+{
+    uint64_t state = seed ^ fnv1a64(gc->name) ^ ((uint64_t)attempt * UINT64_C(0x9E3779B97F4A7C15));
+    const int64_t B = gc->B, N = gc->N;
+    file_entry *e = rec->files;
+    int rc = TOOL_EXIT_OK;
+    set_entry(&e[0], "q.npy", "input q", STILL__DT_F4, 4, B, gc->Hq, N, gc->d);
+    set_entry(&e[1], "k.npy", "input k", STILL__DT_F4, 4, B, gc->Hk, N, gc->d);
+    set_entry(&e[2], "v.npy", "input v", STILL__DT_F4, 4, B, gc->Hk, N, gc->dv);
+    set_entry(&e[3], "gate.npy", "input gate", STILL__DT_F4, 4, B, gc->Hq, N, gc->dv);
+    rec->nfiles = 4;
+    for (int i = 0; i < 4 && !rc; i++) {
+        int64_t count = e[i].shape[0] * e[i].shape[1] * e[i].shape[2] * e[i].shape[3];
+        float *x = malloc((size_t)count * sizeof *x);
+        if (!x)
+            return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the inputs");
+        /* q and k of std 1.5: logits of std about 2.25 at scale 1/sqrt(d) */
+        gen_fill(&state, x, count, i < 2 ? 1.5 : 1.0, i == 3);
+        rc = write_npy(dir, &e[i], x);
+        free(x);
+    }
+    if (!rc && gc->params != P_NONE) {
+        set_entry(&e[4], "params.safetensors", "parameters", STILL__DT_F4, 0, 0, 0, 0, 0);
+        rc = write_params(dir, gc, &state, &e[4]);
+        rec->nfiles++;
+    }
+    return rc;
+}
+
+/* The configuration named by a case's flags, resolved for its shape. */
+static int case_config(const golden_case *gc, still_config *cfg, still__resolved *r)
+{
+    tool_attn_opts o;
+    argvec a;
+    memset(&a, 0, sizeof a);
+    tool_attn_defaults(&o);
+    if (argvec_split(&a, gc->flags))
+        return -1;
+    for (int i = 0; i < a.argc; i++)
+        if (tool_attn_option(golden_cmd, &o, a.argc, a.argv, &i) != 1)
+            return -1;
+    still_shape s = {gc->B, gc->Hq, gc->Hk, gc->N, gc->d, gc->dv, STILL_LAYOUT_BHND};
+    *cfg = o.cfg;
+    return still__resolve(cfg, &s, NULL, r) ? -1 : 0;
+}
+
+/* Generates one case into dir (which exists). */
+static int generate_case(const char *dir, const golden_case *gc, uint64_t seed, case_record *rec)
+{
+    still__resolved r;
+    computed run, teach;
+    char label[96];
+    int rc;
+
+    memset(rec, 0, sizeof *rec);
+    if (case_config(gc, &rec->cfg, &r) || build_commands(gc, &rec->cfg, &r, &rec->run,
+                                                          &rec->teacher))
+        return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "case %s: its configuration is "
+                         "refused (a bug in the case table)", gc->name);
+    snprintf(label, sizeof label, "case %s", gc->name);
+    /* redraw until every selection decision has a clear margin (SPEC §10) */
+    for (rec->attempt = 0;; rec->attempt++) {
+        if ((rc = write_inputs(dir, gc, seed, rec->attempt, rec)) ||
+            (rc = compute(label, dir, rec->run.argc, rec->run.argv, TOOL_PATH_REF, &run)))
+            return rc;
+        rec->margin = selection_margin(&run);
+        if (rec->margin >= 1e-4)
+            break;
+        computed_free(&run);
+        if (rec->attempt == 15)
+            return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "case %s: no draw of 16 has a "
+                             "selection margin of 1e-4", gc->name);
+    }
+    const still_shape *s = &run.in.shape;
+    const int64_t B = s->batch, H = s->heads_q, N = s->seq_len;
+    file_entry *o = rec->files + rec->nfiles; /* the outputs follow the inputs */
+    const int n = rec->nfiles + 4;
+    set_entry(&o[0], "o.npy", "output o (ref path)", STILL__DT_F8, 4, B, H, N, s->dim_v);
+    set_entry(&o[1], "sigma.npy", "output sigma (ref path)", STILL__DT_F8, 3, B, H, N, 0);
+    set_entry(&o[2], "sel.npy", "output selection (ref path)", STILL__DT_U1, 3, B, H, N, 0);
+    set_entry(&o[3], "o_teacher.npy", "output of the teacher (ref path)", STILL__DT_F8, 4, B, H,
+              N, s->dim_v);
+    rec->max_abs_v = run.max_abs_v;
+    still__resolved rp; /* with the parameters: f and m */
+    if (still__resolve(&run.opts.cfg, s, run.opts.params ? &run.in.params : NULL, &rp))
+        memset(&rp, 0, sizeof rp);
+    rec->w = rp.w;
+    rec->f = rp.f_q;
+    rec->m = rp.m;
+    rec->scale = rp.scale;
+    rc = write_npy(dir, &o[0], run.o);
+    if (!rc)
+        rc = write_npy(dir, &o[1], run.sigma);
+    if (!rc)
+        rc = write_npy(dir, &o[2], run.sel);
+    computed_free(&run);
+    if (!rc && !(rc = compute(label, dir, rec->teacher.argc, rec->teacher.argv, TOOL_PATH_REF,
+                              &teach))) {
+        rc = write_npy(dir, &o[3], teach.o);
+        computed_free(&teach);
+    }
+    rec->nfiles = n;
+    for (int i = 0; i < n && !rc; i++) {
+        char path[GOLDEN_PATH_MAX];
+        file_entry *e = &rec->files[i];
+        if (join_path(path, sizeof path, dir, e->name) || sha256_file(path, e->sha, &e->size))
+            rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s/%s: cannot read back", dir, e->name);
+    }
+    return rc;
+}
+
+/* Tolerances written to the manifest: SPEC §10 for float32
+ * implementations, and a float64 one (for --verify --path ref: a rebuilt
+ * libstill, or a double port). */
+#define TOL_F32_O 1e-5      /* times max|v|, rtol 0 */
+#define TOL_F64_O 1e-10     /* times max|v|, rtol 0 */
+#define TOL_F32_SIGMA 1e-4  /* |d sigma| <= 1e-4 (1 + |sigma|) */
+#define TOL_F64_SIGMA 1e-10
+
+static void manifest_number(text *t, const char *key, double x, int last)
+{
+    char num[40];
+    if (isfinite(x))
+        format_double(num, sizeof num, x);
+    else
+        snprintf(num, sizeof num, "null");
+    text_printf(t, "\"%s\": %s%s", key, num, last ? "" : ", ");
+}
+
+static void manifest_tolerance(text *t, const char *key, double atol, double rtol, int last)
+{
+    text_printf(t, "\"%s\": {", key);
+    manifest_number(t, "atol", atol, 0);
+    manifest_number(t, "rtol", rtol, 1);
+    text_printf(t, "}%s", last ? "" : ", ");
+}
+
+/* 1e-5 max|v| and the like, rounded down to 3 significant digits: a
+ * readable bound that is never looser than the contract. */
+static double round_down3(double x)
+{
+    char buf[40];
+    if (!(x > 0) || !isfinite(x))
+        return x;
+    double unit = pow(10.0, floor(log10(x)) - 2);
+    double m = floor(x / unit);
+    for (; m > 0; m--) {
+        snprintf(buf, sizeof buf, "%.3g", m * unit);
+        if (strtod(buf, NULL) <= x)
+            return strtod(buf, NULL);
+    }
+    return x;
+}
+
+static void json_array_of(text *t, const argvec *a)
+{
+    text_printf(t, "[");
+    for (int i = 0; i < a->argc; i++) {
+        text_printf(t, "%s", i ? ", " : "");
+        text_json_string(t, a->argv[i]);
+    }
+    text_printf(t, "]");
+}
+
+static void manifest_case(text *t, const golden_case *gc, const case_record *rec, int last)
+{
+    char line[4096], num[40];
+    const still_config *c = &rec->cfg;
+    const double o32 = round_down3(TOL_F32_O * rec->max_abs_v);
+    const double o64 = round_down3(TOL_F64_O * rec->max_abs_v);
+
+    text_printf(t, "    {\n      \"name\": ");
+    text_json_string(t, gc->name);
+    text_printf(t, ",\n      \"description\": ");
+    text_json_string(t, gc->what);
+    text_printf(t, ",\n      \"shape\": {\"B\": %lld, \"Hq\": %lld, \"Hk\": %lld, \"N\": %lld, "
+                "\"d\": %lld, \"dv\": %lld, \"f\": %lld, \"m\": %lld, \"layout\": \"BHND\"},\n",
+                (long long)gc->B, (long long)gc->Hq, (long long)gc->Hk, (long long)gc->N,
+                (long long)gc->d, (long long)gc->dv, (long long)rec->f, (long long)rec->m);
+    text_printf(t, "      \"config\": {\"chunk\": %lld, \"topk\": %lld, \"window\": %lld, "
+                "\"local\": %lld, \"max_sel\": %lld, \"routing\": \"%s\", \"act\": \"%s\", "
+                "\"npmap\": %s, \"select_per_kv\": %s, \"saliency\": \"%s\", "
+                "\"phantom_sink\": %s, ",
+                (long long)c->chunk, (long long)c->topk, (long long)rec->w, (long long)c->local,
+                (long long)c->max_sel, routing_word[c->routing], act_word[c->act],
+                c->npmap ? "true" : "false", c->select_per_kv ? "true" : "false",
+                c->saliency == STILL_SALIENCY_AUTHORS ? "authors" : "spec",
+                c->phantom_sink ? "true" : "false");
+    manifest_number(t, "scale", rec->scale, 0);
+    manifest_number(t, "eps_den", c->eps_den, 0);
+    text_printf(t, "\"gate\": true, \"params\": %s},\n", gc->params != P_NONE ? "true" : "false");
+
+    argvec_join(&rec->run, line, sizeof line);
+    text_printf(t, "      \"command\": ");
+    text_json_string(t, line);
+    text_printf(t, ",\n      \"run\": ");
+    json_array_of(t, &rec->run);
+    argvec_join(&rec->teacher, line, sizeof line);
+    text_printf(t, ",\n      \"teacher_command\": ");
+    text_json_string(t, line);
+    text_printf(t, ",\n      \"teacher\": ");
+    json_array_of(t, &rec->teacher);
+    format_double(num, sizeof num, o32);
+    snprintf(line, sizeof line, "still check YOUR_o.npy o.npy --rtol 0 --atol %s", num);
+    text_printf(t, ",\n      \"check\": ");
+    text_json_string(t, line);
+
+    text_printf(t, ",\n      ");
+    manifest_number(t, "max_abs_v", rec->max_abs_v, 0);
+    manifest_number(t, "selection_margin", rec->margin, 0);
+    text_printf(t, "\"draw\": %d,\n", rec->attempt);
+    text_printf(t, "      \"tolerance\": {\n        \"float32\": {");
+    manifest_tolerance(t, "o", o32, 0, 0);
+    manifest_tolerance(t, "o_teacher", o32, 0, 0);
+    manifest_tolerance(t, "sigma", TOL_F32_SIGMA, TOL_F32_SIGMA, 0);
+    text_printf(t, "\"sel\": \"exact\"},\n        \"float64\": {");
+    manifest_tolerance(t, "o", o64, 0, 0);
+    manifest_tolerance(t, "o_teacher", o64, 0, 0);
+    manifest_tolerance(t, "sigma", TOL_F64_SIGMA, TOL_F64_SIGMA, 0);
+    text_printf(t, "\"sel\": \"exact\"}\n      },\n      \"files\": {\n");
+    for (int i = 0; i < rec->nfiles; i++) {
+        const file_entry *e = &rec->files[i];
+        text_printf(t, "        \"%s\": {\"role\": \"%s\", ", e->name, e->role);
+        if (e->ndim > 0) {
+            text_printf(t, "\"dtype\": \"%s\", \"shape\": [", still__dtype_name(e->dtype));
+            for (int k = 0; k < e->ndim; k++)
+                text_printf(t, "%s%lld", k ? ", " : "", (long long)e->shape[k]);
+            text_printf(t, "], ");
+        } else {
+            text_printf(t, "\"dtype\": \"F32\", \"tensors\": \"%s\", ", e->tensors);
+        }
+        text_printf(t, "\"bytes\": %llu, \"sha256\": \"%s\"}%s\n", (unsigned long long)e->size,
+                    e->sha, i + 1 < rec->nfiles ? "," : "");
+    }
+    text_printf(t, "      }\n    }%s\n", last ? "" : ",");
+}
+
+static void manifest_head(text *t, uint64_t seed)
+{
+    text_printf(t, "{\n  \"format\": \"%s\",\n  \"format_version\": %d,\n", GOLDEN_FORMAT,
+                GOLDEN_FORMAT_VERSION);
+    text_printf(t, "  \"libstill_version\": ");
+    text_json_string(t, still_version_string());
+    text_printf(t, ",\n  \"seed\": %llu,\n", (unsigned long long)seed);
+    text_printf(t,
+        "  \"generator\": \"per case: SplitMix64 from seed ^ FNV-1a-64(name) ^ "
+        "draw*0x9E3779B97F4A7C15; u = (x >> 11) * 2^-53; normal = (u1+u2+u3+u4-2)*sqrt(3); "
+        "q, k = 1.5*normal, v = normal, gate = 0.5+0.45*(2u-1), parameters: W = normal/sqrt(d), "
+        "b = 0.1*normal, u = normal, window.w = normal; drawn in the order q, k, v, gate, "
+        "parameters (as listed in the file), row-major, rounded to float32\",\n");
+    text_printf(t,
+        "  \"reference\": \"outputs of the ref path of libstill (double), written as <f8; "
+        "o_teacher is full causal softmax attention (SPEC 1)\",\n");
+    text_printf(t,
+        "  \"how_to_check\": \"in each case's directory run your implementation on the inputs "
+        "with the case's configuration, then: still check YOUR_o.npy o.npy --rtol 0 --atol "
+        "<tolerance.float32.o.atol>; the same for sigma.npy (--atol and --rtol "
+        "tolerance.float32.sigma) and o_teacher.npy; sel.npy must be equal (every selection "
+        "has a sigma margin >= 1e-4 (1+|sigma|), SPEC 10). The command reproduces o.npy, "
+        "sigma.npy and sel.npy with libstill; teacher_command o_teacher.npy\",\n");
+    text_printf(t, "  \"cases\": [\n");
+}
+
+/* ==== the directory of a set ===================================================== */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes a tree this command created (FTW_PHYS: links are not followed). */
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* 1: path does not exist; 0: an empty directory; -1 anything else. */
+static int usable_out(const char *path)
+{
+    struct stat st;
+    struct dirent *ent;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 1 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return -1;
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int empty = 1;
+    while (empty && (ent = readdir(d)))
+        empty = !strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..");
+    closedir(d);
+    return empty ? 0 : -1;
+}
+
+static int write_manifest(const char *dir, const text *t)
+{
+    char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
+    still__write_part part = {t->p, t->len, 1};
+    if (join_path(path, sizeof path, dir, "manifest.json"))
+        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
+    if (still__write_atomic(path, &part, 1, err, sizeof err))
+        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s", err);
+    return TOOL_EXIT_OK;
+}
+
+static int generate_set(const char *out_arg, uint64_t seed)
+{
+    char out[GOLDEN_PATH_MAX], tmp[GOLDEN_PATH_MAX + 16], dir[GOLDEN_PATH_MAX + 80];
+    text man = {NULL, 0, 0, 0};
+    uint64_t bytes = 0;
+    int files = 0, rc = TOOL_EXIT_OK;
+    const double t0 = tool_now();
+
+    size_t n = strlen(out_arg);
+    while (n > 1 && out_arg[n - 1] == '/')
+        n--;
+    if (n == 0 || n + 16 >= sizeof out)
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--out: expected a directory name");
+    memcpy(out, out_arg, n);
+    out[n] = '\0';
+    int state = usable_out(out);
+    if (state < 0)
+        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: exists and is not an empty "
+                         "directory (a golden set is written to a new directory)", out);
+    /* built beside DIR and renamed onto it at the end: all or nothing */
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
+    if (mkdir(tmp, 0777) != 0)
+        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot create a directory beside "
+                         "it (%s): %s", out, tmp, strerror(errno));
+
+    manifest_head(&man, seed);
+    printf("still golden: seed %llu, %d cases, libstill %s (ref path)\n",
+           (unsigned long long)seed, GOLDEN_NCASES, still_version_string());
+    for (int i = 0; i < GOLDEN_NCASES && !rc; i++) {
+        const golden_case *gc = &golden_cases[i];
+        case_record rec;
+        if (join_path(dir, sizeof dir, tmp, gc->name) || mkdir(dir, 0777) != 0) {
+            rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s/%s: cannot create: %s", tmp,
+                           gc->name, strerror(errno));
+            break;
+        }
+        if ((rc = generate_case(dir, gc, seed, &rec)))
+            break;
+        manifest_case(&man, gc, &rec, i + 1 == GOLDEN_NCASES);
+        for (int f = 0; f < rec.nfiles; f++)
+            bytes += rec.files[f].size;
+        files += rec.nfiles;
+        char margin[40] = "-";
+        if (isfinite(rec.margin))
+            snprintf(margin, sizeof margin, "%.2g", rec.margin);
+        printf("  %-15s B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld  %-8s margin %-7s %s\n",
+               gc->name, (long long)gc->B, (long long)gc->Hq, (long long)gc->Hk,
+               (long long)gc->N, (long long)gc->d, (long long)gc->dv,
+               routing_word[rec.cfg.routing], margin, gc->what);
+    }
+    if (!rc) {
+        text_printf(&man, "  ]\n}\n");
+        if (man.failed)
+            rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
+        else
+            rc = write_manifest(tmp, &man);
+    }
+    if (!rc && state == 0 && rmdir(out) != 0)
+        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot replace the empty directory: "
+                       "%s", out, strerror(errno));
+    if (!rc && rename(tmp, out) != 0) {
+        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot move the new set into place: "
+                       "%s", out, strerror(errno));
+        if (state == 0)
+            mkdir(out, 0777); /* as it was */
+    }
+    if (rc) {
+        remove_tree(tmp);
+        free(man.p);
+        return rc;
+    }
+    char sha[65];
+    sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, man.p, man.len);
+    sha256_final(&c, sha);
+    bytes += man.len;
+    printf("wrote %s: %d cases, %d files + manifest.json, %.2f MB in %.2f s\n"
+           "manifest.json sha256 %s\n",
+           out, GOLDEN_NCASES, files, (double)bytes / 1e6, tool_now() - t0, sha);
+    free(man.p);
+    return TOOL_EXIT_OK;
+}
+
+/* ==== verifying a set ============================================================== */
+
+/* A file of at most `limit` bytes, NUL-terminated. */
+static int read_small_file(const char *path, size_t limit, char **out, size_t *len)
+{
+    char err[STILL__ERRLEN];
+    FILE *f;
+    size_t size;
+    if (still__open_regular(path, &f, &size, err, sizeof err))
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s", err);
+    if (size > limit) {
+        fclose(f);
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: %zu bytes, expected at most %zu",
+                         path, size, limit);
+    }
+    char *buf = malloc(size + 1);
+    if (!buf || fread(buf, 1, size, f) != size) {
+        fclose(f);
+        free(buf);
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: cannot read", path);
+    }
+    fclose(f);
+    buf[size] = '\0';
+    *out = buf;
+    *len = size;
+    return TOOL_EXIT_OK;
+}
+
+/* A name the manifest may use for a case or a file: one path component. */
+static int plain_name(const char *s)
+{
+    return s && *s && *s != '.' && strlen(s) < 64 && !strchr(s, '/') && !strchr(s, '\\');
+}
+
+/* Elements past |a - b| <= atol + rtol |b| (as still check), and the
+ * largest |a - b|. */
+typedef struct cmp_result {
+    int64_t fails;
+    double max_abs;
+} cmp_result;
+
+static cmp_result compare_values(const double *a, const double *b, int64_t n, double atol,
+                                 double rtol)
+{
+    cmp_result r = {0, 0.0};
+    for (int64_t i = 0; i < n; i++) {
+        double diff = a[i] == b[i] ? 0.0 : fabs(a[i] - b[i]); /* equal infinities: 0 */
+        if (isnan(diff) || diff > atol + rtol * fabs(b[i])) {
+            r.fails++;
+            diff = isnan(diff) ? INFINITY : diff;
+        }
+        r.max_abs = diff > r.max_abs ? diff : r.max_abs;
+    }
+    return r;
+}
+
+/* The verdicts of one case, printed as one line. */
+typedef struct case_report {
+    text line;
+    int failed;
+} case_report;
+
+static void note(case_report *rep, int bad, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void note(case_report *rep, int bad, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    text_printf(&rep->line, "%s%s", rep->line.len ? "; " : "", msg);
+    rep->failed |= bad;
+}
+
+/* Compares a recomputed array with the stored file `name` of the case. */
+static void compare_stored(case_report *rep, const char *dir, const char *name, const double *x,
+                           const uint8_t *sel, const tool_attn_inputs *in, int64_t last,
+                           const jval *tol)
+{
+    char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN], want[160], found[160];
+    int64_t shape[STILL__MAX_NDIM];
+    still__array a;
+    double *stored = NULL;
+    const int ndim = tool_attn_out_shape(in, last, shape);
+
+    if (join_path(path, sizeof path, dir, name) || still__npy_read(path, &a, err, sizeof err)) {
+        note(rep, 1, "%s unreadable", name);
+        return;
+    }
+    tool_shape_text(ndim, shape, want, sizeof want);
+    tool_shape_text(a.ndim, a.shape, found, sizeof found);
+    if (a.ndim != ndim || memcmp(a.shape, shape, (size_t)ndim * sizeof *shape) ||
+        (sel != NULL) != (a.dtype == STILL__DT_U1)) {
+        note(rep, 1, "%s is %s %s, expected %s %s", name, still__dtype_name(a.dtype), found,
+             sel ? "|u1" : "a float", want);
+        still__array_free(&a);
+        return;
+    }
+    if (sel) {
+        int64_t differ = 0;
+        for (int64_t i = 0; i < a.count; i++)
+            differ += sel[i] != ((const uint8_t *)a.data)[i];
+        note(rep, differ != 0, differ ? "sel differs at %lld positions" : "sel equal",
+             (long long)differ);
+    } else if (still__array_to_f64(&a, &stored)) {
+        note(rep, 1, "%s: out of memory", name);
+    } else {
+        const jval *atol = json_get(tol, "atol", J_NUM), *rtol = json_get(tol, "rtol", J_NUM);
+        if (!atol || !rtol || atol->num < 0 || rtol->num < 0) {
+            note(rep, 1, "%s: the manifest has no tolerance for it", name);
+        } else {
+            cmp_result r = compare_values(x, stored, a.count, atol->num, rtol->num);
+            char bound[64];
+            if (rtol->num > 0)
+                snprintf(bound, sizeof bound, "%.3g + %.3g|x|", atol->num, rtol->num);
+            else
+                snprintf(bound, sizeof bound, "%.3g", atol->num);
+            note(rep, r.fails != 0, "%s %.2g %s %s", name, r.max_abs, r.fails ? ">" : "<=",
+                 bound);
+        }
+    }
+    free(stored);
+    still__array_free(&a);
+}
+
+/* The strings of a JSON array as an argvec; -1 if it is not one. */
+static int argvec_of(const jval *arr, argvec *a)
+{
+    memset(a, 0, sizeof *a);
+    if (!arr || arr->type != J_ARR)
+        return -1;
+    for (int i = 0; i < arr->n; i++)
+        if (arr->items[i].type != J_STR || argvec_push(a, arr->items[i].str))
+            return -1;
+    return 0;
+}
+
+/* The SHA-256 of every file a case lists; 1 if an input changed. */
+static int verify_hashes(case_report *rep, const char *dir, const jval *files)
+{
+    static const char *const inputs[] = {"q.npy", "k.npy", "v.npy", "gate.npy",
+                                         "params.safetensors"};
+    int bad = 0, bad_input = 0;
+    char path[GOLDEN_PATH_MAX], sha[65];
+    for (int i = 0; i < files->n; i++) {
+        const char *fname = files->keys[i];
+        const jval *want = json_get(&files->items[i], "sha256", J_STR);
+        if (!plain_name(fname) || !want || join_path(path, sizeof path, dir, fname)) {
+            note(rep, 1, "bad file entry '%.64s'", fname);
+            bad++;
+            continue;
+        }
+        int unreadable = sha256_file(path, sha, NULL) != 0;
+        if (unreadable || strcmp(sha, want->str)) {
+            note(rep, 1, "%s %s", fname, unreadable ? "unreadable" : "sha256 differs");
+            bad++;
+            for (size_t k = 0; k < sizeof inputs / sizeof *inputs; k++)
+                bad_input |= !strcmp(fname, inputs[k]);
+        }
+    }
+    if (!bad)
+        note(rep, 0, "%d files sha256 ok", files->n);
+    return bad_input;
+}
+
+/* One case: hashes, then run and teacher recomputed and compared.
+ * Returns TOOL_EXIT_OK (the verdict is in rep) or an exit status when the
+ * manifest is malformed or the library refuses. */
+static int verify_case(const char *set, const jval *cs, int path, case_report *rep)
+{
+    const jval *name = json_get(cs, "name", J_STR), *files = json_get(cs, "files", J_OBJ);
+    const jval *command = json_get(cs, "command", J_STR);
+    const jval *tol = json_get(json_get(cs, "tolerance", J_OBJ),
+                               path == TOOL_PATH_FAST ? "float32" : "float64", J_OBJ);
+    char dir[GOLDEN_PATH_MAX], label[128], joined[4096];
+    argvec run, teacher;
+    computed c;
+    int rc;
+
+    if (!name || !plain_name(name->str) || !files || !command || !tol ||
+        argvec_of(json_get(cs, "run", J_ARR), &run) ||
+        argvec_of(json_get(cs, "teacher", J_ARR), &teacher))
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s/manifest.json: a case without a plain "
+                         "name, files, command, run, teacher or tolerance", set);
+    snprintf(label, sizeof label, "%s/manifest.json: case %s", set, name->str);
+    argvec_join(&run, joined, sizeof joined);
+    if (strcmp(joined, command->str))
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: \"command\" and \"run\" differ", label);
+    for (int i = 0; i < 4; i++) {
+        static const char *const outs[] = {"o.npy", "sigma.npy", "sel.npy", "o_teacher.npy"};
+        if (!json_get(files, outs[i], J_OBJ))
+            return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: no %s in its files", label,
+                             outs[i]);
+    }
+    if (join_path(dir, sizeof dir, set, name->str))
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: path too long", label);
+
+    if (verify_hashes(rep, dir, files)) {
+        note(rep, 1, "inputs changed: not recomputed");
+        return TOOL_EXIT_OK;
+    }
+    if ((rc = compute(label, dir, run.argc, run.argv, path, &c)))
+        return rc;
+    compare_stored(rep, dir, "o.npy", c.o, NULL, &c.in, c.in.shape.dim_v,
+                   json_get(tol, "o", J_OBJ));
+    compare_stored(rep, dir, "sigma.npy", c.sigma, NULL, &c.in, 0, json_get(tol, "sigma", J_OBJ));
+    compare_stored(rep, dir, "sel.npy", NULL, c.sel, &c.in, 0, NULL);
+    computed_free(&c);
+    if ((rc = compute(label, dir, teacher.argc, teacher.argv, path, &c)))
+        return rc;
+    compare_stored(rep, dir, "o_teacher.npy", c.o, NULL, &c.in, c.in.shape.dim_v,
+                   json_get(tol, "o_teacher", J_OBJ));
+    computed_free(&c);
+    return TOOL_EXIT_OK;
+}
+
+static int verify_set(const char *set, int path)
+{
+    char mpath[GOLDEN_PATH_MAX], failed_names[512] = "";
+    char *textbuf = NULL;
+    size_t len = 0, offset = 0;
+    const char *what = NULL;
+    jval root;
+    int rc, nfail = 0;
+    const double t0 = tool_now();
+
+    if (join_path(mpath, sizeof mpath, set, "manifest.json"))
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--verify: path too long");
+    if ((rc = read_small_file(mpath, (size_t)64 << 20, &textbuf, &len)))
+        return rc;
+    const char *nul = memchr(textbuf, '\0', len);
+    if (nul || json_parse(textbuf, len, &root, &what, &offset)) {
+        if (nul)
+            what = "a NUL byte", offset = (size_t)(nul - textbuf);
+        free(textbuf);
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: not JSON: %s at byte %zu", mpath,
+                         what ? what : "a malformed value", offset);
+    }
+    free(textbuf);
+    const jval *format = json_get(&root, "format", J_STR);
+    const jval *version = json_get(&root, "format_version", J_NUM);
+    const jval *lib = json_get(&root, "libstill_version", J_STR);
+    const jval *cases = json_get(&root, "cases", J_ARR);
+    if (!format || strcmp(format->str, GOLDEN_FORMAT) || !version || !cases) {
+        json_free(&root);
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: expected a still golden manifest "
+                         "(\"format\": \"%s\", format_version, cases)", mpath, GOLDEN_FORMAT);
+    }
+    if (version->num != GOLDEN_FORMAT_VERSION) {
+        json_free(&root);
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: format_version %g, this still reads "
+                         "%d", mpath, version->num, GOLDEN_FORMAT_VERSION);
+    }
+    printf("still golden --verify %s: %d cases, written by libstill %s, checked by %s on the "
+           "%s path (%s tolerances)\n", set, cases->n, lib ? lib->str : "(unknown)",
+           still_version_string(), path == TOOL_PATH_FAST ? "fast" : "ref",
+           path == TOOL_PATH_FAST ? "float32" : "float64");
+    for (int i = 0; i < cases->n; i++) {
+        case_report rep = {{NULL, 0, 0, 0}, 0};
+        const jval *name = json_get(&cases->items[i], "name", J_STR);
+        if ((rc = verify_case(set, &cases->items[i], path, &rep))) {
+            free(rep.line.p);
+            json_free(&root);
+            return rc;
+        }
+        printf("  %-15s %s: %s\n", name->str, rep.failed ? "FAIL" : "ok",
+               rep.line.p ? rep.line.p : "");
+        if (rep.failed) {
+            size_t at = strlen(failed_names);
+            snprintf(failed_names + at, sizeof failed_names - at, "%s%s", nfail ? ", " : "",
+                     name->str);
+            nfail++;
+        }
+        free(rep.line.p);
+    }
+    int ncases = cases->n;
+    json_free(&root);
+    if (nfail)
+        return tool_fail(TOOL_EXIT_MISMATCH, golden_cmd, "%s: %d of %d cases do not match: %s",
+                         set, nfail, ncases, failed_names);
+    if (ncases == 0)
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: the manifest lists no case", mpath);
+    printf("PASS: %d cases in %.2f s\n", ncases, tool_now() - t0);
+    return TOOL_EXIT_OK;
+}
+
+/* ==== the command ================================================================= */
+
+static int print_sha256(int argc, char **argv, int first)
+{
+    char sha[65];
+    if (first >= argc)
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--sha256: expected file names");
+    for (int i = first; i < argc; i++)
+        if (sha256_file(argv[i], sha, NULL) != 0)
+            return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: %s", argv[i], strerror(errno));
+        else
+            printf("%s  %s\n", sha, argv[i]);
+    return TOOL_EXIT_OK;
+}
+
+int cmd_golden(int argc, char **argv)
+{
+    const char *out = NULL, *verify = NULL, *val;
+    int64_t seed = 1;
+    int path = TOOL_PATH_REF;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (tool_is_help(a)) {
+            golden_usage(stdout);
+            return TOOL_EXIT_OK;
+        } else if (!strcmp(a, "--sha256")) {
+            return print_sha256(argc, argv, i + 1);
+        } else if (tool_is_option(a, "--out")) {
+            if (!(out = tool_option_value(golden_cmd, argc, argv, &i, "--out")))
+                return TOOL_EXIT_USAGE;
+        } else if (tool_is_option(a, "--verify")) {
+            if (!(verify = tool_option_value(golden_cmd, argc, argv, &i, "--verify")))
+                return TOOL_EXIT_USAGE;
+        } else if (tool_is_option(a, "--seed")) {
+            if (!(val = tool_option_value(golden_cmd, argc, argv, &i, "--seed")) ||
+                tool_parse_int64(golden_cmd, "--seed", val, 0, INT64_MAX, &seed))
+                return TOOL_EXIT_USAGE;
+        } else if (tool_is_option(a, "--path")) {
+            if (!(val = tool_option_value(golden_cmd, argc, argv, &i, "--path")))
+                return TOOL_EXIT_USAGE;
+            if (strcmp(val, "ref") && strcmp(val, "fast"))
+                return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--path: expected ref or fast, "
+                                 "found '%s'", val);
+            path = strcmp(val, "fast") ? TOOL_PATH_REF : TOOL_PATH_FAST;
+        } else {
+            return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "unknown option '%s' (see still "
+                             "golden --help)", a);
+        }
+    }
+    if (!out == !verify)
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "expected one of --out DIR or --verify DIR "
+                         "(see still golden --help)");
+    if (verify)
+        return verify_set(verify, path);
+    if (path == TOOL_PATH_FAST)
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--path fast: reference outputs are "
+                         "written by the ref path only (use it with --verify)");
+    return generate_set(out, (uint64_t)seed);
+}
