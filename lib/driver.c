@@ -599,27 +599,36 @@ static void exact_tile(const still__fast_ctx *ctx, still__fast_scratch *ws, int6
     ctx->kern->gemm(n, dv, tn, ws->tile, 1, n, v, ldv, ws->acc, dv, 1);
 }
 
-/* SPEC §6 routing of the raw tokens, for query position q and key j <= q:
- * exact unless L = 0 (the current chunk is linear) or, with routing
- * `window`, j <= q - w. */
-static int raw_exact(const still__resolved *r, int64_t q, int64_t j)
-{
-    if (r->routing == STILL_ROUTING_WINDOW)
-        return j > q - r->w;
-    return r->L > 0;
-}
-
-/* Keeps the entries of tile [tn][n] (keys k0.., queries a..) whose key is
- * visible and routed `want_exact`; the others become `off`. */
+/* Keeps the entries of tile [tn][n] (keys k0.., queries a..) that are
+ * visible (key <= q) and routed to the exact branch (want_exact) or to the
+ * linear one (SPEC §6: among the raw tokens, all are exact for L >= 1, all
+ * linear for L = 0, and with routing `window` the keys key > q - w are
+ * exact); the others become `off`.  For one key the kept queries are one
+ * range [lo, hi). */
 static void mask_tile(const still__resolved *r, float *tile, int64_t tn, int64_t n, int64_t k0,
                       int64_t a, int want_exact, float off)
 {
-    for (int64_t j = 0; j < tn; j++)
-        for (int64_t t = 0; t < n; t++) {
-            int64_t key = k0 + j, q = a + t;
-            if (key > q || raw_exact(r, q, key) != want_exact)
-                tile[j * n + t] = off;
+    for (int64_t j = 0; j < tn; j++) {
+        const int64_t rel = k0 + j - a; /* the query index of the key itself */
+        int64_t lo = rel, hi = n;       /* visible: q >= key */
+        if (r->routing == STILL_ROUTING_WINDOW) {
+            /* exact iff q <= key + w - 1, i.e. t < rel + w */
+            int64_t edge = r->w > n - rel ? n : rel + r->w;
+            if (want_exact)
+                hi = edge;
+            else
+                lo = imax(lo, edge);
+        } else if ((r->L > 0) != want_exact) {
+            lo = n;
         }
+        lo = imin(imax(lo, 0), n);
+        hi = imin(imax(hi, lo), n);
+        float *row = tile + j * n;
+        for (int64_t t = 0; t < lo; t++)
+            row[t] = off;
+        for (int64_t t = hi; t < n; t++)
+            row[t] = off;
+    }
 }
 
 /* The output of query head i of the unit for the segment a..a+n-1 (qst
@@ -764,7 +773,7 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
 /* Chunk arrivals (c >= 1) inside positions from .. to-1. */
 static int64_t arrivals(int64_t C, int64_t from, int64_t to)
 {
-    int64_t first = (imax(from, 1) + C - 1) / C, last = (to - 1) / C;
+    int64_t first = from <= 1 ? 1 : (from - 1) / C + 1, last = (to - 1) / C;
     return to > from && last >= first ? last - first + 1 : 0;
 }
 
@@ -788,7 +797,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
     }
     int64_t off = 0;
     while (u->pos < end) {
-        const int64_t c = u->pos / C, n = imin(end, (c + 1) * C) - u->pos;
+        const int64_t c = u->pos / C, n = imin(end - u->pos, C - u->pos % C);
         if (u->pos == c * C && c >= 1 && u->split_chunks < c) {
             chunk_arrival(ctx, u, ws, c, r->routing == STILL_ROUTING_WINDOW ? NULL : blk->forced);
             u->split_chunks = c;

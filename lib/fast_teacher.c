@@ -62,11 +62,11 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
     for (int64_t k0 = 0; k0 < end; k0 += KTILE) {
         const int64_t tn = end - k0 < KTILE ? end - k0 : KTILE;
         K->gemm(tn, n, d, k + k0 * k_ns, k_ns, 1, s->qst, n, s->tile, n, 0);
-        if (k0 + tn - 1 > a) /* the tile crosses the diagonal: causal mask */
-            for (int64_t j = 0; j < tn; j++)
-                for (int64_t t = 0; t < n; t++)
-                    if (k0 + j > a + t)
-                        s->tile[j * n + t] = -INFINITY;
+        for (int64_t j = a + 1 - k0 > 0 ? a + 1 - k0 : 0; j < tn; j++) { /* causal mask: */
+            const int64_t hidden = k0 + j - a < n ? k0 + j - a : n;    /* t < key - a */
+            for (int64_t t = 0; t < hidden; t++)
+                s->tile[j * n + t] = -INFINITY;
+        }
         K->softmax_cols(tn, n, s->tile, n, s->m, s->l, s->alpha);
         for (int64_t t = 0; t < n; t++)
             if (s->alpha[t] != 1.0f)

@@ -59,6 +59,7 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
 {
     __m256 c0[MR], c1[MR];
     const float *a[MR];
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         a[r] = A + r * ars;
         c0[r] = acc ? mload(C + r * ldc, m0) : _mm256_setzero_ps();
@@ -69,13 +70,15 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
         const __m256 b0 = mload(bp, m0);
         const __m256 b1 = nv == 2 ? mload(bp + VL, m1) : b0;
         const int64_t o = p * acs;
-        for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
             const __m256 av = _mm256_broadcast_ss(a[r] + o);
             c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
             if (nv == 2)
                 c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
         }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         mstore(C + r * ldc, m0, c0[r]);
         if (nv == 2)
@@ -146,7 +149,7 @@ static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, 
 /* lanes L (of nl) whose query qf + L has key in its window: key <= qf+L <= key+w-1 */
 INLINE uint32_t window_bits(int64_t key, int64_t qf, int64_t w, int64_t nl)
 {
-    int64_t lo = key - qf, hi = key - qf + w - 1;
+    int64_t lo = key - qf, hi = w - 1 > nl - 1 - lo ? nl - 1 : lo + w - 1; /* no overflow */
     if (hi < 0 || lo > nl - 1)
         return 0;
     lo = lo < 0 ? 0 : lo;
@@ -167,7 +170,7 @@ static void saliency_cols(int64_t M, int64_t N, const float *S, int64_t lds, int
     for (int64_t t = 0; t < N; t += VL) {
         const __m256i mk = tail_mask(N - t);
         const int64_t qf = q0 + t, nl = N - t < VL ? N - t : VL;
-        int64_t i0 = qf - w + 1 - key0, i1 = qf + nl - 1 - key0;
+        int64_t i0 = (qf - key0) - w + 1, i1 = qf + nl - 1 - key0;
         i0 = i0 < 0 ? 0 : i0;
         i1 = i1 > M - 1 ? M - 1 : i1;
         __m256 m1 = ninf, m2 = ninf, z1 = zero, z2 = zero, sg = zero;

@@ -26,6 +26,7 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
 {
     __m512 c0[MR], c1[MR];
     const float *a[MR];
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         a[r] = A + r * ars;
         c0[r] = acc ? _mm512_maskz_loadu_ps(m0, C + r * ldc) : _mm512_setzero_ps();
@@ -36,13 +37,15 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
         const __m512 b0 = _mm512_maskz_loadu_ps(m0, bp);
         const __m512 b1 = nv == 2 ? _mm512_maskz_loadu_ps(m1, bp + VL) : b0;
         const int64_t o = p * acs;
-        for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
             const __m512 av = _mm512_set1_ps(a[r][o]);
             c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
             if (nv == 2)
                 c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
         }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
         if (nv == 2)
@@ -116,7 +119,7 @@ static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, 
  * window of lane L when key <= qf + L <= key + w - 1. */
 INLINE __mmask16 window_lanes(int64_t key, int64_t qf, int64_t w, __mmask16 mk)
 {
-    int64_t lo = key - qf, hi = key - qf + w - 1;
+    int64_t lo = key - qf, hi = w - 1 > VL - 1 - lo ? VL - 1 : lo + w - 1; /* no overflow */
     if (hi < 0 || lo > VL - 1)
         return 0;
     lo = lo < 0 ? 0 : lo;
@@ -137,7 +140,7 @@ static void saliency_cols(int64_t M, int64_t N, const float *S, int64_t lds, int
     for (int64_t t = 0; t < N; t += VL) {
         const __mmask16 mk = tail_mask(N - t);
         const int64_t qf = q0 + t, nl = N - t < VL ? N - t : VL;
-        int64_t i0 = qf - w + 1 - key0, i1 = qf + nl - 1 - key0; /* rows, inclusive */
+        int64_t i0 = (qf - key0) - w + 1, i1 = qf + nl - 1 - key0; /* rows, inclusive */
         i0 = i0 < 0 ? 0 : i0;
         i1 = i1 > M - 1 ? M - 1 : i1;
         __m512 m1 = ninf, m2 = ninf, z1 = _mm512_setzero_ps(), z2 = z1, sg = z1;

@@ -57,6 +57,7 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
 {
     float32x4_t c0[MR], c1[MR];
     const float *a[MR];
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         a[r] = A + r * ars;
         c0[r] = acc ? load_n(C + r * ldc, n0) : vdupq_n_f32(0.0f);
@@ -67,13 +68,15 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
         const float32x4_t b0 = load_n(bp, n0);
         const float32x4_t b1 = nv == 2 ? load_n(bp + VL, n1) : b0;
         const int64_t o = p * acs;
-        for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
             const float av = a[r][o];
             c0[r] = vfmaq_n_f32(c0[r], b0, av);
             if (nv == 2)
                 c1[r] = vfmaq_n_f32(c1[r], b1, av);
         }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         store_n(C + r * ldc, n0, c0[r]);
         if (nv == 2)
@@ -146,7 +149,7 @@ static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, 
 
 INLINE uint32_t window_bits(int64_t key, int64_t qf, int64_t w, int64_t nl)
 {
-    int64_t lo = key - qf, hi = key - qf + w - 1;
+    int64_t lo = key - qf, hi = w - 1 > nl - 1 - lo ? nl - 1 : lo + w - 1; /* no overflow */
     if (hi < 0 || lo > nl - 1)
         return 0;
     lo = lo < 0 ? 0 : lo;
@@ -166,7 +169,7 @@ static void saliency_cols(int64_t M, int64_t N, const float *S, int64_t lds, int
     const float32x4_t zero = vdupq_n_f32(0.0f);
     for (int64_t t = 0; t < N; t += VL) {
         const int64_t qf = q0 + t, nl = N - t < VL ? N - t : VL;
-        int64_t i0 = qf - w + 1 - key0, i1 = qf + nl - 1 - key0;
+        int64_t i0 = (qf - key0) - w + 1, i1 = qf + nl - 1 - key0;
         i0 = i0 < 0 ? 0 : i0;
         i1 = i1 > M - 1 ? M - 1 : i1;
         float32x4_t m1 = ninf, m2 = ninf, z1 = zero, z2 = zero, sg = zero;

@@ -280,6 +280,42 @@ START_TEST(test_fast_forced_selection_matches_ref)
 }
 END_TEST
 
+/* SPEC §5 ties: with every q and every k the same, the sigmas of all
+ * tokens past the first window are exactly equal in both paths, so the
+ * top-k must take the smaller positions and the cap must evict the older
+ * tokens, exactly as the ref does. */
+START_TEST(test_fast_exact_ties_follow_spec)
+{
+    const grid_case gc[] = {
+        {"ties cap", 1, 2, 2, 120, 16, 8, 16, 3, 0, 1, 5, SAL, HH, 1, 0, BHND, 0, 0, 0, 0, 0, 0, 0, -1, 0},
+        {"ties L=0 cap", 1, 2, 1, 120, 16, 8, 16, 2, 0, 0, 3, SAL, HH, 1, 1, BHND, 0, 0, 0, 0, 0, 0, 0, -1, 0},
+    };
+    int isas[8], n = isa_list(isas);
+    for (size_t ic = 0; ic < sizeof gc / sizeof gc[0]; ic++) {
+        tu_case c;
+        grid_case_build(&gc[ic], 60 + ic, &c);
+        const int64_t d = c.shape.dim_qk, N = c.shape.seq_len;
+        for (int64_t r = 0; r < c.shape.batch * c.shape.heads_q * N; r++)
+            memcpy(c.q + r * d, c.q, (size_t)d * sizeof(double));
+        for (int64_t r = 0; r < c.shape.batch * c.shape.heads_kv * N; r++)
+            memcpy(c.k + r * d, c.k, (size_t)d * sizeof(double));
+        uint8_t *sel_ref = tu_alloc((size_t)n_rows(&c));
+        ck_assert_int_eq(tu_run_ref(&c, NULL, NULL, sel_ref), STILL_OK);
+        for (int j = 0; j < n; j++) {
+            fast_out f;
+            fast_out_alloc(&c, &f);
+            ck_assert_int_eq(run_fast(&c, isas[j], 1, NULL, &f), STILL_OK);
+            ck_assert_msg(memcmp(f.sel, sel_ref, (size_t)n_rows(&c)) == 0,
+                          "%s [%s]: tie broken differently", gc[ic].name, still__isa_name(isas[j]));
+            fast_out_free(&f);
+            check_against_ref(&gc[ic], &c, isas[j]);
+        }
+        free(sel_ref);
+        tu_case_free(&c);
+    }
+}
+END_TEST
+
 /* SPEC I7: the same bits for 1, 2 and 3 threads, and again on a second call. */
 START_TEST(test_fast_bitwise_across_threads_and_calls)
 {
@@ -487,6 +523,7 @@ static Suite *fast_suite(void)
     tcase_add_loop_test(tc, test_fast_matches_ref_on_every_isa, 0,
                         (int)(sizeof grid / sizeof grid[0]));
     tcase_add_test(tc, test_fast_forced_selection_matches_ref);
+    tcase_add_test(tc, test_fast_exact_ties_follow_spec);
     tcase_add_test(tc, test_fast_bitwise_across_threads_and_calls);
     tcase_add_test(tc, test_fast_unit_blocks_give_same_bits);
     tcase_add_test(tc, test_fast_isa_env_override_and_errors);

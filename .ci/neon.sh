@@ -1,0 +1,81 @@
+#!/bin/bash
+# .ci/neon.sh -- the NEON job (issue 3): cross-builds libstill for aarch64
+# with aarch64-linux-gnu-gcc and runs the fast path's Check suites
+# (test_fast: fast vs ref on every ISA the CPU runs -- generic and neon
+# here --, I7, block independence, dispatch; test_fast_teacher) under
+# qemu-aarch64, the recipe of CONVENTIONS.md:
+#   - Debian packages of the arm64 architecture (dpkg --add-architecture);
+#   - binfmt is not mounted: qemu-aarch64 is called explicitly, through the
+#     tests' LOG_COMPILER, always under `timeout`;
+#   - no -L /usr/aarch64-linux-gnu: with :arm64 packages installed the
+#     arm64 loader and libraries are in the normal paths, and mixing in the
+#     cross sysroot's glibc makes threads and fork spin forever.
+# Env: NEON_BUILD_DIR (default /tmp/libstill-ci-neon, where .ci/run counts
+# the TAP results), NEON_TIMEOUT (seconds per test program, default 900).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${NEON_BUILD_DIR:-/tmp/libstill-ci-neon}
+COPY=$BUILD-src
+TIMEOUT=${NEON_TIMEOUT:-900}
+start=$(date +%s)
+say() { printf 'neon: %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
+
+# ---- packages ------------------------------------------------------------------
+pkgs=(autoconf automake libtool make pkgconf gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+      qemu-user libopenblas-dev:arm64 libsleef-dev:arm64 check:arm64 libsubunit-dev:arm64
+      pkgconf:arm64 libgomp1:arm64)
+dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- sources: a clean copy (the CI may have configured the tree in place,
+# and an out-of-tree configure refuses a configured source tree) ---------------
+rm -rf "$BUILD" "$COPY"
+mkdir -p "$BUILD" "$COPY"
+if git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$SRC" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$COPY"
+else
+    cp -a "$SRC/." "$COPY"
+    if [ -f "$COPY/Makefile" ]; then make -C "$COPY" distclean >/dev/null 2>&1 || true; fi
+fi
+say "autoreconf"
+(cd "$COPY" && autoreconf -fi >/dev/null 2>&1)
+
+# ---- cross build ---------------------------------------------------------------
+say "configure --host=aarch64-linux-gnu"
+cd "$BUILD"
+"$COPY/configure" --host=aarch64-linux-gnu --enable-werror >configure.out 2>&1 ||
+    { tail -30 config.log; echo "neon: configure FAILED"; exit 1; }
+grep -q "^STILL_AARCH64_TRUE=''$" config.log ||
+    { echo "neon: configure did not select the aarch64 kernels"; exit 1; }
+say "build"
+progs=(test_fast test_fast_teacher)
+{ make -j2 -C ref && make -j2 -C simd && make -j2 -C lib &&
+  make -j2 -C tests "${progs[@]}"; } >make.out 2>&1 ||
+    { grep -E 'error:|\*\*\*' make.out | head -30; echo "neon: build FAILED"; exit 1; }
+file tests/test_fast | grep -q 'ARM aarch64' || { echo "neon: not an aarch64 binary"; exit 1; }
+
+# ---- run under qemu ----------------------------------------------------------
+say "make check under qemu-aarch64 (${progs[*]})"
+status=0
+make -C tests check TESTS="${progs[*]}" check_PROGRAMS="${progs[*]}" \
+    LOG_COMPILER="timeout $TIMEOUT qemu-aarch64" >check.out 2>&1 || status=$?
+for p in "${progs[@]}"; do
+    echo "== tests/$p.log"
+    grep -E '^# |^(not ok|Bail)|Checks:' "tests/$p.log" || true
+done
+grep -E '^# (TOTAL|PASS|FAIL|ERROR|SKIP)' tests/test-suite.log || true
+if [ "$status" -ne 0 ] || ! grep -q '^# fast path ISAs tested here:.* neon' tests/test_fast.log; then
+    head -100 tests/test-suite.log
+    say "FAILED"
+    exit 1
+fi
+say "OK -- fast vs ref on generic and neon under qemu-aarch64"

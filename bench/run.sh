@@ -1,0 +1,37 @@
+#!/bin/bash
+# bench/run.sh -- the benchmarks of the fast path (issue 3), in one run:
+#   still info; bench_kernels (our kernels vs cblas_sgemm, one core, with
+#   OpenBLAS's default core and with OPENBLAS_CORETYPE=SkylakeX); the table
+#   of `still bench` with the plot; and the BLAS-dependent lines again with
+#   SkylakeX.  Run it on a quiet machine: the figures are medians, but a
+#   shared machine still moves them.
+# usage: bench/run.sh [BUILD_DIR [OUT_DIR]]   (defaults: . and ./bench-results)
+set -euo pipefail
+BUILD=$(cd "${1:-.}" && pwd)
+OUT=${2:-$BUILD/bench-results}
+THREADS=${BENCH_THREADS:-2}
+mkdir -p "$OUT"
+make -C "$BUILD/lib" >/dev/null
+make -C "$BUILD/tools" >/dev/null
+make -C "$BUILD/bench" bench >/dev/null
+STILL=$BUILD/tools/still
+KERNELS=$BUILD/bench/bench_kernels
+
+"$STILL" info | tee "$OUT/info.txt"
+echo
+for core in default SkylakeX; do
+    echo "== bench_kernels, OpenBLAS core: $core"
+    if [ "$core" = default ]; then
+        OPENBLAS_NUM_THREADS=1 "$KERNELS"
+    else
+        OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=$core "$KERNELS"
+    fi
+done | tee "$OUT/kernels.txt"
+echo
+echo "== still bench (OpenBLAS default core)"
+"$STILL" bench --threads "$THREADS" --blas --plot "$OUT/still_bench.png" | tee "$OUT/table.txt"
+echo
+echo "== still bench, OpenBLAS core SkylakeX: the lines that use BLAS"
+OPENBLAS_CORETYPE=SkylakeX "$STILL" bench --threads "$THREADS" --n 4096,16384 --blas \
+    --ref-max 0 | tee "$OUT/table_skylakex.txt"
+echo "results in $OUT"
