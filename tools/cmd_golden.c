@@ -50,13 +50,13 @@ static void golden_usage(FILE *f)
             "       still golden --sha256 FILE...\n"
             "\n"
             "--out writes a golden set into DIR (which must not exist, or be empty): one\n"
-            "subdirectory per case with q.npy, k.npy, v.npy, gate.npy (<f4), params.safetensors\n"
-            "when the case has parameters, and the ref path's outputs o.npy, o_teacher.npy,\n"
-            "sigma.npy (<f8) and sel.npy (|u1); and manifest.json with, for every case, its\n"
-            "shapes, dtypes, configuration, the `still run` and `still teacher` command lines\n"
-            "that reproduce it (run in the case's directory), the tolerances of SPEC §10 and\n"
-            "the SHA-256 of every file.  The same seed and libstill version always give the\n"
-            "same bytes.\n"
+            "subdirectory per case with q.npy, k.npy, v.npy, gate.npy (<f4),\n"
+            "params.safetensors when the case has parameters, and the ref path's outputs\n"
+            "o.npy, o_teacher.npy, sigma.npy (<f8) and sel.npy (|u1); and manifest.json\n"
+            "with, for every case, its shapes, dtypes, configuration, the `still run` and\n"
+            "`still teacher` command lines that reproduce it (run in the case's directory),\n"
+            "the tolerances of SPEC §10 and the SHA-256 of every file.  The same seed and\n"
+            "libstill version always give the same bytes.\n"
             "\n"
             "--verify re-checks a set: the SHA-256 of every file, then every case recomputed\n"
             "by this build on the chosen path and compared with the stored outputs within\n"
@@ -68,15 +68,15 @@ static void golden_usage(FILE *f)
             "  --path P   ref (default) or, with --verify, fast\n"
             "\n"
             "Inputs: every case draws from its own SplitMix64 stream, started at\n"
-            "seed XOR FNV-1a-64(case name) XOR attempt*0x9E3779B97F4A7C15; u = (x >> 11)\n"
+            "seed XOR FNV-1a-64(case name) XOR draw*0x9E3779B97F4A7C15; u = (x >> 11)\n"
             "* 2^-53; a normal-like value is (u1+u2+u3+u4 - 2)*sqrt(3); values are rounded\n"
-            "to float32.  Draw order: q, k, v, gate (0.5 + 0.45*(2u-1)), then the\n"
-            "parameters.  A case is redrawn (next attempt) until every selection has a\n"
-            "sigma margin of at least 1e-4 (1 + |sigma|), so a conforming implementation\n"
-            "reproduces sel.npy exactly.\n"
+            "to float32.  Draw order: q, k, v, gate (1/16 + 7/8 (x >> 40) 2^-24), then\n"
+            "the parameters.  A case is drawn again (draw + 1) until every selection has\n"
+            "a sigma margin of at least 1e-4 (1 + |sigma|), so a conforming\n"
+            "implementation reproduces sel.npy exactly.\n"
             "\n"
             "A port checks its output with, in each case's directory:\n"
-            "  still check THEIR_o.npy o.npy --rtol 0 --atol <tolerance.o.atol>\n"
+            "  still check THEIR_o.npy o.npy --rtol 0 --atol <tolerance.float32.o.atol>\n"
             "\n"
             "Exit status: 0 success, 1 --verify found a mismatch, 2 usage error, 3 a\n"
             "manifest or input file problem, 4 library error, 5 output not written.\n");
@@ -558,11 +558,13 @@ static uint64_t fnv1a64(const char *s)
     return h;
 }
 
-/* n float32 values: scale * normal, or the gate's 0.5 + 0.45 (2u - 1). */
+/* n float32 values: scale * normal, or gate values 1/16 + 7/8 u24 with
+ * u24 = (x >> 40) 2^-24, in [1/16, 15/16): exact in double, so no
+ * contraction into a fused multiply-add can change them. */
 static void gen_fill(uint64_t *state, float *x, int64_t n, double scale, int gate)
 {
     for (int64_t i = 0; i < n; i++)
-        x[i] = gate ? (float)(0.5 + 0.45 * (2.0 * gen_uniform(state) - 1.0))
+        x[i] = gate ? (float)(0.0625 + 0.875 * ((double)(splitmix64(state) >> 40) * 0x1p-24))
                     : (float)(scale * gen_normal(state));
 }
 
@@ -962,8 +964,10 @@ static int param_tensors(const golden_case *gc, param_tensor *want, const char *
 {
     const int64_t d = gc->d, f = gc->f;
     const double ws = 1.0 / sqrt((double)d);
-    const param_tensor fqW = {"fq.W", f, d, ws}, fqb = {"fq.b", f, 0, 0.1}, fqu = {"fq.u", d, 0, 1.0};
-    const param_tensor fkW = {"fk.W", f, d, ws}, fkb = {"fk.b", f, 0, 0.1}, fku = {"fk.u", d, 0, 1.0};
+    const param_tensor fqW = {"fq.W", f, d, ws}, fqb = {"fq.b", f, 0, 0.1},
+                       fqu = {"fq.u", d, 0, 1.0};
+    const param_tensor fkW = {"fk.W", f, d, ws}, fkb = {"fk.b", f, 0, 0.1},
+                       fku = {"fk.u", d, 0, 1.0};
     int n = 0;
     switch (gc->params) {
     case P_FULL:
@@ -1274,8 +1278,8 @@ static void manifest_head(text *t, uint64_t seed)
     text_printf(t,
         "  \"generator\": \"per case: SplitMix64 from seed ^ FNV-1a-64(name) ^ "
         "draw*0x9E3779B97F4A7C15; u = (x >> 11) * 2^-53; normal = (u1+u2+u3+u4-2)*sqrt(3); "
-        "q, k = 1.5*normal, v = normal, gate = 0.5+0.45*(2u-1), parameters: W = normal/sqrt(d), "
-        "b = 0.1*normal, u = normal, window.w = normal; drawn in the order q, k, v, gate, "
+        "q, k = 1.5*normal, v = normal, gate = 1/16+7/8*((x >> 40)*2^-24), "
+        "parameters: W = normal/sqrt(d), b = 0.1*normal, u = normal, window.w = normal; drawn in the order q, k, v, gate, "
         "parameters (as listed in the file), row-major, rounded to float32\",\n");
     text_printf(t,
         "  \"reference\": \"outputs of the ref path of libstill (double), written as <f8; "
