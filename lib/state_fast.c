@@ -247,7 +247,7 @@ static void fast_census(const still_state *st, int64_t b, int64_t hq, still__cen
         c->raw_exact = c->raw < r->w ? c->raw : r->w;
     else
         c->raw_exact = r->L > 0 ? c->raw : 0;
-    if (cache_pos)
+    if (cache_pos && u->cache_n) /* window routing has no cache array: no memcpy from NULL */
         memcpy(cache_pos, u->cache_pos, (size_t)u->cache_n * sizeof(int64_t));
 }
 

@@ -608,7 +608,7 @@ static void ref_census(const still_state *st, int64_t b, int64_t hq, still__cens
     c->raw_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0 ? u->raw_n : 0;
     c->folded = u->folded;
     c->raw_first = st->position - u->raw_n;
-    if (cache_pos)
+    if (cache_pos && u->cache_n) /* window routing has no cache array: no memcpy from NULL */
         memcpy(cache_pos, u->cache_pos, (size_t)u->cache_n * sizeof(int64_t));
 }
 
