@@ -149,6 +149,22 @@ enum { CHILD_OK = 0, CHILD_NOMEM = 1, CHILD_OTHER = 2, CHILD_LEAK = 3, CHILD_SET
 
 typedef int (*limited_call)(void *arg);
 
+/* Under valgrind a lowered RLIMIT_AS starves valgrind's own allocator (its
+ * address-space manager aborts the child), so the limited runs are skipped
+ * there; memcheck still checks every in-process call of this suite. */
+static int rlimit_usable(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    static int said;
+    if (!pre || !strstr(pre, "vgpreload"))
+        return 1;
+    if (!said)
+        printf("# NOTE under valgrind: the RLIMIT_AS runs are skipped (valgrind cannot "
+               "run with its address space capped)\n");
+    said = 1;
+    return 0;
+}
+
 /* One-time allocations of the runtime are not leaks: libgomp keeps ~2 KiB
  * after its first parallel region, and again in a forked child (its thread
  * pool does not survive fork).  Made in the child before measuring. */
@@ -281,6 +297,8 @@ static const char *child_name(int code)
 
 START_TEST(test_ref_forward_out_of_memory_returns_nomem_and_leaks_nothing)
 {
+    if (!rlimit_usable())
+        return;
     big_call b;
     big_call_init(&b, 0, 0);
     int code = run_limited(do_big_call, &b, 256 << 10);
@@ -299,6 +317,8 @@ END_TEST
 
 START_TEST(test_ref_teacher_out_of_memory_is_clean)
 {
+    if (!rlimit_usable())
+        return;
     big_call b;
     big_call_init(&b, 0, 1);
     for (size_t kib = 0; kib <= (16u << 10); kib = kib ? kib * 4 : 64) {
@@ -312,6 +332,8 @@ END_TEST
 
 START_TEST(test_fast_path_out_of_memory_is_clean)
 {
+    if (!rlimit_usable())
+        return;
     for (int teacher = 0; teacher < 2; teacher++) {
         big_call b;
         big_call_init(&b, 1, teacher);
@@ -389,6 +411,8 @@ static void assert_refused_cheaply(const unsigned char *buf, size_t len, int st,
     ck_assert_msg(rc == STILL_E_FORMAT, "%s: status %s, want FORMAT or OVERFLOW", what,
                   still_strerror(rc));
     /* then with 64 KiB of headroom: a reader that allocates first gets NOMEM */
+    if (!rlimit_usable())
+        return;
     int code = run_limited(do_parse, &p, 64 << 10);
     ck_assert_msg(code == CHILD_OTHER, "%s under a 64 KiB limit: %s", what, child_name(code));
 }
