@@ -73,6 +73,8 @@ static void bench_usage(FILE *f)
             "  --teacher-max N   largest N for the teacher (default 65536)\n"
             "  --blas            also time a teacher built on cblas_sgemm\n"
             "  --plot FILE.png   time vs N of STILL, capped STILL and teacher (gnuplot)\n"
+            "  --decode ...      instead: decode latency and state memory vs full softmax\n"
+            "                    decode (first option; see still bench --decode --help)\n"
             "Exit status: 0, 2 on a usage error, 4 if the library fails.\n");
 }
 
@@ -515,9 +517,14 @@ static int parse_list(const char *val, bench_opts *o)
     return o->nn > 0 ? 0 : -1;
 }
 
+/* bench/bench_decode.c (via tools/cmd_bench_decode.c): `still bench --decode` */
+int still_bench_decode(int argc, char **argv);
+
 int cmd_bench(int argc, char **argv)
 {
     bench_opts o;
+    if (argc > 1 && !strcmp(argv[1], "--decode")) /* decode latency and memory (SPEC §7) */
+        return still_bench_decode(argc - 1, argv + 1);
     memset(&o, 0, sizeof o);
     for (int64_t n = 1024; n <= 65536; n *= 2)
         o.n[o.nn++] = n;
