@@ -140,7 +140,8 @@ int still__fast_ctx_init(still__fast_ctx *ctx, const still__resolved *r,
     int64_t Ce = imin(C, max_len), we = imin(r->w, max_len);
     int64_t raw = imin(sat_mul(ctx->Ls, Ce), max_len);
     int64_t span = sat_add(imax(raw, sat_add(we, Ce)), Ce);
-    ctx->hist_cap = sat_mul(span, 2);
+    /* slack for 8 chunks: the rows kept move down once per 8 chunks */
+    ctx->hist_cap = sat_add(span, imax(span, sat_mul(8, Ce)));
     ctx->win_rows = sat_add(Ce, we);
     if (ctx->hist_cap > ((int64_t)1 << 40) || ctx->win_rows > ((int64_t)1 << 40))
         return STILL_E_OVERFLOW;
@@ -585,18 +586,52 @@ static void segment_saliency(const still__fast_ctx *ctx, const still__fast_unit 
             sig[t] = authors_saliency(ws->win + t, n, w0, a + t, r->C);
 }
 
+/* The part of a raw-token tile T [tn][n] = A (keys k0.. as rows) · B
+ * (queries a.., packed [Kd][n]) that can be visible: key k0+j is seen only
+ * by queries t >= k0+j-a, so each group of 16 keys starts at its first
+ * visible query (every entry left out is masked afterwards; each entry is
+ * its own chain, so the bits of the others do not change). */
+static void raw_tile_gemm(const still__kernels *K, int64_t tn, int64_t n, int64_t Kd,
+                          const float *A, int64_t lda, const float *B, float *T, int64_t k0,
+                          int64_t a)
+{
+    for (int64_t j0 = 0; j0 < tn; j0 += 16) {
+        const int64_t c0 = imax(0, k0 + j0 - a);
+        if (c0 < n)
+            K->gemm(imin(16, tn - j0), n - c0, Kd, A + j0 * lda, lda, 1, B + c0, n,
+                    T + j0 * n + c0, n, 0);
+    }
+}
+
+/* acc [n][dv] += P^T V over a raw-token tile P [tn][n] (keys k0.., queries
+ * a..): a group of 16 queries stops at its last query's key, since the
+ * entries of later keys are exact zeros (masked) and end no chain. */
+static void raw_tile_values(const still__kernels *K, int64_t tn, int64_t n, int64_t dv,
+                            const float *P, const float *V, int64_t ldv, float *acc, int64_t k0,
+                            int64_t a)
+{
+    for (int64_t t0 = 0; t0 < n; t0 += 16) {
+        const int64_t cnt = imin(16, n - t0), keys = imin(tn, a + t0 + cnt - k0);
+        if (keys > 0)
+            K->gemm(cnt, dv, keys, P + t0, 1, n, V, ldv, acc + t0 * dv, dv, 1);
+    }
+}
+
 /* One tile of the exact branch: logits in ws->tile [tn][n] (masked -inf)
- * and their values v [tn][ldv]. */
+ * and their values v [tn][ldv]; raw (k0 >= 0: the keys k0.. of queries
+ * a..) stops each query's values at its own position. */
 static void exact_tile(const still__fast_ctx *ctx, still__fast_scratch *ws, int64_t n,
-                       int64_t tn, const float *v, int64_t ldv)
+                       int64_t tn, const float *v, int64_t ldv, int64_t k0, int64_t a)
 {
     const int64_t dv = ctx->r.shape.dim_v;
     ctx->kern->softmax_cols(tn, n, ws->tile, n, ws->mrow, ws->lrow, ws->alpha);
     for (int64_t t = 0; t < n; t++)
         if (ws->alpha[t] != 1.0f)
-            for (int64_t e = 0; e < dv; e++)
-                ws->acc[t * dv + e] *= ws->alpha[t];
-    ctx->kern->gemm(n, dv, tn, ws->tile, 1, n, v, ldv, ws->acc, dv, 1);
+            ctx->kern->scale_row(dv, ws->alpha[t], ws->acc + t * dv);
+    if (k0 >= 0)
+        raw_tile_values(ctx->kern, tn, n, dv, ws->tile, v, ldv, ws->acc, k0, a);
+    else
+        ctx->kern->gemm(n, dv, tn, ws->tile, 1, n, v, ldv, ws->acc, dv, 1);
 }
 
 /* Keeps the entries of tile [tn][n] (keys k0.., queries a..) that are
@@ -654,16 +689,16 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     for (int64_t c0 = 0; c0 < u->cache_n; c0 += KEY_TILE) {
         int64_t tn = imin(KEY_TILE, u->cache_n - c0);
         K->gemm(tn, n, d, u->cache_k + c0 * d, d, 1, ws->qst, n, ws->tile, n, 0);
-        exact_tile(ctx, ws, n, tn, u->cache_v + c0 * dv, dv);
+        exact_tile(ctx, ws, n, tn, u->cache_v + c0 * dv, dv, -1, a);
     }
     if (raw_has_exact) {
         for (int64_t k0 = u->raw_first; k0 < b; k0 += KEY_TILE) {
             int64_t tn = imin(KEY_TILE, b - k0);
             if (r->routing == STILL_ROUTING_WINDOW && k0 + tn - 1 <= a - r->w)
                 continue; /* left of every window: no exact entry (a no-op tile) */
-            K->gemm(tn, n, d, hist_row_k(ctx, u, k0), d, 1, ws->qst, n, ws->tile, n, 0);
+            raw_tile_gemm(K, tn, n, d, hist_row_k(ctx, u, k0), d, ws->qst, ws->tile, k0, a);
             mask_tile(r, ws->tile, tn, n, k0, a, 1, -INFINITY);
-            exact_tile(ctx, ws, n, tn, hist_row_v(ctx, u, k0), dv);
+            exact_tile(ctx, ws, n, tn, hist_row_v(ctx, u, k0), dv, k0, a);
         }
     }
 
@@ -672,26 +707,31 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     if (have_linear) {
         const float *q = blk->q + i * blk->q_hs + off * blk->q_ns;
         feature_rows(ctx, &ctx->fq, h, n, q, blk->q_ns, ws->phiq, m, ws);
+        if (raw_has_linear) /* B of kappa = phi_q . phi_k */
+            K->transpose(n, m, ws->phiq, m, 1.0f, ws->phiqt, n);
         if (u->folded > 0) {
             K->gemm(n, dv, m, ws->phiq, m, 1, u->S + i * m * dv, dv, ws->lin, dv, 0);
-            K->gemm(n, 1, m, ws->phiq, m, 1, u->z + i * m, 1, ws->den, 1, 0);
+            /* phi_q^T z: a row over the queries when phi_q is transposed
+             * (full vectors), else a column; the same chains either way */
+            if (raw_has_linear)
+                K->gemm(1, n, m, u->z + i * m, m, 1, ws->phiqt, n, ws->den, n, 0);
+            else
+                K->gemm(n, 1, m, ws->phiq, m, 1, u->z + i * m, 1, ws->den, 1, 0);
         } else {
             memset(ws->lin, 0, (size_t)(n * dv) * sizeof(float));
             memset(ws->den, 0, (size_t)n * sizeof(float));
         }
         if (raw_has_linear) {
-            for (int64_t p = 0; p < m; p++)
-                for (int64_t t = 0; t < n; t++)
-                    ws->phiqt[p * n + t] = ws->phiq[t * m + p];
             for (int64_t k0 = u->raw_first; k0 < b; k0 += KEY_TILE) {
                 int64_t tn = imin(KEY_TILE, b - k0);
                 if (r->routing == STILL_ROUTING_WINDOW && k0 > b - 1 - r->w)
                     break; /* inside every window: no linear entry (no-op tiles) */
-                K->gemm(tn, n, m, hist_row_phik(ctx, u, i, k0), m, 1, ws->phiqt, n, ws->tile,
-                        n, 0);
+                raw_tile_gemm(K, tn, n, m, hist_row_phik(ctx, u, i, k0), m, ws->phiqt, ws->tile,
+                              k0, a);
                 mask_tile(r, ws->tile, tn, n, k0, a, 0, 0.0f);
                 K->colsum_acc(tn, n, ws->tile, n, ws->den);
-                K->gemm(n, dv, tn, ws->tile, 1, n, hist_row_v(ctx, u, k0), dv, ws->lin, dv, 1);
+                raw_tile_values(K, tn, n, dv, ws->tile, hist_row_v(ctx, u, k0), dv, ws->lin, k0,
+                                a);
             }
         }
     }
@@ -706,8 +746,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
         if (r->phantom_sink && a + t < r->C) { /* App. A.2: C keys of logit 0, value 0 */
             if (mt < 0.0f) {
                 float s = expf(mt);
-                for (int64_t e = 0; e < dv; e++)
-                    acc[e] *= s;
+                K->scale_row(dv, s, acc);
                 lt *= s;
                 mt = 0.0f;
             }
@@ -715,13 +754,8 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
         }
         float den = omega * lt + (have_linear ? ws->den[t] : 0.0f) + eps_den;
         const float *g = blk->gate ? blk->gate + i * blk->g_hs + (off + t) * blk->g_ns : NULL;
-        float *o = blk->o + i * blk->o_hs + (off + t) * blk->o_ns;
-        for (int64_t e = 0; e < dv; e++) {
-            float num = omega * acc[e];
-            if (have_linear)
-                num += (g ? g[e] : 1.0f) * lin[e];
-            o[e] = num / den;
-        }
+        K->combine_row(dv, omega, acc, have_linear ? lin : NULL, g, den,
+                       blk->o + i * blk->o_hs + (off + t) * blk->o_ns);
     }
 }
 
@@ -748,9 +782,7 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
 
     for (int64_t i = 0; i < ctx->nh; i++) {
         const float *q = blk->q + i * blk->q_hs + off * blk->q_ns;
-        for (int64_t p = 0; p < d; p++) /* B of the logits: scale·q, transposed */
-            for (int64_t t = 0; t < n; t++)
-                ws->qst[p * n + t] = scale * q[t * blk->q_ns + p];
+        ctx->kern->transpose(n, d, q, blk->q_ns, scale, ws->qst, n); /* B of the logits */
         if (need_sigma)
             segment_saliency(ctx, u, ws, a, n, ws->sig + i * Cn);
         if (blk->o)

@@ -51,9 +51,7 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, end = a + n;
     const float scale = (float)r->scale;
 
-    for (int64_t p = 0; p < d; p++)
-        for (int64_t t = 0; t < n; t++)
-            s->qst[p * n + t] = scale * q[(a + t) * q_ns + p];
+    K->transpose(n, d, q + a * q_ns, q_ns, scale, s->qst, n);
     for (int64_t t = 0; t < n; t++) {
         s->m[t] = -INFINITY;
         s->l[t] = 0.0f;
@@ -61,7 +59,12 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
     memset(s->acc, 0, (size_t)(n * dv) * sizeof(float));
     for (int64_t k0 = 0; k0 < end; k0 += KTILE) {
         const int64_t tn = end - k0 < KTILE ? end - k0 : KTILE;
-        K->gemm(tn, n, d, k + k0 * k_ns, k_ns, 1, s->qst, n, s->tile, n, 0);
+        for (int64_t j0 = 0; j0 < tn; j0 += 16) { /* keys after every query: skipped */
+            const int64_t c0 = k0 + j0 - a > 0 ? k0 + j0 - a : 0, rows = tn - j0 < 16 ? tn - j0 : 16;
+            if (c0 < n)
+                K->gemm(rows, n - c0, d, k + (k0 + j0) * k_ns, k_ns, 1, s->qst + c0, n,
+                        s->tile + j0 * n + c0, n, 0);
+        }
         for (int64_t j = a + 1 - k0 > 0 ? a + 1 - k0 : 0; j < tn; j++) { /* causal mask: */
             const int64_t hidden = k0 + j - a < n ? k0 + j - a : n;    /* t < key - a */
             for (int64_t t = 0; t < hidden; t++)
@@ -70,15 +73,17 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
         K->softmax_cols(tn, n, s->tile, n, s->m, s->l, s->alpha);
         for (int64_t t = 0; t < n; t++)
             if (s->alpha[t] != 1.0f)
-                for (int64_t e = 0; e < dv; e++)
-                    s->acc[t * dv + e] *= s->alpha[t];
-        K->gemm(n, dv, tn, s->tile, 1, n, v + k0 * v_ns, v_ns, s->acc, dv, 1);
+                K->scale_row(dv, s->alpha[t], s->acc + t * dv);
+        for (int64_t t0 = 0; t0 < n; t0 += 16) { /* up to the last query's key */
+            const int64_t cnt = n - t0 < 16 ? n - t0 : 16;
+            const int64_t keys = a + t0 + cnt - k0 < tn ? a + t0 + cnt - k0 : tn;
+            if (keys > 0)
+                K->gemm(cnt, dv, keys, s->tile + t0, 1, n, v + k0 * v_ns, v_ns,
+                        s->acc + t0 * dv, dv, 1);
+        }
     }
-    for (int64_t t = 0; t < n; t++) {
-        const float inv = 1.0f / s->l[t];
-        for (int64_t e = 0; e < dv; e++)
-            o[(a + t) * o_ns + e] = s->acc[t * dv + e] * inv;
-    }
+    for (int64_t t = 0; t < n; t++)
+        K->combine_row(dv, 1.0f, s->acc + t * dv, NULL, NULL, s->l[t], o + (a + t) * o_ns);
 }
 
 int still__fast_teacher_run(const still__resolved *r, const still__kernels *K, int threads,

@@ -330,7 +330,45 @@ static void sigmoid(int64_t n, float *x)
     }
 }
 
+/* ---- transpose, rescale, combination -------------------------------------------- */
+
+static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float scale,
+                      float *dst, int64_t ldd)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) /* 16 x 16 blocks: both sides stay in cache */
+        for (int64_t c0 = 0; c0 < cols; c0 += 16)
+            for (int64_t r = r0; r < rows && r < r0 + 16; r++)
+                for (int64_t c = c0; c < cols && c < c0 + 16; c++)
+                    dst[c * ldd + r] = scale * src[r * lds + c];
+}
+
+static void scale_row(int64_t n, float alpha, float *x)
+{
+    const __m256 a = _mm256_set1_ps(alpha);
+    for (int64_t i = 0; i < n; i += VL) {
+        const __m256i mk = tail_mask(n - i);
+        mstore(x + i, mk, _mm256_mul_ps(mload(x + i, mk), a));
+    }
+}
+
+static void combine_row(int64_t n, float omega, const float *acc, const float *lin,
+                        const float *g, float den, float *o)
+{
+    const __m256 w = _mm256_set1_ps(omega), dn = _mm256_set1_ps(den);
+    for (int64_t i = 0; i < n; i += VL) {
+        const __m256i mk = tail_mask(n - i);
+        __m256 num = _mm256_mul_ps(w, mload(acc + i, mk));
+        if (lin) {
+            __m256 l = mload(lin + i, mk);
+            if (g)
+                l = _mm256_mul_ps(mload(g + i, mk), l);
+            num = _mm256_add_ps(num, l);
+        }
+        mstore(o + i, mk, _mm256_div_ps(num, dn));
+    }
+}
+
 const still__kernels still__kernels_avx2 = {
     STILL_ISA_AVX2, "avx2", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
 };

@@ -297,7 +297,93 @@ static void sigmoid(int64_t n, float *x)
     }
 }
 
+/* ---- transpose, rescale, combination -------------------------------------------- */
+
+INLINE __m512 unpacklo_pd(__m512 x, __m512 y)
+{
+    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)));
+}
+INLINE __m512 unpackhi_pd(__m512 x, __m512 y)
+{
+    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)));
+}
+
+/* One full 16 x 16 block, in registers: unpack pairs of rows, then pairs of
+ * pairs, then gather the 128-bit lanes of four row groups. */
+INLINE void transpose16(const float *src, int64_t lds, __m512 s, float *dst, int64_t ldd)
+{
+    __m512 r[16], a[16], b[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * lds), s);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) { /* b[4k+j], lane L: column 4L+j of rows 4k..4k+3 */
+        b[4 * k + 0] = unpacklo_pd(a[4 * k], a[4 * k + 2]);
+        b[4 * k + 1] = unpackhi_pd(a[4 * k], a[4 * k + 2]);
+        b[4 * k + 2] = unpacklo_pd(a[4 * k + 1], a[4 * k + 3]);
+        b[4 * k + 3] = unpackhi_pd(a[4 * k + 1], a[4 * k + 3]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m512 c1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+        const __m512 c2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        const __m512 d1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+        const __m512 d2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+        _mm512_storeu_ps(dst + j * ldd, _mm512_shuffle_f32x4(c1, c2, 0x88));
+        _mm512_storeu_ps(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(c1, c2, 0xdd));
+        _mm512_storeu_ps(dst + (4 + j) * ldd, _mm512_shuffle_f32x4(d1, d2, 0x88));
+        _mm512_storeu_ps(dst + (12 + j) * ldd, _mm512_shuffle_f32x4(d1, d2, 0xdd));
+    }
+}
+
+static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float scale,
+                      float *dst, int64_t ldd)
+{
+    const __m512 s = _mm512_set1_ps(scale);
+    for (int64_t r0 = 0; r0 < rows; r0 += 16)
+        for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+            if (r0 + 16 <= rows && c0 + 16 <= cols) {
+                transpose16(src + r0 * lds + c0, lds, s, dst + c0 * ldd + r0, ldd);
+                continue;
+            }
+            for (int64_t r = r0; r < rows && r < r0 + 16; r++)
+                for (int64_t c = c0; c < cols && c < c0 + 16; c++)
+                    dst[c * ldd + r] = scale * src[r * lds + c];
+        }
+}
+
+static void scale_row(int64_t n, float alpha, float *x)
+{
+    const __m512 a = _mm512_set1_ps(alpha);
+    for (int64_t i = 0; i < n; i += VL) {
+        const __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), a));
+    }
+}
+
+static void combine_row(int64_t n, float omega, const float *acc, const float *lin,
+                        const float *g, float den, float *o)
+{
+    const __m512 w = _mm512_set1_ps(omega), dn = _mm512_set1_ps(den);
+    for (int64_t i = 0; i < n; i += VL) {
+        const __mmask16 mk = tail_mask(n - i);
+        __m512 num = _mm512_mul_ps(w, _mm512_maskz_loadu_ps(mk, acc + i));
+        if (lin) {
+            __m512 l = _mm512_maskz_loadu_ps(mk, lin + i);
+            if (g)
+                l = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + i), l);
+            num = _mm512_add_ps(num, l);
+        }
+        _mm512_mask_storeu_ps(o + i, mk, _mm512_div_ps(num, dn));
+    }
+}
+
 const still__kernels still__kernels_avx512 = {
     STILL_ISA_AVX512, "avx512", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
 };

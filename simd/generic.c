@@ -171,7 +171,34 @@ static void sigmoid(int64_t n, float *x)
     }
 }
 
+static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float scale,
+                      float *dst, int64_t ldd)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) /* 16 x 16 blocks: both sides stay in cache */
+        for (int64_t c0 = 0; c0 < cols; c0 += 16)
+            for (int64_t r = r0; r < rows && r < r0 + 16; r++)
+                for (int64_t c = c0; c < cols && c < c0 + 16; c++)
+                    dst[c * ldd + r] = scale * src[r * lds + c];
+}
+
+static void scale_row(int64_t n, float alpha, float *x)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= alpha;
+}
+
+static void combine_row(int64_t n, float omega, const float *acc, const float *lin,
+                        const float *g, float den, float *o)
+{
+    for (int64_t e = 0; e < n; e++) {
+        float num = omega * acc[e];
+        if (lin)
+            num = num + (g ? g[e] * lin[e] : lin[e]);
+        o[e] = num / den;
+    }
+}
+
 const still__kernels still__kernels_generic = {
     STILL_ISA_GENERIC, "generic", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
 };

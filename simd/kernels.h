@@ -74,6 +74,19 @@ typedef struct still__kernels {
 
     /* x[i] = 1 / (1 + exp(-x[i])) for i < n (SPEC §6 gating projection). */
     void (*sigmoid)(int64_t n, float *x);
+
+    /* dst[c*ldd + r] = scale * src[r*lds + c] for r < rows, c < cols (the B
+     * operand of a gemm from row-major data: scaled queries, features). */
+    void (*transpose)(int64_t rows, int64_t cols, const float *src, int64_t lds, float scale,
+                      float *dst, int64_t ldd);
+
+    /* x[i] *= alpha for i < n (the online softmax's rescale). */
+    void (*scale_row)(int64_t n, float alpha, float *x);
+
+    /* SPEC §6 for one query: o[e] = (omega*acc[e] + g[e]*lin[e]) / den for
+     * e < n; lin NULL: no linear term; g NULL: all ones. */
+    void (*combine_row)(int64_t n, float omega, const float *acc, const float *lin,
+                        const float *g, float den, float *o);
 } still__kernels;
 
 extern const still__kernels still__kernels_generic;

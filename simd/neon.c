@@ -310,7 +310,41 @@ static void sigmoid(int64_t n, float *x)
     }
 }
 
+/* ---- transpose, rescale, combination -------------------------------------------- */
+
+static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float scale,
+                      float *dst, int64_t ldd)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) /* 16 x 16 blocks: both sides stay in cache */
+        for (int64_t c0 = 0; c0 < cols; c0 += 16)
+            for (int64_t r = r0; r < rows && r < r0 + 16; r++)
+                for (int64_t c = c0; c < cols && c < c0 + 16; c++)
+                    dst[c * ldd + r] = scale * src[r * lds + c];
+}
+
+static void scale_row(int64_t n, float alpha, float *x)
+{
+    for (int64_t i = 0; i < n; i += VL)
+        store_n(x + i, n - i, vmulq_n_f32(load_n(x + i, n - i), alpha));
+}
+
+static void combine_row(int64_t n, float omega, const float *acc, const float *lin,
+                        const float *g, float den, float *o)
+{
+    const float32x4_t dn = vdupq_n_f32(den);
+    for (int64_t i = 0; i < n; i += VL) {
+        float32x4_t num = vmulq_n_f32(load_n(acc + i, n - i), omega);
+        if (lin) {
+            float32x4_t l = load_n(lin + i, n - i);
+            if (g)
+                l = vmulq_f32(load_n(g + i, n - i), l);
+            num = vaddq_f32(num, l);
+        }
+        store_n(o + i, n - i, vdivq_f32(num, dn));
+    }
+}
+
 const still__kernels still__kernels_neon = {
     STILL_ISA_NEON, "neon", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
 };
