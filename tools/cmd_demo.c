@@ -647,6 +647,13 @@ static void print_real_data_notes(void)
 
 /* ---- part 2: needle retrieval ------------------------------------------------ */
 
+/* x rounded to float32: the fast path then sees exactly the same inputs
+ * as the demo's double loops. */
+static double to_f32(double x)
+{
+    return (double)(float)x;
+}
+
 /* Haystack q, k, v ~ N(0,1); NEEDLES needles at depths 5%..85%, needle i
  * with key 16 u_i, query 8 u_i (it attends to itself, the premise of the
  * self-saliency score) and value e_i; the last NEEDLES queries are 8 u_i,
@@ -663,9 +670,9 @@ static int needle_problem(int64_t N, int64_t d, uint64_t *rng, problem *P, int64
     if (!P->q || !P->k || !P->v)
         return -1;
     for (int64_t i = 0; i < N * d; i++) {
-        P->q[i] = rng_gauss(rng);
-        P->k[i] = rng_gauss(rng);
-        P->v[i] = (i % d) < NEEDLES ? 0.0 : rng_gauss(rng);
+        P->q[i] = to_f32(rng_gauss(rng));
+        P->k[i] = to_f32(rng_gauss(rng));
+        P->v[i] = (i % d) < NEEDLES ? 0.0 : to_f32(rng_gauss(rng));
     }
     for (int i = 0; i < NEEDLES; i++) {
         double u[256], norm = 0.0;
@@ -677,10 +684,10 @@ static int needle_problem(int64_t N, int64_t d, uint64_t *rng, problem *P, int64
         pos[i] = (int64_t)((double)N * (0.05 + 0.8 * i / (NEEDLES - 1))) + 17;
         int64_t probe = N - NEEDLES + i;
         for (int64_t e = 0; e < d; e++) {
-            P->k[pos[i] * d + e] = 16.0 * u[e] / norm;
-            P->q[pos[i] * d + e] = 8.0 * u[e] / norm;
+            P->k[pos[i] * d + e] = to_f32(16.0 * u[e] / norm);
+            P->q[pos[i] * d + e] = to_f32(8.0 * u[e] / norm);
             P->v[pos[i] * d + e] = e == i ? 1.0 : 0.0;
-            P->q[probe * d + e] = 8.0 * u[e] / norm;
+            P->q[probe * d + e] = to_f32(8.0 * u[e] / norm);
         }
     }
     return 0;
@@ -717,13 +724,13 @@ static void needle_tally(const problem *P, const double *o, needle_row *r)
     }
 }
 
-/* One needle run at length N; time_teacher: also run (and time) the
- * library's full teacher, O(N^2). */
-static int demo_needle(const demo *D, int64_t N, int time_teacher, uint64_t *rng)
+/* One needle run at length N. */
+static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
 {
     problem P;
     int64_t pos[NEEDLES];
     double *o = NULL, *recv = NULL, *p = NULL, *bias = NULL;
+    double o_probe[NEEDLES][64]; /* the probes' teacher outputs, double loops */
     uint8_t *sel[R_COUNT] = {NULL, NULL, NULL, NULL};
     needle_row rows[R_COUNT], teacher_row_out;
     int status;
@@ -767,22 +774,27 @@ static int demo_needle(const demo *D, int64_t N, int time_teacher, uint64_t *rng
         double wgt = p[pos[t - first]];
         teacher_row_out.weight += wgt / NEEDLES;
         teacher_row_out.retrieved += wgt > 0.5;
-    }
-    if (time_teacher) {
-        /* the library's full teacher, for its speed and as a cross-check */
-        progress(D, "needle N=%" PRId64 ": teacher", N);
-        needle_row lib;
-        if ((status = attend(D, 1, &cfg, NULL, &P, NULL, NULL, o, &teacher_row_out.seconds,
-                             &teacher_row_out.ref_fallback)))
-            goto done;
-        needle_tally(&P, o, &lib);
-        if (fabs(lib.weight - teacher_row_out.weight) > 1e-4) {
-            status = tool_fail(TOOL_EXIT_LIBRARY, "demo", "needle N=%" PRId64 ": the library's "
-                               "teacher gives needle weight %.6f, the demo's loops %.6f", N,
-                               lib.weight, teacher_row_out.weight);
-            goto done;
+        for (int64_t e = 0; e < d; e++) {
+            double acc = 0.0;
+            for (int64_t j = 0; j <= t; j++)
+                acc += p[j] * P.v[j * d + e];
+            o_probe[t - first][e] = acc;
         }
     }
+    /* the library's full teacher: its speed, and a cross-check of its
+     * probe outputs against SPEC §10 (fast: 1e-5 max|v|; ref: rounding) */
+    progress(D, "needle N=%" PRId64 ": teacher", N);
+    if ((status = attend(D, 1, &cfg, NULL, &P, NULL, NULL, o, &teacher_row_out.seconds,
+                         &teacher_row_out.ref_fallback)))
+        goto done;
+    double max_v = 0.0, deviation = 0.0;
+    for (int64_t i = 0; i < N * d; i++)
+        max_v = fmax(max_v, fabs(P.v[i]));
+    for (int64_t t = first; t < N; t++)
+        for (int64_t e = 0; e < d; e++)
+            deviation = fmax(deviation, fabs(o[t * d + e] - o_probe[t - first][e]));
+    const int teacher_fast = D->fast && !teacher_row_out.ref_fallback;
+    const double bound = (teacher_fast ? 1e-5 : 1e-12) * max_v;
     top_k_per_chunk(&P.shape, C, k, recv, sel[R_BEST]);
     random_per_chunk(&P.shape, C, k, rng, sel[R_RANDOM]);
     double target;
@@ -825,17 +837,20 @@ static int demo_needle(const demo *D, int64_t N, int time_teacher, uint64_t *rng
     printf("  %-26s %8s %10s %12s %10s\n", "exact keys chosen by", "needles", "retrieved",
            "mean needle", "time");
     printf("  %-26s %8s %10s %12s %10s\n", "", "exact", "(w > 0.5)", "weight w", "");
-    if (time_teacher)
-        printf("  %-26s %8s %7d/%d %12.3f %8.3f s%s\n", "full softmax (teacher)", "all",
-               teacher_row_out.retrieved, NEEDLES, teacher_row_out.weight,
-               teacher_row_out.seconds, teacher_row_out.ref_fallback ? " [ref]" : "");
-    else
-        printf("  %-26s %8s %7d/%d %12.3f %10s\n", "full softmax (teacher)", "all",
-               teacher_row_out.retrieved, NEEDLES, teacher_row_out.weight, "not run");
+    printf("  %-26s %8s %7d/%d %12.3f %8.3f s%s\n", "full softmax (teacher)", "all",
+           teacher_row_out.retrieved, NEEDLES, teacher_row_out.weight, teacher_row_out.seconds,
+           teacher_row_out.ref_fallback ? " [ref]" : "");
     for (int r = 0; r < R_COUNT; r++)
         printf("  %-26s %6d/%d %7d/%d %12.3f %8.3f s%s\n", rows[r].name, rows[r].exact,
                NEEDLES, rows[r].retrieved, NEEDLES, rows[r].weight, rows[r].seconds,
                rows[r].ref_fallback ? " [ref]" : "");
+    printf("  the library's teacher vs the demo's double loops on the %d probes: max |do| %.2g,\n"
+           "  %s %.2g: %s\n", NEEDLES, deviation,
+           teacher_fast ? "SPEC §10 bound 1e-5 max|v| =" : "rounding bound 1e-12 max|v| =", bound,
+           deviation <= bound ? "within" : "EXCEEDED");
+    if (deviation > bound)
+        fprintf(stderr, "still demo: warning: needle N=%" PRId64 ": the teacher's output differs "
+                "from double precision by %.2g, past the bound %.2g\n", N, deviation, bound);
     printf("  saliency with the default (untrained) maps: mean needle weight %.3f, %.3f s%s\n",
            default_weight, default_seconds, default_fallback ? " [ref]" : "");
     if (default_weight < 0.5)
@@ -874,7 +889,8 @@ static void demo_usage(FILE *f)
             "  --data DIR       the data directory (default %s)\n"
             "  --path P         auto (default: fast if available, else ref), ref, fast\n"
             "  --threads T      fast path threads (default: OpenMP's)\n"
-            "  --needle-len N   one needle run at length N (2048..1048576)\n"
+            "  --needle-len N   one needle run at length N (2048..1048576; the teacher\n"
+            "                   is O(N^2))\n"
             "  --no-needle      skip the needle retrieval\n"
             "  --seed S         seed of the random selection and the haystack (default 1)\n"
             "  -h, --help       this help\n"
@@ -959,11 +975,7 @@ int cmd_demo(int argc, char **argv)
                "N = 16384 and 65536)\n");
     }
     for (int i = 0; i < n; i++)
-        if ((status = demo_needle(&D, lengths[i], i == 0, &rng)))
+        if ((status = demo_needle(&D, lengths[i], &rng)))
             return status;
-    if (n > 1)
-        printf("(at N = %" PRId64 " the full teacher is not timed, to keep the demo short: "
-               "its needle weights\n come from the demo's own loops; still demo --needle-len %"
-               PRId64 " runs it)\n", lengths[1], lengths[1]);
     return TOOL_EXIT_OK;
 }
