@@ -1677,9 +1677,10 @@ static int verify_set(const char *set, int path)
                          "(\"format\": \"%s\", format_version, cases)", mpath, GOLDEN_FORMAT);
     }
     if (version->num != GOLDEN_FORMAT_VERSION) {
+        const double found = version->num; /* version points into root */
         json_free(&root);
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: format_version %g, this still reads "
-                         "%d", mpath, version->num, GOLDEN_FORMAT_VERSION);
+                         "%d", mpath, found, GOLDEN_FORMAT_VERSION);
     }
     printf("still golden --verify %s: %d cases, written by libstill %s, checked by %s on the "
            "%s path (%s tolerances)\n", set, cases->n, lib ? lib->str : "(unknown)",
