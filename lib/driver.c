@@ -571,19 +571,24 @@ static float authors_saliency(const float *S, int64_t lds, int64_t key0, int64_t
 }
 
 /* sigma [n] of the segment's queries (qst packed) at positions a..a+n-1
- * (SPEC §4 or App. A.1), from the logits of keys max(0, a-w+1) .. a+n-1. */
+ * (SPEC §4 or App. A.1), from the logits of keys w0 = max(0, a-w+1) ..
+ * a+n-1: those of the raw tile `band` (first key band0) when it holds them,
+ * else computed into ws->win. */
 static void segment_saliency(const still__fast_ctx *ctx, const still__fast_unit *u,
-                             still__fast_scratch *ws, int64_t a, int64_t n, float *sig)
+                             still__fast_scratch *ws, int64_t a, int64_t n, float *sig,
+                             const float *band, int64_t band0)
 {
     const still__resolved *r = &ctx->r;
     const int64_t w0 = imax(0, a - r->w + 1), rows = a + n - w0;
-    ctx->kern->gemm(rows, n, r->shape.dim_qk, hist_row_k(ctx, u, w0), r->shape.dim_qk, 1,
-                    ws->qst, n, ws->win, n, 0);
+    const float *S = band ? band + (w0 - band0) * n : ws->win;
+    if (!band)
+        ctx->kern->gemm(rows, n, r->shape.dim_qk, hist_row_k(ctx, u, w0), r->shape.dim_qk, 1,
+                        ws->qst, n, ws->win, n, 0);
     if (r->saliency == STILL_SALIENCY_SPEC)
-        ctx->kern->saliency_cols(rows, n, ws->win, n, w0, a, r->w, sig);
+        ctx->kern->saliency_cols(rows, n, S, n, w0, a, r->w, sig);
     else
         for (int64_t t = 0; t < n; t++)
-            sig[t] = authors_saliency(ws->win + t, n, w0, a + t, r->C);
+            sig[t] = authors_saliency(S + t, n, w0, a + t, r->C);
 }
 
 /* The part of a raw-token tile T [tn][n] = A (keys k0.. as rows) · B
@@ -617,21 +622,21 @@ static void raw_tile_values(const still__kernels *K, int64_t tn, int64_t n, int6
     }
 }
 
-/* One tile of the exact branch: logits in ws->tile [tn][n] (masked -inf)
- * and their values v [tn][ldv]; raw (k0 >= 0: the keys k0.. of queries
- * a..) stops each query's values at its own position. */
-static void exact_tile(const still__fast_ctx *ctx, still__fast_scratch *ws, int64_t n,
-                       int64_t tn, const float *v, int64_t ldv, int64_t k0, int64_t a)
+/* One tile of the exact branch: logits in tile [tn][n] (masked -inf) and
+ * their values v [tn][ldv]; raw (k0 >= 0: the keys k0.. of queries a..)
+ * stops each query's values at its own position. */
+static void exact_tile(const still__fast_ctx *ctx, still__fast_scratch *ws, float *tile,
+                       int64_t n, int64_t tn, const float *v, int64_t ldv, int64_t k0, int64_t a)
 {
     const int64_t dv = ctx->r.shape.dim_v;
-    ctx->kern->softmax_cols(tn, n, ws->tile, n, ws->mrow, ws->lrow, ws->alpha);
+    ctx->kern->softmax_cols(tn, n, tile, n, ws->mrow, ws->lrow, ws->alpha);
     for (int64_t t = 0; t < n; t++)
         if (ws->alpha[t] != 1.0f)
             ctx->kern->scale_row(dv, ws->alpha[t], ws->acc + t * dv);
     if (k0 >= 0)
-        raw_tile_values(ctx->kern, tn, n, dv, ws->tile, v, ldv, ws->acc, k0, a);
+        raw_tile_values(ctx->kern, tn, n, dv, tile, v, ldv, ws->acc, k0, a);
     else
-        ctx->kern->gemm(n, dv, tn, ws->tile, 1, n, v, ldv, ws->acc, dv, 1);
+        ctx->kern->gemm(n, dv, tn, tile, 1, n, v, ldv, ws->acc, dv, 1);
 }
 
 /* Keeps the entries of tile [tn][n] (keys k0.., queries a..) that are
@@ -670,7 +675,7 @@ static void mask_tile(const still__resolved *r, float *tile, int64_t tn, int64_t
  * packed): SPEC §6. */
 static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
                            still__fast_scratch *ws, const still__fast_block *blk, int64_t i,
-                           int64_t off, int64_t a, int64_t n)
+                           int64_t off, int64_t a, int64_t n, float *band)
 {
     const still__resolved *r = &ctx->r;
     const still__kernels *K = ctx->kern;
@@ -689,16 +694,20 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     for (int64_t c0 = 0; c0 < u->cache_n; c0 += KEY_TILE) {
         int64_t tn = imin(KEY_TILE, u->cache_n - c0);
         K->gemm(tn, n, d, u->cache_k + c0 * d, d, 1, ws->qst, n, ws->tile, n, 0);
-        exact_tile(ctx, ws, n, tn, u->cache_v + c0 * dv, dv, -1, a);
+        exact_tile(ctx, ws, ws->tile, n, tn, u->cache_v + c0 * dv, dv, -1, a);
     }
     if (raw_has_exact) {
         for (int64_t k0 = u->raw_first; k0 < b; k0 += KEY_TILE) {
             int64_t tn = imin(KEY_TILE, b - k0);
             if (r->routing == STILL_ROUTING_WINDOW && k0 + tn - 1 <= a - r->w)
                 continue; /* left of every window: no exact entry (a no-op tile) */
-            raw_tile_gemm(K, tn, n, d, hist_row_k(ctx, u, k0), d, ws->qst, ws->tile, k0, a);
-            mask_tile(r, ws->tile, tn, n, k0, a, 1, -INFINITY);
-            exact_tile(ctx, ws, n, tn, hist_row_v(ctx, u, k0), dv, k0, a);
+            float *tile = ws->tile;
+            if (band && k0 == u->raw_first) /* computed for the saliency already */
+                tile = band;
+            else
+                raw_tile_gemm(K, tn, n, d, hist_row_k(ctx, u, k0), d, ws->qst, tile, k0, a);
+            mask_tile(r, tile, tn, n, k0, a, 1, -INFINITY);
+            exact_tile(ctx, ws, tile, n, tn, hist_row_v(ctx, u, k0), dv, k0, a);
         }
     }
 
@@ -780,13 +789,24 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
         feature_rows(ctx, &ctx->fk, u->hq0 + i, n, hist_row_k(ctx, u, a), d,
                      hist_row_phik(ctx, u, i, a), m, ws);
 
+    /* the raw tokens' first exact tile holds every saliency window of the
+     * segment when they reach back w keys (L = 2, w = C: the default):
+     * computed once into ws->win for both */
+    const int64_t band_rows = a + n - u->raw_first;
+    const int share = need_sigma && blk->o && (r->routing == STILL_ROUTING_WINDOW || r->L > 0) &&
+                      u->raw_first <= imax(0, a - r->w + 1) && band_rows <= KEY_TILE &&
+                      band_rows <= ctx->win_rows;
     for (int64_t i = 0; i < ctx->nh; i++) {
         const float *q = blk->q + i * blk->q_hs + off * blk->q_ns;
         ctx->kern->transpose(n, d, q, blk->q_ns, scale, ws->qst, n); /* B of the logits */
+        if (share)
+            raw_tile_gemm(ctx->kern, band_rows, n, d, hist_row_k(ctx, u, u->raw_first), d,
+                          ws->qst, ws->win, u->raw_first, a);
         if (need_sigma)
-            segment_saliency(ctx, u, ws, a, n, ws->sig + i * Cn);
+            segment_saliency(ctx, u, ws, a, n, ws->sig + i * Cn, share ? ws->win : NULL,
+                             u->raw_first);
         if (blk->o)
-            segment_output(ctx, u, ws, blk, i, off, a, n);
+            segment_output(ctx, u, ws, blk, i, off, a, n, share ? ws->win : NULL);
     }
     if (need_sigma) /* SPEC §5: per-kv selection ranks by the group mean */
         for (int64_t t = 0; t < n; t++) {

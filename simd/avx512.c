@@ -234,10 +234,57 @@ INLINE void softmax_row(const float *z, int64_t n, float sign, float *out)
     }
 }
 
+/* SPEC §2 hedgehog for one row, in three passes: ||z||², max z and min z
+ * (zhat = gain·z with gain > 0, so max zhat = gain·max z, and max -zhat =
+ * -(gain·min z)); both exponentials and their sums; then the two
+ * normalizations with the floor.  phi [2f]: softmax(zhat), softmax(-zhat). */
+INLINE void hedgehog_row(const float *x, int64_t d, const float *z, int64_t f, int npmap,
+                         float *ph)
+{
+    __m512 sq = _mm512_setzero_ps(), hi = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(INFINITY);
+    for (int64_t i = 0; i < f; i += VL) {
+        const __mmask16 mk = tail_mask(f - i);
+        const __m512 v = _mm512_maskz_loadu_ps(mk, z + i);
+        sq = _mm512_fmadd_ps(v, v, sq);
+        hi = _mm512_mask_max_ps(hi, mk, hi, v);
+        lo = _mm512_mask_min_ps(lo, mk, lo, v);
+    }
+    float gain = 1.0f;
+    if (npmap)
+        gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(_mm512_reduce_add_ps(sq)), STILL__NORM_FLOOR);
+    const __m512 g = _mm512_set1_ps(gain);
+    const __m512 m1 = _mm512_set1_ps(gain * _mm512_reduce_max_ps(hi));
+    const __m512 m2 = _mm512_set1_ps(-(gain * _mm512_reduce_min_ps(lo)));
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < f; i += VL) {
+        const __mmask16 mk = tail_mask(f - i);
+        const __m512 zh = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, z + i), g);
+        const __m512 e1 = vexp(_mm512_sub_ps(zh, m1));
+        const __m512 e2 = vexp(_mm512_sub_ps(_mm512_sub_ps(_mm512_setzero_ps(), zh), m2));
+        _mm512_mask_storeu_ps(ph + i, mk, e1);
+        _mm512_mask_storeu_ps(ph + f + i, mk, e2);
+        s1 = _mm512_mask_add_ps(s1, mk, s1, e1);
+        s2 = _mm512_mask_add_ps(s2, mk, s2, e2);
+    }
+    const __m512 i1 = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(s1));
+    const __m512 i2 = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(s2));
+    const __m512 floor_ = _mm512_set1_ps(STILL__PHI_FLOOR);
+    for (int64_t i = 0; i < f; i += VL) {
+        const __mmask16 mk = tail_mask(f - i);
+        _mm512_mask_storeu_ps(ph + i, mk, _mm512_max_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, ph + i), i1), floor_));
+        _mm512_mask_storeu_ps(ph + f + i, mk, _mm512_max_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, ph + f + i), i2), floor_));
+    }
+}
+
 static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
                        int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
 {
     const __m512 floor_ = _mm512_set1_ps(STILL__PHI_FLOOR), one = _mm512_set1_ps(1.0f);
+    if (act == STILL_ACT_HEDGEHOG) { /* the default: fused */
+        for (int64_t r = 0; r < n; r++)
+            hedgehog_row(X + r * ldx, d, Z + r * ldz, f, npmap, phi + r * ldphi);
+        return;
+    }
     for (int64_t r = 0; r < n; r++) {
         const float *z = Z + r * ldz;
         float *ph = phi + r * ldphi;
