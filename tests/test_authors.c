@@ -142,6 +142,54 @@ START_TEST(test_authors_output_and_saliency_reproduced_to_1e12)
 }
 END_TEST
 
+static float *to_f32(const double *x, int64_t n)
+{
+    float *y = malloc((size_t)n * sizeof *y);
+    ck_assert(y);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (float)x[i];
+    return y;
+}
+
+/* SPEC §10 on the fast path: the authors' outputs within 1e-5·max|v|, and
+ * the same selection wherever the two sigmas are not near-tied. */
+START_TEST(test_authors_output_reproduced_by_fast_path)
+{
+    authors_case c;
+    still_config cfg;
+    load_case(case_names[_i], &c);
+    compat_config(&cfg);
+    const int64_t n_o = c.B * c.H * c.N * c.d, n_s = c.B * c.H * c.N;
+    still_shape shape = {c.B, c.H, c.H, c.N, c.d, c.d, STILL_LAYOUT_BHND};
+    float *q = to_f32(c.q, n_o), *k = to_f32(c.k, n_o), *v = to_f32(c.v, n_o);
+    float *gate = to_f32(c.gate, n_o), *o = calloc((size_t)n_o, sizeof *o);
+    double *sigma = calloc((size_t)n_s, sizeof *sigma), err = 0.0;
+    uint8_t *sel = calloc((size_t)n_s, 1), *sel_ref = calloc((size_t)n_s, 1);
+    double *o_ref = calloc((size_t)n_o, sizeof *o_ref);
+    ck_assert(o && sigma && sel && sel_ref && o_ref);
+    still_tensors t = {STILL_F32, q, k, v, gate, o, sigma, sel, NULL};
+    still_tensors tr = {STILL_F64, c.q, c.k, c.v, c.gate, o_ref, NULL, sel_ref, NULL};
+
+    ck_assert_int_eq(still_forward(&cfg, &shape, &c.params, &t), STILL_OK);
+    ck_assert_int_eq(still_ref_forward(&cfg, &shape, &c.params, &tr), STILL_OK);
+    for (int64_t i = 0; i < n_s; i++)
+        if (sel[i] != sel_ref[i])
+            ck_assert_msg(isfinite(sigma[i]) && isfinite(c.sigma[i]) &&
+                              fabs(sigma[i] - c.sigma[i]) < 1e-4 * (1.0 + fabs(c.sigma[i])),
+                          "%s: token %lld selected differently, sigma %g vs %g",
+                          case_names[_i], (long long)i, sigma[i], c.sigma[i]);
+    for (int64_t i = 0; i < n_o; i++)
+        err = fmax(err, fabs((double)o[i] - c.o[i]));
+    printf("# %s fast: max|o - o_authors| = %.3g, bound 1e-5*max|v| = %.3g\n", case_names[_i],
+           err, 1e-5 * max_abs(c.v, n_o));
+    ck_assert_msg(err <= 1e-5 * max_abs(c.v, n_o), "%s: fast o differs by %g", case_names[_i],
+                  err);
+    free(q); free(k); free(v); free(gate); free(o); free(sigma); free(sel); free(sel_ref);
+    free(o_ref);
+    free_case(&c);
+}
+END_TEST
+
 /* Without the phantom sink the authors' chunk-0 outputs are NOT reproduced
  * (the data can tell the switch apart from its absence). */
 START_TEST(test_authors_data_needs_the_phantom_sink)
@@ -406,6 +454,7 @@ static Suite *authors_suite(void)
     TCase *tc = tcase_create("compat");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_authors_output_and_saliency_reproduced_to_1e12, 0, 2);
+    tcase_add_loop_test(tc, test_authors_output_reproduced_by_fast_path, 0, 2);
     tcase_add_test(tc, test_authors_data_needs_the_phantom_sink);
     tcase_add_test(tc, test_switches_off_equal_default_path);
     tcase_add_loop_test(tc, test_phantom_changes_only_chunk0_queries_by_l_exp_minus_m, 0, 2);
