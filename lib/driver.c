@@ -14,8 +14,16 @@
  *   - the gated shared-normalizer combination (SPEC §6, App. A.2).
  * Products are our own kernels (simd/), never BLAS: they run inside the
  * OpenMP regions of the callers, where Debian's pthread OpenBLAS would
- * start its own threads on top of ours (CONVENTIONS), and the shapes here
- * (64 queries x a few hundred keys) are below where OpenBLAS threads help.
+ * start its own threads on top of ours (CONVENTIONS), and at these shapes
+ * our kernels are faster anyway.  bench/bench_kernels, one core, quiet
+ * machine (GFLOP/s; AVX-512 kernels vs cblas_sgemm with Debian's default
+ * Haswell core / with OPENBLAS_CORETYPE=SkylakeX):
+ *   logits 256 keys x 64 queries x d 128    219  vs 102 / 187
+ *   P V    64 x dv 128 x 256 keys           195  vs  99 / 169
+ *   W x    64 x f 128 x d 128               205  vs  98 / 167
+ *   phi S  64 x dv 128 x m 256              208  vs  99 / 170
+ *   fold   m 256 x dv 128 x 64              199  vs 106 / 192
+ * (the FMA peak of one core is 224; our AVX2 kernels reach 92-98).
  *
  * Orientation: logits are formed keys x queries (A = key rows as stored,
  * B = the segment's queries, scaled and transposed once), so no key array
