@@ -386,25 +386,29 @@ static int bench_run(const bench_opts *o)
     printf("%7s  %-22s %10s %11s %9s %8s\n", "N", "method", "seconds", "tokens/s", "GFLOP/s",
            "%sgemm");
 
+    const char *failed = "inputs";
+    int64_t failed_n = 0;
     for (int i = 0; i < o->nn && !rc; i++) {
         const int64_t N = o->n[i], reps = N >= 32768 ? (o->reps < 3 ? o->reps : 3) : o->reps;
         bench_inputs in;
         bench_row *row = &rows[i];
         row->still = row->capped = row->teacher = row->teacher_blas = row->ref = -1.0;
+        failed = "inputs", failed_n = N;
         if ((rc = inputs_init(&in, N, o->heads, o->dim, o->f)))
             break;
         const double fl_still = still_flops(&base, N, o->heads, o->dim, o->f);
         const double fl_cap = still_flops(&capped, N, o->heads, o->dim, o->f);
         const double fl_t = teacher_flops(N, o->heads, o->dim);
+        failed = "STILL";
         row->still = time_median(run_still, &base, &in, reps, &rc);
-        if (!rc)
+        if (!rc && (failed = "STILL capped"))
             row->capped = time_median(run_still, &capped, &in, reps, &rc);
-        if (!rc && N <= o->teacher_max)
+        if (!rc && N <= o->teacher_max && (failed = "teacher"))
             row->teacher = time_median(run_teacher, &base, &in, reps, &rc);
-        if (!rc && o->blas && N <= 16384)
+        if (!rc && o->blas && N <= 16384 && (failed = "teacher (cblas_sgemm)"))
             row->teacher_blas = time_median(run_teacher_blas, &base, &in, reps, &rc);
         inputs_free(&in);
-        if (!rc && N <= o->ref_max) { /* the ref path with fewer heads, scaled */
+        if (!rc && N <= o->ref_max && (failed = "ref")) { /* fewer heads, scaled */
             if (!(rc = inputs_init(&in, N, o->ref_heads, o->dim, o->f))) {
                 double t = time_median(run_ref, &base, &in, 1, &rc);
                 row->ref = t < 0 ? t : t * (double)o->heads / (double)o->ref_heads;
@@ -427,8 +431,8 @@ static int bench_run(const bench_opts *o)
         fflush(stdout);
     }
     if (rc)
-        return tool_fail(TOOL_EXIT_LIBRARY, "bench", "the library failed: %s",
-                         tool_status_name(rc));
+        return tool_fail(TOOL_EXIT_LIBRARY, "bench", "%s at N=%lld: the library failed: %s",
+                         failed, (long long)failed_n, tool_status_name(rc));
 
     /* pure linear mode (k = 0, L = 0, f = 64) at the longest N <= 16384 */
     int64_t Nl = 0;
