@@ -32,6 +32,18 @@ echo "== still bench (OpenBLAS default core)"
 "$STILL" bench --threads "$THREADS" --blas --plot "$OUT/still_bench.png" | tee "$OUT/table.txt"
 echo
 echo "== still bench, OpenBLAS core SkylakeX: the lines that use BLAS"
-OPENBLAS_CORETYPE=SkylakeX "$STILL" bench --threads "$THREADS" --n 4096,16384 --blas \
+OPENBLAS_CORETYPE=SkylakeX "$STILL" bench --threads "$THREADS" --n 2048,4096 --blas \
     --ref-max 0 | tee "$OUT/table_skylakex.txt"
+echo
+echo "== the same with OMP_WAIT_POLICY=passive (libgomp's threads do not spin after"
+echo "   a region, so OpenBLAS's threads get the cores between our regions)"
+for core in default SkylakeX; do
+    echo "-- OpenBLAS core $core"
+    if [ "$core" = default ]; then
+        OMP_WAIT_POLICY=passive "$STILL" bench --threads "$THREADS" --n 2048,4096 --blas --ref-max 0
+    else
+        OMP_WAIT_POLICY=passive OPENBLAS_CORETYPE=$core "$STILL" bench --threads "$THREADS" \
+            --n 2048,4096 --blas --ref-max 0
+    fi
+done | tee "$OUT/table_passive.txt"
 echo "results in $OUT"
