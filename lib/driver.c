@@ -251,8 +251,9 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
         return STILL_OK;
     int64_t cap = imax(need, imax(2 * u->cache_cap, 16));
     if (ctx->r.max_sel > 0)
-        cap = imax(need, imin(cap, ctx->r.max_sel + ctx->r.k)); /* never more is held */
-    per = (size_t)(d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t);
+        cap = imax(need, imin(cap, sat_add(ctx->r.max_sel, ctx->r.k))); /* never more held */
+    /* k, v, sigma, position and the eviction mark of each entry */
+    per = (size_t)(d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1;
     if (still__mul_size((size_t)cap, per, &bytes))
         return STILL_E_OVERFLOW;
     void *block = malloc(bytes);
@@ -261,6 +262,7 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
     double *sigma = block;
     int64_t *pos = (int64_t *)(sigma + cap);
     float *k = (float *)(pos + cap), *v = k + cap * d;
+    uint8_t *out = (uint8_t *)(v + cap * dv);
     if (u->cache_n) {
         memcpy(sigma, u->cache_sigma, (size_t)u->cache_n * sizeof *sigma);
         memcpy(pos, u->cache_pos, (size_t)u->cache_n * sizeof *pos);
@@ -270,6 +272,7 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
     free(u->cache_block);
     u->cache_block = block;
     u->cache_sigma = sigma, u->cache_pos = pos, u->cache_k = k, u->cache_v = v;
+    u->cache_out = out;
     u->cache_cap = cap;
     return STILL_OK;
 }
@@ -279,7 +282,7 @@ size_t still__fast_unit_bytes(const still__fast_ctx *ctx, const still__fast_unit
     unit_sizes s;
     const int64_t d = ctx->r.shape.dim_qk, dv = ctx->r.shape.dim_v;
     size_t cache = (size_t)u->cache_cap *
-                   ((size_t)(d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t));
+                   ((size_t)(d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1);
     return (unit_sizes_of(ctx, &s) ? 0 : s.total_bytes) + cache;
 }
 
@@ -298,7 +301,6 @@ int still__fast_scratch_init(const still__fast_ctx *ctx, still__fast_scratch *ws
     const still__resolved *r = &ctx->r;
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m, f = r->f_q;
     const int64_t Cn = imin(r->C, ctx->max_len), nh = ctx->nh;
-    const int64_t flags = r->max_sel > 0 ? r->max_sel + r->k : 1;
     /* element counts (floats), in the order they are placed */
     const int64_t cnt[] = {
         d * Cn,             /* qst */
@@ -321,11 +323,11 @@ int still__fast_scratch_init(const still__fast_ctx *ctx, still__fast_scratch *ws
             return STILL_E_OVERFLOW;
         total += ((size_t)cnt[i] + 15) & ~(size_t)15; /* 64-byte steps */
     }
-    /* then C + flags bytes (selection, evictions) */
+    /* then C bytes: the selection of a chunk */
     if (still__mul_size(total, sizeof(float), &n) || n > SIZE_MAX - 64 ||
-        (size_t)Cn > SIZE_MAX - n - 64 || (size_t)flags > SIZE_MAX - n - 64 - (size_t)Cn)
+        (size_t)Cn > SIZE_MAX - n - 64)
         return STILL_E_OVERFLOW;
-    n += 64 + (size_t)Cn + (size_t)flags;
+    n += 64 + (size_t)Cn;
     if (!(ws->block = malloc(n)))
         return STILL_E_NOMEM;
     uintptr_t base = ((uintptr_t)ws->block + 63) & ~(uintptr_t)63;
@@ -338,7 +340,6 @@ int still__fast_scratch_init(const still__fast_ctx *ctx, still__fast_scratch *ws
         p += ((size_t)cnt[i] + 15) & ~(size_t)15;
     }
     ws->sel = (uint8_t *)p;
-    ws->flag = ws->sel + Cn;
     return STILL_OK;
 }
 
@@ -422,7 +423,7 @@ static void evict(const still__fast_ctx *ctx, still__fast_unit *u, still__fast_s
                   int64_t ne)
 {
     const int64_t d = ctx->r.shape.dim_qk, dv = ctx->r.shape.dim_v, m = ctx->r.m;
-    uint8_t *out = ws->flag;
+    uint8_t *out = u->cache_out;
     memset(out, 0, (size_t)u->cache_n);
     for (int64_t e = 0; e < ne; e++) {
         int64_t worst = -1;
@@ -851,7 +852,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
     if (r->routing != STILL_ROUTING_WINDOW && r->k > 0) {
         int64_t need = sat_add(u->cache_n, sat_mul(arrivals(C, u->pos, end), r->k));
         if (r->max_sel > 0)
-            need = imin(need, imax(u->cache_n, r->max_sel + r->k));
+            need = imin(need, imax(u->cache_n, sat_add(r->max_sel, r->k)));
         if ((rc = still__fast_unit_reserve(ctx, u, need)))
             return rc;
     }

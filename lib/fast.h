@@ -106,6 +106,7 @@ typedef struct still__fast_unit {
     float *cache_k, *cache_v;
     double *cache_sigma;
     int64_t *cache_pos;
+    uint8_t *cache_out;          /* [cache_cap]: eviction marks (scratch of evict) */
     int64_t hist_first, hist_n;
     float *hist_k, *hist_v, *hist_phik;
     double *hist_sigma;
@@ -129,7 +130,6 @@ typedef struct still__fast_scratch {
     float *mrow, *lrow, *alpha, *den, *sig;
     float *ek, *ev, *ephi;
     uint8_t *sel;   /* [C]: the selection of the chunk being split */
-    uint8_t *flag;  /* [max_sel + k]: the cache entries leaving */
     void *block;
 } still__fast_scratch;
 
