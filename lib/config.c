@@ -90,7 +90,11 @@ static int cfg_ok(const still_config *c)
         return STILL_E_CONFIG;
     if (!isfinite(c->scale) || !isfinite(c->eps_den) || c->eps_den < 0.0)
         return STILL_E_CONFIG;
-    if (c->isa < STILL_ISA_AUTO || c->isa > STILL_ISA_NEON || c->threads < 0)
+    /* an absurd team size kills the process inside the OpenMP runtime
+       (libgomp: SIGSEGV at 100000 threads, abort at 2e9): refuse it, with
+       the bound of the tool's --threads */
+    if (c->isa < STILL_ISA_AUTO || c->isa > STILL_ISA_NEON || c->threads < 0 ||
+        c->threads > 4096)
         return STILL_E_CONFIG;
     return STILL_OK;
 }

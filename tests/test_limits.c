@@ -122,6 +122,31 @@ START_TEST(test_overflowing_feature_map_and_gate_sizes_are_refused)
 }
 END_TEST
 
+/* cfg.threads is a team size for OpenMP: libgomp overflowed its stack
+ * (SIGSEGV) at 100000 and aborted at 2e9 before the library refused them. */
+START_TEST(test_absurd_thread_counts_are_refused)
+{
+    static const int counts[] = {4097, 100000, 2000000000};
+    static float q[16], o[16];
+    still_shape s = {1, 1, 1, 4, 4, 4, STILL_LAYOUT_BHND};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        still_config cfg;
+        still_config_default(&cfg);
+        cfg.threads = counts[i];
+        ck_assert_int_eq(still_config_validate(&cfg, &s), STILL_E_CONFIG);
+        still_tensors t = {0};
+        t.dtype = STILL_F32;
+        t.q = t.k = t.v = q;
+        t.o = o;
+        ck_assert_int_eq(still_forward(&cfg, &s, NULL, &t), STILL_E_CONFIG);
+        ck_assert_int_eq(still_teacher(&cfg, &s, &t), STILL_E_CONFIG);
+        still_state *st = NULL;
+        ck_assert_int_eq(still_state_create(&cfg, &s, NULL, STILL_PATH_FAST, &st), STILL_E_CONFIG);
+        ck_assert(st == NULL);
+    }
+}
+END_TEST
+
 /* ---- 2. allocation failure under RLIMIT_AS ------------------------------------ */
 
 /* Virtual memory in use now (bytes), from /proc/self/statm. */
@@ -486,6 +511,7 @@ static Suite *limits_suite(void)
     TCase *tc = tcase_create("overflow");
     tcase_add_loop_test(tc, test_overflowing_shapes_are_refused_before_reading, 0, N_OVERFLOWING);
     tcase_add_test(tc, test_overflowing_feature_map_and_gate_sizes_are_refused);
+    tcase_add_test(tc, test_absurd_thread_counts_are_refused);
     suite_add_tcase(s, tc);
     tc = tcase_create("nomem");
     tcase_set_timeout(tc, 120);
