@@ -46,6 +46,7 @@ for t in $targets; do
 done
 
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:allocator_may_return_null=1"
+export LSAN_OPTIONS="suppressions=$HARDEN_SRC/.ci/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export FUZZ_SCRATCH_DIR="$BUILD/scratch"
 failed=()

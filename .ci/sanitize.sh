@@ -62,7 +62,14 @@ if [ -d python ]; then
         *) rt=$($CC_SAN -print-file-name=libasan.so) ;;
     esac
     # preloaded into python3 only (in make itself ASan flags make's strndup)
-    py=$(command -v python3 || echo /usr/bin/python3)
+    # the python3 check-python.sh would choose: the first with NumPy
+    py=/usr/bin/python3
+    for cand in "$(command -v python3 || true)" /usr/bin/python3; do
+        if [ -n "$cand" ] && "$cand" -c 'import numpy' >/dev/null 2>&1; then
+            py=$cand
+            break
+        fi
+    done
     printf '#!/bin/sh\nLD_PRELOAD="%s" ASAN_OPTIONS="%s:detect_leaks=0" exec "%s" "$@"\n' \
         "$rt" "$ASAN_OPTIONS" "$py" >python3-asan
     chmod +x python3-asan
