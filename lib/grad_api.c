@@ -26,21 +26,6 @@ typedef struct grad_work {
     uint8_t *sel;                           /* [N] */
 } grad_work;
 
-static void *work_array(int64_t rows, int64_t cols, size_t size, int *rc)
-{
-    size_t bytes;
-    void *p;
-    if (*rc)
-        return NULL;
-    if (still__mul3_size((size_t)rows, (size_t)cols, size, &bytes)) {
-        *rc = STILL_E_OVERFLOW;
-        return NULL;
-    }
-    if (!(p = calloc(bytes ? bytes : 1, 1)))
-        *rc = STILL_E_NOMEM;
-    return p;
-}
-
 static void work_free(grad_work *w)
 {
     free(w->q); free(w->k); free(w->v); free(w->gate); free(w->teacher); free(w->o);
@@ -54,32 +39,22 @@ static int work_alloc(const still__resolved *r, grad_work *w)
     const int64_t N = r->shape.seq_len, d = r->shape.dim_qk, dv = r->shape.dim_v;
     int rc = STILL_OK;
     memset(w, 0, sizeof *w);
-    w->q = work_array(N, d, sizeof(double), &rc);
-    w->k = work_array(N, d, sizeof(double), &rc);
-    w->v = work_array(N, dv, sizeof(double), &rc);
-    w->gate = work_array(N, dv, sizeof(double), &rc);
-    w->teacher = work_array(N, dv, sizeof(double), &rc);
-    w->o = work_array(N, dv, sizeof(double), &rc);
-    w->sigma = work_array(N, 1, sizeof(double), &rc);
-    w->sigma_group = work_array(N, 1, sizeof(double), &rc);
-    w->dq = work_array(N, d, sizeof(double), &rc);
-    w->dk = work_array(N, d, sizeof(double), &rc);
-    w->dv = work_array(N, dv, sizeof(double), &rc);
-    w->dgate = work_array(N, dv, sizeof(double), &rc);
-    w->sel = work_array(N, 1, 1, &rc);
+    w->q = still__array_new(N, d, sizeof(double), 1, &rc);
+    w->k = still__array_new(N, d, sizeof(double), 1, &rc);
+    w->v = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->gate = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->teacher = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->o = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->sigma = still__array_new(N, 1, sizeof(double), 1, &rc);
+    w->sigma_group = still__array_new(N, 1, sizeof(double), 1, &rc);
+    w->dq = still__array_new(N, d, sizeof(double), 1, &rc);
+    w->dk = still__array_new(N, d, sizeof(double), 1, &rc);
+    w->dv = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->dgate = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->sel = still__array_new(N, 1, 1, 1, &rc);
     if (rc)
         work_free(w);
     return rc;
-}
-
-/* Copies head h of batch b of a [B,H,N,D] array (dtype, layout) to dst [N][D]. */
-static void gather(int dtype, const void *src, int layout, int64_t H, int64_t N, int64_t D,
-                   int64_t b, int64_t h, double *dst)
-{
-    still__strides s = still__strides_of(layout, H, N, D);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t e = 0; e < D; e++)
-            dst[n * D + e] = still__load(dtype, src, b * s.b + h * s.h + n * s.n + e);
 }
 
 /* Adds src [N][D] to head h of batch b of a double [B,H,N,D] array. */
@@ -138,7 +113,7 @@ static void head_saliency(const still__resolved *r, const still_tensors *t, int6
                           int64_t hq, grad_work *w)
 {
     const still_shape *s = &r->shape;
-    gather(t->dtype, t->q, s->layout, s->heads_q, s->seq_len, s->dim_qk, b, hq, w->q);
+    still__gather_head(t->dtype, t->q, s->layout, s->heads_q, s->seq_len, s->dim_qk, b, hq, w->q);
     still__ref_saliency(r, w->q, w->k, s->seq_len, w->sigma);
 }
 
@@ -188,9 +163,9 @@ static int transfer_head(head_transfer_fn fn, const still__resolved *r,
     if (!r->per_kv)
         head_selection(r, t, row, w->sigma, w->sel);
     if (t->gate)
-        gather(t->dtype, t->gate, s->layout, s->heads_q, N, dv, b, hq, w->gate);
+        still__gather_head(t->dtype, t->gate, s->layout, s->heads_q, N, dv, b, hq, w->gate);
     if (teacher) /* SPEC §8: the teacher, a constant; else the head computes it */
-        gather(t->dtype, teacher, s->layout, s->heads_q, N, dv, b, hq, w->teacher);
+        still__gather_head(t->dtype, teacher, s->layout, s->heads_q, N, dv, b, hq, w->teacher);
     if (g) {
         zero(w->dq, N * d);
         zero(w->dk, N * d);
@@ -243,8 +218,8 @@ static int transfer_group(head_transfer_fn fn, const still__resolved *r,
     const int64_t N = s->seq_len, hq0 = hk * r->group;
     int rc;
 
-    gather(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
-    gather(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
+    still__gather_head(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
+    still__gather_head(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
     if (r->per_kv) {
         zero(w->sigma_group, N);
         for (int64_t hq = hq0; hq < hq0 + r->group; hq++) {
@@ -323,16 +298,12 @@ int still_ref_gate_projection_grad(int64_t batch, int64_t seq_len, int64_t hidde
                                    const double *Wg, const double *dG, double *dX, double *dWg)
 {
     size_t nx, nw, ng;
+    int rc;
     if (!X || !Wg || !dG)
         return STILL_E_NULL;
-    if (batch < 1 || seq_len < 1 || hidden < 1 || heads_q < 1 || dim_v < 1)
-        return STILL_E_SHAPE;
-    if (still__mul3_size((size_t)batch, (size_t)seq_len, (size_t)hidden, &nx) ||
-        still__mul3_size((size_t)heads_q, (size_t)dim_v, (size_t)hidden, &nw) ||
-        still__mul3_size((size_t)batch, (size_t)heads_q, (size_t)seq_len, &ng) ||
-        still__mul_size(ng, (size_t)dim_v, &ng) || nx > INT64_MAX / sizeof(double) ||
-        nw > INT64_MAX / sizeof(double) || ng > INT64_MAX / sizeof(double))
-        return STILL_E_OVERFLOW;
+    if ((rc = still__gate_projection_sizes(batch, seq_len, hidden, heads_q, dim_v,
+                                           sizeof(double), &nx, &nw, &ng)))
+        return rc;
     if (!finite_doubles(X, (int64_t)nx) || !finite_doubles(Wg, (int64_t)nw) ||
         !finite_doubles(dG, (int64_t)ng))
         return STILL_E_NONFINITE;

@@ -39,27 +39,16 @@ typedef struct fast_head {
     double *fm_work, *dx;              /* feature map backward */
 } fast_head;
 
-/* rows x cols elements of size bytes, zeroed unless `scratch` (arrays
- * every use overwrites before reading). */
-static void *grab_any(int64_t rows, int64_t cols, size_t size, int scratch, int *rc)
-{
-    size_t bytes;
-    void *p;
-    if (*rc)
-        return NULL;
-    if (still__mul3_size((size_t)rows, (size_t)cols, size, &bytes)) {
-        *rc = STILL_E_OVERFLOW;
-        return NULL;
-    }
-    p = scratch ? malloc(bytes ? bytes : 1) : calloc(bytes ? bytes : 1, 1);
-    if (!p)
-        *rc = STILL_E_NOMEM;
-    return p;
-}
-
+/* rows x cols elements of size bytes, zeroed (grab) or not (grab_scratch:
+ * arrays every use overwrites before reading). */
 static void *grab(int64_t rows, int64_t cols, size_t size, int *rc)
 {
-    return grab_any(rows, cols, size, 0, rc);
+    return still__array_new(rows, cols, size, 1, rc);
+}
+
+static void *grab_scratch(int64_t rows, int64_t cols, size_t size, int *rc)
+{
+    return still__array_new(rows, cols, size, 0, rc);
 }
 
 static void head_free(fast_head *h)
@@ -96,15 +85,15 @@ static int head_alloc(const still__resolved *r, fast_head *h)
     h->phi = grab(N, m, sizeof(double), &rc);
     h->dpq = grab(N, m, sizeof(double), &rc);
     h->dpk = grab(N, m, sizeof(double), &rc);
-    h->S = grab_any(BLOCK_ROWS, N, sizeof(float), 1, &rc);
-    h->A = grab_any(BLOCK_ROWS, N, sizeof(float), 1, &rc);
-    h->K = grab_any(BLOCK_ROWS, N, sizeof(float), 1, &rc);
-    h->P = grab_any(BLOCK_ROWS, N, sizeof(float), 1, &rc);
+    h->S = grab_scratch(BLOCK_ROWS, N, sizeof(float), &rc);
+    h->A = grab_scratch(BLOCK_ROWS, N, sizeof(float), &rc);
+    h->K = grab_scratch(BLOCK_ROWS, N, sizeof(float), &rc);
+    h->P = grab_scratch(BLOCK_ROWS, N, sizeof(float), &rc);
     h->num_exact = grab(BLOCK_ROWS, dv, sizeof(float), &rc);
     h->num_lin = grab(BLOCK_ROWS, dv, sizeof(float), &rc);
     h->dnum = grab(BLOCK_ROWS, dv, sizeof(float), &rc);
     h->gdnum = grab(BLOCK_ROWS, dv, sizeof(float), &rc);
-    h->tmp = grab_any(N, wide, sizeof(float), 1, &rc);
+    h->tmp = grab_scratch(N, wide, sizeof(float), &rc);
     h->teacher_blk = grab(BLOCK_ROWS, dv, sizeof(double), &rc);
     h->teacher_f = grab(BLOCK_ROWS, dv, sizeof(float), &rc);
     h->m_t = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
@@ -112,7 +101,7 @@ static int head_alloc(const still__resolved *r, fast_head *h)
     h->den = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->dden = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->argmax = grab(BLOCK_ROWS, 1, sizeof(int64_t), &rc);
-    h->kind = grab_any(BLOCK_ROWS, N, 1, 1, &rc);
+    h->kind = grab_scratch(BLOCK_ROWS, N, 1, &rc);
     h->cache = grab(N, 1, 1, &rc);
     h->order = grab(N, 1, sizeof(int64_t), &rc);
     h->order_tmp = grab(N, 1, sizeof(int64_t), &rc);

@@ -64,4 +64,22 @@ static inline void still__store(int dtype, void *p, int64_t i, double x)
         ((float *)p)[i] = (float)x;
 }
 
+/* lib/arrays.c.  An array of rows x cols elements of `size` bytes (zeroed
+ * or not); on failure NULL with *rc = STILL_E_OVERFLOW or STILL_E_NOMEM,
+ * and nothing is done while *rc is already set, so a run of calls needs
+ * one check at its end. */
+void *still__array_new(int64_t rows, int64_t cols, size_t size, int zeroed, int *rc);
+/* Head h of batch b of a [B,H,N,D] tensor (dtype, layout) to/from a
+ * contiguous double array [N][D]. */
+void still__gather_head(int dtype, const void *src, int layout, int64_t H, int64_t N,
+                        int64_t D, int64_t b, int64_t h, double *dst);
+void still__scatter_head(int dtype, void *dst, int layout, int64_t H, int64_t N, int64_t D,
+                         int64_t b, int64_t h, const double *src);
+/* The shape checks of the gating projection (SPEC §6): STILL_E_SHAPE for a
+ * dimension < 1, STILL_E_OVERFLOW unless X, Wg and G (elements of `elem`
+ * bytes) are addressable; their element counts in *nx, *nw, *ng. */
+int still__gate_projection_sizes(int64_t batch, int64_t seq_len, int64_t hidden,
+                                 int64_t heads_q, int64_t dim_v, size_t elem, size_t *nx,
+                                 size_t *nw, size_t *ng);
+
 #endif /* STILL_INTERNAL_H */

@@ -17,21 +17,6 @@ typedef struct ref_work {
     uint8_t *sel, *exact;         /* [N] */
 } ref_work;
 
-static void *alloc_array(int64_t rows, int64_t cols, size_t size, int *rc)
-{
-    size_t bytes;
-    void *p;
-    if (*rc)
-        return NULL;
-    if (still__mul3_size((size_t)rows, (size_t)cols, size, &bytes)) {
-        *rc = STILL_E_OVERFLOW;
-        return NULL;
-    }
-    if (!(p = malloc(bytes ? bytes : 1)))
-        *rc = STILL_E_NOMEM;
-    return p;
-}
-
 static void work_free(ref_work *w)
 {
     free(w->q); free(w->k); free(w->v); free(w->gate); free(w->o);
@@ -45,39 +30,20 @@ static int work_alloc(const still__resolved *r, ref_work *w)
     const int64_t N = r->shape.seq_len, d = r->shape.dim_qk, dv = r->shape.dim_v;
     int rc = STILL_OK;
     memset(w, 0, sizeof *w);
-    w->q = alloc_array(N, d, sizeof(double), &rc);
-    w->k = alloc_array(N, d, sizeof(double), &rc);
-    w->v = alloc_array(N, dv, sizeof(double), &rc);
-    w->gate = alloc_array(N, dv, sizeof(double), &rc);
-    w->o = alloc_array(N, dv, sizeof(double), &rc);
-    w->sigma = alloc_array(N, 1, sizeof(double), &rc);
-    w->sigma_group = alloc_array(N, 1, sizeof(double), &rc);
-    w->phi_q = alloc_array(1, r->m, sizeof(double), &rc);
-    w->phi_k = alloc_array(N, r->m, sizeof(double), &rc);
-    w->sel = alloc_array(N, 1, 1, &rc);
-    w->exact = alloc_array(N, 1, 1, &rc);
+    w->q = still__array_new(N, d, sizeof(double), 0, &rc);
+    w->k = still__array_new(N, d, sizeof(double), 0, &rc);
+    w->v = still__array_new(N, dv, sizeof(double), 0, &rc);
+    w->gate = still__array_new(N, dv, sizeof(double), 0, &rc);
+    w->o = still__array_new(N, dv, sizeof(double), 0, &rc);
+    w->sigma = still__array_new(N, 1, sizeof(double), 0, &rc);
+    w->sigma_group = still__array_new(N, 1, sizeof(double), 0, &rc);
+    w->phi_q = still__array_new(1, r->m, sizeof(double), 0, &rc);
+    w->phi_k = still__array_new(N, r->m, sizeof(double), 0, &rc);
+    w->sel = still__array_new(N, 1, 1, 0, &rc);
+    w->exact = still__array_new(N, 1, 1, 0, &rc);
     if (rc)
         work_free(w);
     return rc;
-}
-
-/* Copies head h of batch b of a [B,H,N,D] array (dtype, layout) to dst [N][D]. */
-static void gather(int dtype, const void *src, int layout, int64_t H, int64_t N, int64_t D,
-                   int64_t b, int64_t h, double *dst)
-{
-    still__strides s = still__strides_of(layout, H, N, D);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t e = 0; e < D; e++)
-            dst[n * D + e] = still__load(dtype, src, b * s.b + h * s.h + n * s.n + e);
-}
-
-static void scatter(int dtype, void *dst, int layout, int64_t H, int64_t N, int64_t D,
-                    int64_t b, int64_t h, const double *src)
-{
-    still__strides s = still__strides_of(layout, H, N, D);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t e = 0; e < D; e++)
-            still__store(dtype, dst, b * s.b + h * s.h + n * s.n + e, src[n * D + e]);
 }
 
 /* sigma of query head hq of batch b into w->sigma (SPEC §4 / App. A.1). */
@@ -85,7 +51,7 @@ static void head_saliency(const still__resolved *r, const still_tensors *t, int6
                           int64_t hq, ref_work *w)
 {
     const still_shape *s = &r->shape;
-    gather(t->dtype, t->q, s->layout, s->heads_q, s->seq_len, s->dim_qk, b, hq, w->q);
+    still__gather_head(t->dtype, t->q, s->layout, s->heads_q, s->seq_len, s->dim_qk, b, hq, w->q);
     still__ref_saliency(r, w->q, w->k, s->seq_len, w->sigma);
 }
 
@@ -113,8 +79,8 @@ static void forward_group(const still__resolved *r, const still_params *params,
     const still_shape *s = &r->shape;
     const int64_t N = s->seq_len, hq0 = hk * r->group;
 
-    gather(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
-    gather(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
+    still__gather_head(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
+    still__gather_head(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
     if (r->per_kv) {
         for (int64_t j = 0; j < N; j++)
             w->sigma_group[j] = 0.0;
@@ -134,10 +100,10 @@ static void forward_group(const still__resolved *r, const still_params *params,
         if (!r->per_kv)
             head_selection(r, t, row, w->sigma, w->sel);
         if (t->gate)
-            gather(t->dtype, t->gate, s->layout, s->heads_q, N, s->dim_v, b, hq, w->gate);
+            still__gather_head(t->dtype, t->gate, s->layout, s->heads_q, N, s->dim_v, b, hq, w->gate);
         still__ref_head_forward(r, params, hq, w->q, w->k, w->v, t->gate ? w->gate : NULL,
                                 sigma, w->sel, w->phi_q, w->phi_k, w->exact, w->o);
-        scatter(t->dtype, t->o, s->layout, s->heads_q, N, s->dim_v, b, hq, w->o);
+        still__scatter_head(t->dtype, t->o, s->layout, s->heads_q, N, s->dim_v, b, hq, w->o);
         if (t->sigma)
             memcpy(t->sigma + row * N, sigma, (size_t)N * sizeof(double));
         if (t->selected)
@@ -168,12 +134,12 @@ static void teacher_head(const still__resolved *r, const still_tensors *t, int64
 {
     const still_shape *s = &r->shape;
     const int64_t N = s->seq_len, hk = hq / r->group;
-    gather(t->dtype, t->q, s->layout, s->heads_q, N, s->dim_qk, b, hq, w->q);
-    gather(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
-    gather(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
+    still__gather_head(t->dtype, t->q, s->layout, s->heads_q, N, s->dim_qk, b, hq, w->q);
+    still__gather_head(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
+    still__gather_head(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
     for (int64_t n = 0; n < N; n++)
         still__ref_teacher_row(r, n, w->q + n * s->dim_qk, w->k, w->v, w->o + n * s->dim_v);
-    scatter(t->dtype, t->o, s->layout, s->heads_q, N, s->dim_v, b, hq, w->o);
+    still__scatter_head(t->dtype, t->o, s->layout, s->heads_q, N, s->dim_v, b, hq, w->o);
 }
 
 int still_ref_teacher(const still_config *cfg, const still_shape *shape, const still_tensors *t)
@@ -262,17 +228,12 @@ int still_ref_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden, in
                               int64_t dim_v, const double *X, const double *Wg, double *G)
 {
     size_t nx, nw, ng;
+    int rc;
     if (!X || !Wg || !G)
         return STILL_E_NULL;
-    if (batch < 1 || seq_len < 1 || hidden < 1 || heads_q < 1 || dim_v < 1)
-        return STILL_E_SHAPE;
-    /* element counts of X, Wg and G, each addressable in bytes */
-    if (still__mul3_size((size_t)batch, (size_t)seq_len, (size_t)hidden, &nx) ||
-        still__mul3_size((size_t)heads_q, (size_t)dim_v, (size_t)hidden, &nw) ||
-        still__mul3_size((size_t)batch, (size_t)heads_q, (size_t)seq_len, &ng) ||
-        still__mul_size(ng, (size_t)dim_v, &ng) || nx > INT64_MAX / sizeof(double) ||
-        nw > INT64_MAX / sizeof(double) || ng > INT64_MAX / sizeof(double))
-        return STILL_E_OVERFLOW;
+    if ((rc = still__gate_projection_sizes(batch, seq_len, hidden, heads_q, dim_v,
+                                           sizeof(double), &nx, &nw, &ng)))
+        return rc;
     if (!finite_doubles(X, (int64_t)nx) || !finite_doubles(Wg, (int64_t)nw))
         return STILL_E_NONFINITE;
     still__ref_gate_projection(batch, seq_len, hidden, heads_q, dim_v, X, Wg, G);

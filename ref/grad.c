@@ -209,42 +209,27 @@ static void scratch_free(head_scratch *s)
     free(s->dx); free(s->exact);
 }
 
-static void *scratch_array(int64_t rows, int64_t cols, size_t size, int *rc)
-{
-    size_t bytes;
-    void *p;
-    if (*rc)
-        return NULL;
-    if (still__mul3_size((size_t)rows, (size_t)cols, size, &bytes)) {
-        *rc = STILL_E_OVERFLOW;
-        return NULL;
-    }
-    if (!(p = calloc(bytes ? bytes : 1, 1)))
-        *rc = STILL_E_NOMEM;
-    return p;
-}
-
 static int scratch_alloc(const still__resolved *r, int want_phi_grads, head_scratch *s)
 {
     const int64_t N = r->shape.seq_len, m = r->m, dv = r->shape.dim_v;
     int64_t f = r->f_q > r->f_k ? r->f_q : r->f_k;
     int rc = STILL_OK;
     memset(s, 0, sizeof *s);
-    s->phi_q = scratch_array(N, m, sizeof(double), &rc);
-    s->phi_k = scratch_array(N, m, sizeof(double), &rc);
+    s->phi_q = still__array_new(N, m, sizeof(double), 1, &rc);
+    s->phi_k = still__array_new(N, m, sizeof(double), 1, &rc);
     if (want_phi_grads) {
-        s->dphi_q = scratch_array(N, m, sizeof(double), &rc);
-        s->dphi_k = scratch_array(N, m, sizeof(double), &rc);
-        s->fm_work = scratch_array(still__ref_feature_map_grad_work(r, f), 1, sizeof(double), &rc);
-        s->dx = scratch_array(r->shape.dim_qk, 1, sizeof(double), &rc);
+        s->dphi_q = still__array_new(N, m, sizeof(double), 1, &rc);
+        s->dphi_k = still__array_new(N, m, sizeof(double), 1, &rc);
+        s->fm_work = still__array_new(still__ref_feature_map_grad_work(r, f), 1, sizeof(double), 1, &rc);
+        s->dx = still__array_new(r->shape.dim_qk, 1, sizeof(double), 1, &rc);
     }
-    s->weight = scratch_array(N, 1, sizeof(double), &rc);
-    s->num_exact = scratch_array(dv, 1, sizeof(double), &rc);
-    s->num_lin = scratch_array(dv, 1, sizeof(double), &rc);
-    s->o_t = scratch_array(dv, 1, sizeof(double), &rc);
-    s->dnum = scratch_array(dv, 1, sizeof(double), &rc);
-    s->teacher_t = scratch_array(dv, 1, sizeof(double), &rc);
-    s->exact = scratch_array(N, 1, 1, &rc);
+    s->weight = still__array_new(N, 1, sizeof(double), 1, &rc);
+    s->num_exact = still__array_new(dv, 1, sizeof(double), 1, &rc);
+    s->num_lin = still__array_new(dv, 1, sizeof(double), 1, &rc);
+    s->o_t = still__array_new(dv, 1, sizeof(double), 1, &rc);
+    s->dnum = still__array_new(dv, 1, sizeof(double), 1, &rc);
+    s->teacher_t = still__array_new(dv, 1, sizeof(double), 1, &rc);
+    s->exact = still__array_new(N, 1, 1, 1, &rc);
     if (rc)
         scratch_free(s);
     return rc;
