@@ -89,19 +89,8 @@ int cmd_run(int argc, char **argv)
     tool_attn_inputs in;
     int rc;
 
-    tool_attn_defaults(&o);
-    for (int i = 1; i < argc; i++) {
-        if (tool_is_help(argv[i])) {
-            run_usage(stdout);
-            return TOOL_EXIT_OK;
-        }
-        rc = tool_attn_option(cmd, &o, argc, argv, &i);
-        if (rc < 0)
-            return TOOL_EXIT_USAGE;
-        if (rc == 0)
-            return tool_fail(TOOL_EXIT_USAGE, cmd, "unknown option '%s' (see still run --help)",
-                             argv[i]);
-    }
+    if ((rc = tool_attn_parse(cmd, argc, argv, &o, run_usage)))
+        return rc < 0 ? TOOL_EXIT_OK : rc;
     if ((rc = tool_attn_check(cmd, &o)) || (rc = tool_attn_load(cmd, &o, 1, &in)))
         return rc;
 

@@ -34,19 +34,8 @@ int cmd_teacher(int argc, char **argv)
     tool_attn_inputs in;
     int rc;
 
-    tool_attn_defaults(&o);
-    for (int i = 1; i < argc; i++) {
-        if (tool_is_help(argv[i])) {
-            teacher_usage(stdout);
-            return TOOL_EXIT_OK;
-        }
-        rc = tool_attn_option(cmd, &o, argc, argv, &i);
-        if (rc < 0)
-            return TOOL_EXIT_USAGE;
-        if (rc == 0)
-            return tool_fail(TOOL_EXIT_USAGE, cmd,
-                             "unknown option '%s' (see still teacher --help)", argv[i]);
-    }
+    if ((rc = tool_attn_parse(cmd, argc, argv, &o, teacher_usage)))
+        return rc < 0 ? TOOL_EXIT_OK : rc;
     if (o.scores_out || o.select_out || o.select_in)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "%s: the teacher attends to every key and "
                          "selects nothing (use still run)",

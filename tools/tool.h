@@ -13,6 +13,7 @@
 #include "still.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 /* Exit statuses, documented by `still --help`. */
 enum {
@@ -75,6 +76,12 @@ void tool_attn_defaults(tool_attn_opts *o);
  * value): returns 1 if it was, 0 if it is not one of them, -1 after a
  * usage error has been printed. */
 int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, int *i);
+/* The whole command line of a command that takes only those options (and
+ * --help): defaults, then each argument.  Returns -1 after printing usage
+ * to stdout for --help (the command exits 0), TOOL_EXIT_OK when every
+ * argument was one of the options, TOOL_EXIT_USAGE after a message. */
+int tool_attn_parse(const char *cmd, int argc, char **argv, tool_attn_opts *o,
+                    void (*usage)(FILE *));
 /* The --help lines of those options. */
 extern const char tool_attn_options_help[];
 /* Checks the options that do not depend on the files (required inputs,

@@ -94,6 +94,25 @@ static const char **file_option(tool_attn_opts *o, const char *arg, const char *
     return NULL;
 }
 
+int tool_attn_parse(const char *cmd, int argc, char **argv, tool_attn_opts *o,
+                    void (*usage)(FILE *))
+{
+    tool_attn_defaults(o);
+    for (int i = 1; i < argc; i++) {
+        if (tool_is_help(argv[i])) {
+            usage(stdout);
+            return -1;
+        }
+        int rc = tool_attn_option(cmd, o, argc, argv, &i);
+        if (rc < 0)
+            return TOOL_EXIT_USAGE;
+        if (rc == 0)
+            return tool_fail(TOOL_EXIT_USAGE, cmd, "unknown option '%s' (see still %s --help)",
+                             argv[i], cmd);
+    }
+    return TOOL_EXIT_OK;
+}
+
 int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i], *name, *val, **field;
