@@ -6,24 +6,8 @@
 # decode equals prefill (SPEC I6), and every bad state file or option is
 # refused with one line on stderr and no output written.
 
-LC_ALL=C
-export LC_ALL
-STILL=${STILL_TOOL:-../tools/still}
-GEN=${STILL_GEN_NPY:-./gen_npy}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/test_decode_tool.XXXXXX") || exit 1
-trap 'rm -rf "$dir"' EXIT INT TERM
-n=0
-failed=0
-
-report() { # report STATUS DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
+. "$(dirname "$0")/tap.sh"
+tap_start test_decode_tool
 
 # run COMMAND...: runs quietly, returns its status (stderr kept in $dir/stderr)
 run() {
@@ -174,5 +158,4 @@ refused 2 "an unknown option" "$STILL" decode $IN --frobnicate --out "$dir/o.npy
 refused 5 "an unwritable --state-out" "$STILL" decode $IN --chunk 8 --out "$dir/o.npy" \
     --state-out "$dir/no/such/dir/o.st"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end

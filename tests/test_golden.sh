@@ -11,50 +11,8 @@
 # gives an independent check of one stored output: routing all with
 # eps_den 0 equals the teacher.
 
-LC_ALL=C
-export LC_ALL
-STILL=${STILL_TOOL:-../tools/still}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/test_golden.XXXXXX") || exit 1
-trap 'rm -rf "$dir"' EXIT INT TERM
-n=0
-failed=0
-
-report() { # report STATUS DESCRIPTION: one TAP line
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
-
-skip() {
-    n=$((n + 1))
-    echo "ok $n - $1 # SKIP $2"
-}
-
-# expect STATUS DESCRIPTION COMMAND...: passes when the command exits with
-# STATUS and, when STATUS is not 0, wrote exactly one line on stderr.
-expect() {
-    want=$1
-    desc=$2
-    shift 2
-    "$@" >"$dir/stdout" 2>"$dir/stderr"
-    got=$?
-    lines=$(wc -l <"$dir/stderr")
-    if [ "$got" -ne "$want" ]; then
-        echo "# exit status $got, expected $want: $*"
-        sed 's/^/#   /' "$dir/stdout" "$dir/stderr" | tail -20
-        report 1 "$desc"
-    elif [ "$want" -ne 0 ] && [ "$lines" -ne 1 ]; then
-        echo "# $lines lines on stderr, expected 1: $*"
-        sed 's/^/#   /' "$dir/stderr"
-        report 1 "$desc"
-    else
-        report 0 "$desc"
-    fi
-}
+. "$(dirname "$0")/tap.sh"
+tap_start test_golden
 
 # flip FILE: changes the last byte of FILE (xor 1)
 flip() {
@@ -230,5 +188,4 @@ expect 3 "--verify of a truncated manifest: input error" "$STILL" golden --verif
 printf '{"format": "still-golden", "format_version": 99, "cases": []}' >"$dir/nomani/manifest.json"
 expect 3 "--verify of an unknown format version: input error" "$STILL" golden --verify "$dir/nomani"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end

@@ -9,23 +9,8 @@
 # and `still grad`, and `still grad` must measure the same improvement on
 # the whole sequence with its own forward.
 
-LC_ALL=C
-export LC_ALL
-STILL=${STILL_TOOL:-../tools/still}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/test_grad_transfer.XXXXXX") || exit 1
-trap 'rm -rf "$dir"' EXIT INT TERM
-n=0
-failed=0
-
-report() { # report STATUS DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
+. "$(dirname "$0")/tap.sh"
+tap_start test_grad_transfer
 
 # the loss curve: 150 Adam steps, the last quarter of the tokens held out
 "$STILL" transfer --synthetic --steps 150 --lr 0.03 --holdout 0.25 \
@@ -100,5 +85,4 @@ st=$?
 [ $st -eq 3 ] && [ "$(wc -l <"$dir/err2.txt")" -eq 1 ] && [ ! -e "$dir/bad.safetensors" ]
 report $? "a missing input exits 3 with one line on stderr and writes nothing"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end

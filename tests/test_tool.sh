@@ -8,47 +8,8 @@
 # (SPEC I1), a forced selection reproduces the run that chose it, decode
 # equals prefill (SPEC I6), and `check` does fail on arrays that differ.
 
-LC_ALL=C # byte-wise sed and grep on the binary .npy headers
-export LC_ALL
-STILL=${STILL_TOOL:-../tools/still}
-GEN=${STILL_GEN_NPY:-./gen_npy}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/test_tool.XXXXXX") || exit 1
-trap 'rm -rf "$dir"' EXIT INT TERM
-n=0
-failed=0
-
-report() { # report STATUS DESCRIPTION: one TAP line
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        failed=$((failed + 1))
-    fi
-}
-
-# expect STATUS DESCRIPTION COMMAND...: runs the command; passes when it
-# exits with STATUS and, when STATUS is not 0, wrote exactly one line on
-# stderr.  Its output stays in $dir/stdout and $dir/stderr.
-expect() {
-    want=$1
-    desc=$2
-    shift 2
-    "$@" >"$dir/stdout" 2>"$dir/stderr"
-    got=$?
-    lines=$(wc -l <"$dir/stderr")
-    if [ "$got" -ne "$want" ]; then
-        echo "# exit status $got, expected $want: $*"
-        sed 's/^/#   /' "$dir/stderr"
-        report 1 "$desc"
-    elif [ "$want" -ne 0 ] && [ "$lines" -ne 1 ]; then
-        echo "# $lines lines on stderr, expected 1: $*"
-        sed 's/^/#   /' "$dir/stderr"
-        report 1 "$desc"
-    else
-        report 0 "$desc"
-    fi
-}
+. "$(dirname "$0")/tap.sh"
+tap_start test_tool
 
 # refused STATUS DESCRIPTION COMMAND...: as expect, and afterwards neither
 # $dir/out.npy, $dir/sig.npy nor $dir/sel.npy exists, and $dir/keep.npy
@@ -273,5 +234,4 @@ refused 2 "still check with a bad --rtol" "$STILL" check "$dir/o_k2.npy" "$dir/o
     --rtol x
 refused 2 "still check with one file" "$STILL" check "$dir/o_k2.npy"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end
