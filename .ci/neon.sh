@@ -43,6 +43,8 @@ COPY=$BUILD-src
 TIMEOUT=${NEON_TIMEOUT:-300}
 start=$(date +%s)
 say() { printf 'neon: %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
+# Results of an earlier run must not be counted if this one stops early.
+rm -rf "$BUILD" "$COPY"
 
 # ---- packages ------------------------------------------------------------------
 pkgs=(autoconf automake libtool make pkgconf file gcc-aarch64-linux-gnu libc6-dev-arm64-cross
@@ -61,7 +63,6 @@ fi
 
 # ---- sources: a clean copy (the CI may have configured the tree in place,
 # and an out-of-tree configure refuses a configured source tree) ---------------
-rm -rf "$BUILD" "$COPY"
 mkdir -p "$BUILD" "$COPY"
 if git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     (cd "$SRC" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$COPY"
