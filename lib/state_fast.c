@@ -47,8 +47,9 @@ static int fast_init(still_state *st)
     if (!(w = calloc(1, sizeof *w)))
         return STILL_E_NOMEM;
     st->impl = w;
+    /* max_len 0: the arrays grow with the tokens (fast_grow) */
     if ((rc = still__kernels_select(st->cfg.isa, &kern)) ||
-        (rc = still__fast_ctx_init(&w->ctx, &st->r, &st->params, kern, INT64_MAX)))
+        (rc = still__fast_ctx_init(&w->ctx, &st->r, &st->params, kern, 0)))
         return rc;
     w->ctx_ready = 1;
     w->threads = still__fast_threads(st->cfg.threads);
@@ -62,6 +63,101 @@ static int fast_init(still_state *st)
     for (int64_t i = 0; i < st->units; i++)
         if ((rc = still__fast_unit_init(&w->ctx, i / per_b, (i % per_b) * nh, &w->u[i])))
             return rc;
+    return STILL_OK;
+}
+
+/* ---- growth (issue 7) ----------------------------------------------------------
+ * A unit's history and the scratch are sized by the context's max_len
+ * (lib/driver.c still__fast_ctx_init: every size is the min of max_len and
+ * C, w or L*C, and at least max_len rows fit), which a state keeps at
+ * least the history rows it holds plus the tokens of the append: so a
+ * state -- created, or restored from a stream -- allocates in proportion to
+ * its tokens, not to what its configuration could hold (a chunk of 1e9
+ * costs nothing until it fills).  max_len only sizes buffers: the results
+ * do not depend on it (prefill and decode differ in it and agree bitwise). */
+
+/* max_len from which no size changes: max(w, L*C) (the driver's mins). */
+static int64_t saturated_len(const still__resolved *r)
+{
+    const int64_t Ls = r->L > 0 ? r->L : 1;
+    if (r->C > (INT64_MAX - r->w) / Ls)
+        return INT64_MAX;
+    return Ls * r->C + r->w;
+}
+
+/* Moves unit `from` (context fc) into the empty unit `to` (context tc,
+ * max_len larger): the same tokens, the cache block handed over. */
+static void unit_move(const still__fast_ctx *fc, still__fast_unit *from,
+                      const still__fast_ctx *tc, still__fast_unit *to)
+{
+    const int64_t d = fc->r.shape.dim_qk, dv = fc->r.shape.dim_v, m = fc->r.m, nh = fc->nh;
+    const int64_t rows = from->hist_n;
+    /* every field as it is (the bookkeeping, the cache block handed over),
+     * then the arrays of to's own fixed block */
+    const still__fast_unit fresh = *to;
+    *to = *from;
+    to->fixed = fresh.fixed;
+    to->hist_k = fresh.hist_k, to->hist_v = fresh.hist_v, to->hist_phik = fresh.hist_phik;
+    to->hist_sigma = fresh.hist_sigma;
+    to->S = fresh.S, to->z = fresh.z;
+    from->cache_block = NULL;
+    if (rows) {
+        memcpy(to->hist_k, from->hist_k, (size_t)(rows * d) * sizeof(float));
+        memcpy(to->hist_v, from->hist_v, (size_t)(rows * dv) * sizeof(float));
+        memcpy(to->hist_sigma, from->hist_sigma, (size_t)rows * sizeof(double));
+        for (int64_t i = 0; i < nh; i++) /* [nh][hist_cap][m] */
+            memcpy(to->hist_phik + i * tc->hist_cap * m, from->hist_phik + i * fc->hist_cap * m,
+                   (size_t)(rows * m) * sizeof(float));
+    }
+    memcpy(to->S, from->S, (size_t)(nh * m * dv) * sizeof(float));
+    memcpy(to->z, from->z, (size_t)(nh * m) * sizeof(float));
+}
+
+/* Makes max_len >= need (doubling); on failure the state is unchanged. */
+static int fast_grow(still_state *st, int64_t need)
+{
+    fast_impl *w = st->impl;
+    if (need <= w->ctx.max_len)
+        return STILL_OK;
+    int64_t to = w->ctx.max_len > INT64_MAX / 2 ? INT64_MAX : 2 * w->ctx.max_len;
+    to = to > need ? to : need;
+    if (to >= saturated_len(&st->r))
+        to = INT64_MAX;
+    still__fast_ctx ctx;
+    still__fast_unit *u = NULL;
+    still__fast_scratch *ws = NULL;
+    int rc = still__fast_ctx_init(&ctx, &st->r, &st->params, w->ctx.kern, to);
+    if (rc)
+        return rc;
+    if (!(u = calloc((size_t)st->units, sizeof *u)) ||
+        !(ws = calloc((size_t)w->threads, sizeof *ws)))
+        rc = STILL_E_NOMEM;
+    for (int i = 0; !rc && i < w->threads; i++)
+        rc = still__fast_scratch_init(&ctx, &ws[i]);
+    for (int64_t i = 0; !rc && i < st->units; i++)
+        rc = still__fast_unit_init(&ctx, w->u[i].b, w->u[i].hq0, &u[i]);
+    if (rc) {
+        for (int64_t i = 0; u && i < st->units; i++)
+            still__fast_unit_free(&u[i]);
+        for (int i = 0; ws && i < w->threads; i++)
+            still__fast_scratch_free(&ws[i]);
+        free(u);
+        free(ws);
+        still__fast_ctx_free(&ctx);
+        return rc;
+    }
+    for (int64_t i = 0; i < st->units; i++) {
+        unit_move(&w->ctx, &w->u[i], &ctx, &u[i]);
+        still__fast_unit_free(&w->u[i]);
+    }
+    for (int i = 0; i < w->threads; i++)
+        still__fast_scratch_free(&w->scratch[i]);
+    free(w->u);
+    free(w->scratch);
+    still__fast_ctx_free(&w->ctx);
+    w->ctx = ctx;
+    w->u = u;
+    w->scratch = ws;
     return STILL_OK;
 }
 
@@ -99,6 +195,13 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
 {
     fast_impl *w = st->impl;
     const still__resolved *r = &st->r;
+    /* the history rows held and the block's (issue 7: growth above) */
+    int64_t rows = 0;
+    for (int64_t i = 0; i < st->units; i++)
+        rows = w->u[i].hist_n > rows ? w->u[i].hist_n : rows;
+    int grc = fast_grow(st, n > INT64_MAX - rows ? INT64_MAX : rows + n);
+    if (grc)
+        return grc;
     /* room first, for every unit, so that a failure changes nothing: at
      * most n/C + 1 chunk arrivals, k tokens each (lib/fast.h) */
     if (r->routing != STILL_ROUTING_WINDOW && r->k > 0)
@@ -169,11 +272,14 @@ static void fast_get_counts(const still_state *st, int64_t unit, still__unit_cou
 static int fast_set_counts(still_state *st, int64_t unit, const still__unit_counts *c)
 {
     fast_impl *w = st->impl;
-    still__fast_unit *u = &w->u[unit];
     const int64_t P = c->cache_n + c->raw_n + c->folded, rows = c->raw_n + c->keys_n;
+    int rc = fast_grow(st, rows); /* moves the units: no pointer into them before */
+    if (rc)
+        return rc;
+    still__fast_unit *u = &w->u[unit];
     if (rows > w->ctx.hist_cap)
         return STILL_E_FORMAT;
-    int rc = still__fast_unit_reserve(&w->ctx, u, c->cache_n);
+    rc = still__fast_unit_reserve(&w->ctx, u, c->cache_n);
     if (rc)
         return rc;
     u->cache_n = c->cache_n;

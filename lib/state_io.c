@@ -306,6 +306,35 @@ static int positions_ok(const int64_t *pos, int64_t n, int64_t raw_first)
     return 1;
 }
 
+/* a += b * n, overflow-checked (0 on success). */
+static int add_mul(size_t *a, int64_t n, size_t b)
+{
+    size_t x;
+    if (n < 0 || still__mul_size((size_t)n, b, &x) || x > SIZE_MAX - *a)
+        return -1;
+    *a += x;
+    return 0;
+}
+
+/* Bytes of the arrays of a unit with counts k in a stream of the path: the
+ * order of the paths' spans() (cache k, v, sigma, position; raw k, v,
+ * sigma; older keys; S; z), f64 or f32 for k, v, S, z and 8 bytes for
+ * sigma and position.  -1 on overflow. */
+static int unit_stream_bytes(const still__resolved *r, int path, int64_t unit_heads,
+                             const still__unit_counts *k, size_t *bytes)
+{
+    const size_t e = path == STILL_PATH_REF ? 8 : 4;
+    const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v;
+    size_t n, s;
+    if (still__mul3_size((size_t)unit_heads, (size_t)r->m, (size_t)(dv + 1), &n) || /* S, z */
+        still__mul_size(n, e, &n) || add_mul(&n, k->cache_n, 16) || add_mul(&n, k->raw_n, 8) ||
+        still__mul_size((size_t)(d + dv), e, &s) || add_mul(&n, k->cache_n, s) ||
+        add_mul(&n, k->raw_n, s) || add_mul(&n, k->keys_n, (size_t)d * e))
+        return -1;
+    *bytes = n;
+    return 0;
+}
+
 static int load_units(cursor *c, still_state *st, int64_t P)
 {
     still__span sp[STILL__MAX_SPANS];
@@ -316,6 +345,12 @@ static int load_units(cursor *c, still_state *st, int64_t P)
             get_i64(c, &k.folded))
             return STILL_E_FORMAT;
         if (!counts_ok(st, P, &k))
+            return STILL_E_FORMAT;
+        /* the stream must hold the unit's arrays before any room is made
+         * for them: a state allocates what its stream holds (issue 7) */
+        size_t need;
+        if (unit_stream_bytes(&st->r, st->path, st->unit_heads, &k, &need) ||
+            need > c->end - c->off)
             return STILL_E_FORMAT;
         if ((rc = st->ops->set_counts(st, u, &k)))
             return rc;
@@ -330,6 +365,29 @@ static int load_units(cursor *c, still_state *st, int64_t P)
         if ((rc = st->ops->finish_load(st, u)))
             return rc;
     }
+    return STILL_OK;
+}
+
+/* Before the state is built: the header's unit count is the
+ * configuration's, and the rest of the stream holds at least every unit's
+ * counts and linear state (what a state allocates per unit beyond its
+ * tokens).  The caller's parameters set the feature dimension; when they do
+ * not fit the configuration, still__state_new says how. */
+static int units_fit(const cursor *c, const still_config *cfg, const still_shape *shape,
+                     const still_params *params, int path, int64_t units)
+{
+    still__resolved r;
+    still__unit_counts none = {0, 0, 0, 0};
+    size_t per, all;
+    if (still__resolve(cfg, shape, params, &r))
+        return STILL_OK;
+    const int64_t heads = r.per_kv ? shape->heads_kv : shape->heads_q;
+    if (heads > INT64_MAX / shape->batch || units != shape->batch * heads)
+        return STILL_E_FORMAT;
+    if (unit_stream_bytes(&r, path, r.per_kv ? r.group : 1, &none, &per) ||
+        per > SIZE_MAX - UNIT_HEAD_BYTES ||
+        still__mul_size((size_t)units, per + UNIT_HEAD_BYTES, &all) || all > c->end - c->off)
+        return STILL_E_FORMAT;
     return STILL_OK;
 }
 
@@ -366,6 +424,8 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
         return rc;
     if (get_u64(&c, &fp) || get_i64(&c, &position) || get_i64(&c, &units) || position < 0)
         return STILL_E_FORMAT;
+    if ((rc = units_fit(&c, &cfg, &shape, params, path, units)))
+        return rc;
     if ((rc = still__state_new(&cfg, &shape, params, path, &st)))
         return rc; /* the caller's parameters do not fit the configuration */
     if (st->params_fp != fp)

@@ -14,20 +14,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One unit (lib/state.h): the query heads hq0 .. hq0+nq-1 of batch b. */
+/* One unit (lib/state.h): the query heads hq0 .. hq0+nq-1 of batch b.
+ * Every array holds what the unit holds, not what the configuration allows:
+ * the raw tokens and the key window grow (geometrically, up to raw_cap and
+ * keys_cap rows) as tokens arrive, so a state -- created or restored from a
+ * stream (lib/state_io.c) -- allocates in proportion to its tokens, and a
+ * configuration with a huge chunk or window costs nothing until it is used
+ * (issue 7). */
 typedef struct ref_unit {
     int64_t b, hq0, hk;
     int64_t cache_n, cache_cap;
     double *cache_k, *cache_v, *cache_sigma; /* [cap][d], [cap][dv], [cap] */
     int64_t *cache_pos;                      /* [cap] */
     void *cache_block;                       /* the one allocation of the four */
-    int64_t raw_n;
-    double *raw_k, *raw_v, *raw_sigma; /* [raw_cap][d], [raw_cap][dv], [raw_cap] */
-    int64_t keys_n;
-    double *keys;                      /* [keys_cap][d], oldest first */
+    int64_t raw_n, raw_room;
+    double *raw_k, *raw_v, *raw_sigma; /* [raw_room][d], [raw_room][dv], [raw_room] */
+    int64_t keys_n, keys_room;
+    double *keys;                      /* [keys_room][d], oldest first */
+    void *rows_block;                  /* raw and keys in one allocation */
     double *S, *z;                     /* [nq][m][dv], [nq][m] */
     int64_t folded;
-    double *fixed_block;               /* raw, keys, S, z in one allocation */
+    double *fixed_block;               /* S, z in one allocation */
 } ref_unit;
 
 /* The units and the scratch of one token. */
@@ -37,11 +44,15 @@ typedef struct ref_impl {
     double *k, *v;                    /* [d], [dv] */
     double *phi_q, *phi_k;            /* [m] */
     double *soft_num, *lin_num;       /* [dv] */
-    double *win_q, *win_k, *win_sigma; /* App. A.1 window: [2C][d], [2C][d], [2C] */
-    uint8_t *sel;                     /* [C] */
     int gate_on;                      /* the block has gate values */
     void *scratch_block;
-    size_t fixed_bytes, scratch_bytes; /* per unit; total */
+    /* the scratch sized by the tokens seen (at most 2C rows, grown like the
+     * units' rows): App. A.1's window and the selection of a chunk */
+    double *win_q, *win_k, *win_sigma; /* [tok_room][d], [tok_room][d], [tok_room] */
+    uint8_t *sel;                     /* [tok_room] */
+    int64_t tok_room, tok_cap;
+    void *tok_block;
+    size_t fixed_bytes, scratch_bytes, tok_bytes; /* per unit; total; total */
 } ref_impl;
 
 /* ---- sizes ------------------------------------------------------------------ */
@@ -56,39 +67,91 @@ static int add_doubles(size_t *total, int64_t rows, int64_t cols)
     return 0;
 }
 
-/* Doubles of a unit's fixed arrays: raw, keys, S, z. */
+/* Doubles of a unit's fixed arrays: S, z. */
 static int fixed_doubles(const still_state *st, size_t *total)
 {
     const still__resolved *r = &st->r;
-    const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, nq = st->unit_heads;
+    const int64_t dv = r->shape.dim_v, nq = st->unit_heads;
     size_t mdv;
     *total = 0;
     if (still__mul_size((size_t)r->m, (size_t)dv, &mdv) || mdv > (size_t)INT64_MAX)
         return -1;
-    return add_doubles(total, st->raw_cap, d) || add_doubles(total, st->raw_cap, dv) ||
-           add_doubles(total, st->raw_cap, 1) || add_doubles(total, st->keys_cap, d) ||
-           add_doubles(total, nq, (int64_t)mdv) || add_doubles(total, nq, r->m);
+    return add_doubles(total, nq, (int64_t)mdv) || add_doubles(total, nq, r->m);
+}
+
+/* The room to grow to for `need` rows, at most `cap`: doubling, so that a
+ * stream of single tokens reallocates O(log) times. */
+static int64_t grown_room(int64_t room, int64_t need, int64_t cap)
+{
+    int64_t to = room > INT64_MAX / 2 ? INT64_MAX : 2 * room;
+    to = to > need ? to : need;
+    to = to > 16 ? to : 16;
+    return to < cap ? to : cap;
+}
+
+/* Makes room for raw_need raw tokens and keys_need window keys (at most
+ * raw_cap and keys_cap); on failure the unit is unchanged. */
+static int rows_reserve(const still_state *st, ref_unit *u, int64_t raw_need, int64_t keys_need)
+{
+    const int64_t d = st->r.shape.dim_qk, dv = st->r.shape.dim_v;
+    size_t n = 0;
+    if (raw_need <= u->raw_room && keys_need <= u->keys_room && u->rows_block)
+        return STILL_OK;
+    const int64_t raw = raw_need <= u->raw_room ? u->raw_room
+                                                : grown_room(u->raw_room, raw_need, st->raw_cap);
+    const int64_t keys = keys_need <= u->keys_room
+                             ? u->keys_room
+                             : grown_room(u->keys_room, keys_need, st->keys_cap);
+    if (raw < raw_need || keys < keys_need)
+        return STILL_E_OVERFLOW; /* more than the configuration holds: a caller's bug */
+    if (add_doubles(&n, raw, d + dv + 1) || add_doubles(&n, keys, d) || n == 0)
+        return STILL_E_OVERFLOW;
+    double *block = malloc(n * sizeof(double));
+    if (!block)
+        return STILL_E_NOMEM;
+    double *rk = block, *rv = rk + raw * d, *rs = rv + raw * dv, *kk = rs + raw;
+    if (u->raw_n) {
+        memcpy(rk, u->raw_k, (size_t)(u->raw_n * d) * sizeof(double));
+        memcpy(rv, u->raw_v, (size_t)(u->raw_n * dv) * sizeof(double));
+        memcpy(rs, u->raw_sigma, (size_t)u->raw_n * sizeof(double));
+    }
+    if (u->keys_n)
+        memcpy(kk, u->keys, (size_t)(u->keys_n * d) * sizeof(double));
+    free(u->rows_block);
+    u->rows_block = block;
+    u->raw_k = rk, u->raw_v = rv, u->raw_sigma = rs, u->keys = kk;
+    u->raw_room = raw, u->keys_room = keys;
+    return STILL_OK;
+}
+
+/* Makes room in the token scratch for `need` rows (at most tok_cap). */
+static int tok_reserve(const still_state *st, ref_impl *w, int64_t need)
+{
+    const int64_t d = st->r.shape.dim_qk;
+    const int authors = st->r.saliency == STILL_SALIENCY_AUTHORS;
+    size_t n = 0;
+    need = need < w->tok_cap ? need : w->tok_cap;
+    if (need <= w->tok_room)
+        return STILL_OK;
+    const int64_t rows = grown_room(w->tok_room, need, w->tok_cap);
+    /* the selection's bytes, counted as doubles (rows/8 + 1 of them) */
+    if ((authors && add_doubles(&n, rows, 2 * d + 1)) || add_doubles(&n, rows / 8 + 1, 1))
+        return STILL_E_OVERFLOW;
+    double *block = malloc(n * sizeof(double));
+    if (!block)
+        return STILL_E_NOMEM;
+    free(w->tok_block); /* nothing in it lasts beyond a token */
+    w->tok_block = block;
+    w->tok_bytes = n * sizeof(double);
+    w->win_q = authors ? block : NULL;
+    w->win_k = authors ? block + rows * d : NULL;
+    w->win_sigma = authors ? block + 2 * rows * d : NULL;
+    w->sel = (uint8_t *)(authors ? block + rows * (2 * d + 1) : block);
+    w->tok_room = rows;
+    return STILL_OK;
 }
 
 /* ---- init / fini ------------------------------------------------------------ */
-
-static void unit_place_fixed(const still_state *st, ref_unit *u)
-{
-    const still__resolved *r = &st->r;
-    const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v;
-    double *p = u->fixed_block;
-    u->raw_k = p;
-    p += st->raw_cap * d;
-    u->raw_v = p;
-    p += st->raw_cap * dv;
-    u->raw_sigma = p;
-    p += st->raw_cap;
-    u->keys = p;
-    p += st->keys_cap * d;
-    u->S = p;
-    p += st->unit_heads * r->m * dv;
-    u->z = p;
-}
 
 static int ref_init(still_state *st)
 {
@@ -101,10 +164,10 @@ static int ref_init(still_state *st)
     if (!(w = calloc(1, sizeof *w)))
         return STILL_E_NOMEM;
     st->impl = w;
-    const int64_t win = r->saliency == STILL_SALIENCY_AUTHORS ? 2 * r->C : 0;
+    /* App. A.1's window reaches 2C rows, the selection C: both grow */
+    w->tok_cap = r->saliency == STILL_SALIENCY_AUTHORS && r->C <= INT64_MAX / 2 ? 2 * r->C : r->C;
     if (fixed_doubles(st, &fixed) || add_doubles(&scratch, nq, d + 2 * dv + 1) ||
-        add_doubles(&scratch, 1, d + 3 * dv + 2 * r->m) ||
-        add_doubles(&scratch, win, 2 * d + 1) || add_doubles(&scratch, r->C, 1))
+        add_doubles(&scratch, 1, d + 3 * dv + 2 * r->m))
         return STILL_E_OVERFLOW;
     w->fixed_bytes = fixed * sizeof(double);
     w->scratch_bytes = scratch * sizeof(double);
@@ -121,11 +184,7 @@ static int ref_init(still_state *st)
     w->phi_q = p, p += r->m;
     w->phi_k = p, p += r->m;
     w->soft_num = p, p += dv;
-    w->lin_num = p, p += dv;
-    w->win_q = p, p += win * d;
-    w->win_k = p, p += win * d;
-    w->win_sigma = p, p += win;
-    w->sel = (uint8_t *)p;
+    w->lin_num = p;
     for (int64_t i = 0; i < st->units; i++) {
         ref_unit *u = &w->u[i];
         u->b = i / per_batch;
@@ -138,7 +197,11 @@ static int ref_init(still_state *st)
         }
         if (!(u->fixed_block = calloc(1, w->fixed_bytes))) /* S = 0, z = 0 */
             return STILL_E_NOMEM;
-        unit_place_fixed(st, u);
+        u->S = u->fixed_block;
+        u->z = u->S + nq * r->m * dv;
+        int rc = rows_reserve(st, u, 1, 1); /* never a NULL row array */
+        if (rc)
+            return rc;
     }
     return STILL_OK;
 }
@@ -150,10 +213,12 @@ static void ref_fini(still_state *st)
         return;
     for (int64_t i = 0; w->u && i < st->units; i++) {
         free(w->u[i].fixed_block);
+        free(w->u[i].rows_block);
         free(w->u[i].cache_block);
     }
     free(w->u);
     free(w->scratch_block);
+    free(w->tok_block);
     free(w);
     st->impl = NULL;
 }
@@ -495,6 +560,26 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
         if (rc)
             return rc;
     }
+    /* the rows of n more tokens (raw tokens and window keys never exceed
+     * their caps: aging drops before a push), and the token scratch, sized
+     * by the tokens held, not the position (a restored state may hold a
+     * few tokens at a large position): the split of a chunk needs C rows,
+     * which are raw then; App. A.1's window min(t + 1, 2C) rows, where the
+     * unit holds the last min(t, C) keys (w = C) */
+    int64_t held = 0;
+    for (int64_t i = 0; i < st->units; i++) {
+        const ref_unit *u = &w->u[i];
+        held = u->raw_n + u->keys_n > held ? u->raw_n + u->keys_n : held;
+    }
+    held = n > (INT64_MAX - 1) / 2 - held ? INT64_MAX : 2 * (held + n) + 1;
+    int rc = tok_reserve(st, w, held);
+    for (int64_t i = 0; !rc && i < st->units; i++) {
+        ref_unit *u = &w->u[i];
+        rc = rows_reserve(st, u, n < st->raw_cap - u->raw_n ? u->raw_n + n : st->raw_cap,
+                          n < st->keys_cap - u->keys_n ? u->keys_n + n : st->keys_cap);
+    }
+    if (rc)
+        return rc;
     w->gate_on = t->gate != NULL;
     for (int64_t i = 0; i < st->units; i++) {
         ref_unit *u = &w->u[i];
@@ -513,9 +598,14 @@ static size_t ref_bytes(const still_state *st)
 {
     const ref_impl *w = st->impl;
     const int64_t d = st->r.shape.dim_qk, dv = st->r.shape.dim_v;
-    size_t total = sizeof *w + (size_t)st->units * (sizeof *w->u + w->fixed_bytes);
-    for (int64_t i = 0; i < st->units; i++)
-        total += (size_t)w->u[i].cache_cap * (size_t)(d + dv + 2) * sizeof(double);
+    size_t total = sizeof *w + (size_t)st->units * (sizeof *w->u + w->fixed_bytes) +
+                   w->scratch_bytes + w->tok_bytes;
+    for (int64_t i = 0; i < st->units; i++) {
+        const ref_unit *u = &w->u[i];
+        total += (size_t)u->cache_cap * (size_t)(d + dv + 2) * sizeof(double);
+        total += ((size_t)u->raw_room * (size_t)(d + dv + 1) + (size_t)u->keys_room * (size_t)d) *
+                 sizeof(double);
+    }
     return total;
 }
 
@@ -544,10 +634,12 @@ static void ref_get_counts(const still_state *st, int64_t unit, still__unit_coun
 static int ref_set_counts(still_state *st, int64_t unit, const still__unit_counts *c)
 {
     ref_unit *u = &((ref_impl *)st->impl)->u[unit];
+    const int64_t P = c->cache_n + c->raw_n + c->folded, window = P < st->r.w ? P : st->r.w;
     int rc = cache_reserve(st, u, c->cache_n);
+    if (!rc)
+        rc = rows_reserve(st, u, c->raw_n, window);
     if (rc)
         return rc;
-    const int64_t P = c->cache_n + c->raw_n + c->folded;
     u->cache_n = c->cache_n;
     u->raw_n = c->raw_n;
     u->keys_n = P < st->r.w ? P : st->r.w; /* the window; filled by finish_load */

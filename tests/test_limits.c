@@ -20,10 +20,16 @@
  * 3. Parsers given absurd sizes in a few bytes refuse them with
  *    STILL_E_FORMAT / STILL_E_OVERFLOW under the same tight limit: a reader
  *    that allocated what the header claims would get STILL_E_NOMEM instead.
+ * 4. The streaming state (SPEC §7) allocates what it holds, not what its
+ *    configuration could hold: a state with a chunk or window of 1e9 is
+ *    created, fed, saved and restored within a few hundred KiB, and a
+ *    stream whose header claims more than its bytes hold is refused before
+ *    anything is allocated for it (fuzz_state's state-load-huge-chunk).
  */
 #define _GNU_SOURCE
 #include "harden.h"
 #include "io.h"
+#include "state.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -505,6 +511,219 @@ START_TEST(test_safetensors_absurd_sizes_are_refused_before_allocating)
 }
 END_TEST
 
+/* ---- 4. the streaming state ------------------------------------------------------ */
+
+typedef struct state_call {
+    const unsigned char *buf;
+    size_t len;
+    int expect; /* the status of the same call without a limit */
+} state_call;
+
+static int do_state_load(void *arg)
+{
+    state_call *c = arg;
+    still_state *st = NULL;
+    int rc = still_state_load(c->buf, c->len, NULL, &st);
+    still_state_destroy(st);
+    if (rc == STILL_E_NOMEM)
+        return rc;
+    return rc == c->expect ? STILL_E_FORMAT : STILL_E_CONFIG; /* CHILD_OTHER: as expected */
+}
+
+/* still_state_load of buf returns `expect` also with 64 KiB of headroom. */
+static void assert_load_cheap(const unsigned char *buf, size_t len, int expect, const char *what)
+{
+    still_state *st = NULL;
+    int rc = still_state_load(buf, len, NULL, &st);
+    still_state_destroy(st);
+    ck_assert_msg(rc == expect, "%s: %s, want %s", what, still_strerror(rc), still_strerror(expect));
+    if (!rlimit_usable())
+        return;
+    state_call c = {buf, len, expect};
+    int code = run_limited(do_state_load, &c, 64 << 10);
+    ck_assert_msg(code == CHILD_OTHER, "%s under a 64 KiB limit: %s", what, child_name(code));
+}
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    ck_assert(n > 0);
+    rewind(f);
+    unsigned char *b = hd_alloc((size_t)n);
+    ck_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static void put_le64(unsigned char *p, uint64_t x)
+{
+    for (int b = 0; b < 8; b++)
+        p[b] = (unsigned char)(x >> (8 * b));
+}
+
+/* The checksum after an edit (lib/state_io.c: FNV-1a 64 of all but the last 8). */
+static void reseal(unsigned char *b, size_t len)
+{
+    put_le64(b + len - 8, still__fnv1a64(STILL__FNV_INIT, b, len - 8));
+}
+
+/* A state of chunk (and window) `huge`, fed 9 tokens, saved. */
+static unsigned char *huge_config_stream(int path, int routing, int64_t huge, size_t *len,
+                                         size_t *bytes)
+{
+    still_config cfg;
+    still_config_default(&cfg);
+    cfg.chunk = huge;
+    cfg.routing = routing;
+    cfg.topk = 1;
+    cfg.local = 2;
+    still_shape s = {1, 2, 1, 1, 4, 3, STILL_LAYOUT_BHND};
+    const int64_t n = 9;
+    still_state *st = NULL;
+    ck_assert_int_eq(still_state_create(&cfg, &s, NULL, path, &st), STILL_OK);
+    uint64_t seed = 7;
+    double *q = hd_dalloc(2 * n * 4), *k = hd_dalloc(n * 4), *v = hd_dalloc(n * 3);
+    hd_fill_f(&seed, q, 2 * n * 4, -1, 1);
+    hd_fill_f(&seed, k, n * 4, -1, 1);
+    hd_fill_f(&seed, v, n * 3, -1, 1);
+    still_tensors t = {0};
+    float *qf = NULL, *kf = NULL, *vf = NULL;
+    if (path == STILL_PATH_FAST) {
+        t.dtype = STILL_F32;
+        t.q = qf = hd_to_float(q, 2 * n * 4);
+        t.k = kf = hd_to_float(k, n * 4);
+        t.v = vf = hd_to_float(v, n * 3);
+    } else {
+        t.dtype = STILL_F64;
+        t.q = q, t.k = k, t.v = v;
+    }
+    ck_assert_int_eq(still_state_append(st, n, &t), STILL_OK);
+    ck_assert_int_eq(still_state_bytes(st, bytes), STILL_OK);
+    ck_assert_int_eq(still_state_save(st, NULL, 0, len), STILL_OK);
+    unsigned char *b = hd_alloc(*len);
+    ck_assert_int_eq(still_state_save(st, b, *len, len), STILL_OK);
+    still_state_destroy(st);
+    free(q), free(k), free(v), free(qf), free(kf), free(vf);
+    return b;
+}
+
+/* The input fuzz_state found: 1559 bytes whose header says window routing
+ * with w = C = 989855748; the loader used to allocate ~200 GB for it. */
+START_TEST(test_state_load_of_the_huge_chunk_stream_is_refused_cheaply)
+{
+    const char *data = getenv("STILL_TEST_DATA");
+    ck_assert_msg(data != NULL, "STILL_TEST_DATA is not set");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/../fuzz/corpus/state/crash-huge-chunk.state", data);
+    size_t len;
+    unsigned char *b = read_file(path, &len);
+    assert_load_cheap(b, len, STILL_E_FORMAT, "crash-huge-chunk.state");
+    free(b);
+}
+END_TEST
+
+/* SPEC §7: memory follows the tokens held -- a chunk of 1e9 on either path
+ * (saliency and window routing) is created, fed 9 tokens and restored in
+ * well under 1 MiB, and the restored state saves back the same bytes. */
+START_TEST(test_state_with_huge_chunk_holds_only_its_tokens)
+{
+    static const int routings[] = {STILL_ROUTING_SALIENCY, STILL_ROUTING_WINDOW};
+    for (int path = STILL_PATH_REF; path <= STILL_PATH_FAST; path++)
+        for (int i = 0; i < 2; i++) {
+            size_t len, bytes, len2;
+            unsigned char *b = huge_config_stream(path, routings[i], 1000000000, &len, &bytes);
+            ck_assert_msg(bytes < (1u << 20), "path %d routing %d: %zu bytes held", path,
+                          routings[i], bytes);
+            assert_load_cheap(b, len, STILL_OK, "a state of chunk 1e9");
+            still_state *st = NULL;
+            ck_assert_int_eq(still_state_load(b, len, NULL, &st), STILL_OK);
+            ck_assert_int_eq(still_state_save(st, NULL, 0, &len2), STILL_OK);
+            unsigned char *again = hd_alloc(len2);
+            ck_assert_int_eq(still_state_save(st, again, len2, &len2), STILL_OK);
+            ck_assert(len2 == len && memcmp(again, b, len) == 0);
+            still_state_destroy(st);
+            free(again);
+            free(b);
+        }
+}
+END_TEST
+
+/* A header that claims more than the stream's bytes hold -- many units, a
+ * large dim_v, a position whose raw tokens are not there -- is refused
+ * (STILL_E_FORMAT) before the state is built, under 64 KiB of headroom. */
+START_TEST(test_state_stream_claiming_more_than_it_holds_is_refused_cheaply)
+{
+    size_t len, bytes;
+    unsigned char *b = huge_config_stream(STILL_PATH_REF, STILL_ROUTING_SALIENCY, 4, &len, &bytes);
+    /* offsets in the stream (lib/state_io.c): batch 112, dim_v 144,
+     * position 164, units 172 */
+    static const struct {
+        size_t at;
+        uint64_t value;
+        const char *what;
+    } lies[] = {
+        {112, 1u << 20, "batch 2^20"},
+        {144, 1u << 24, "dim_v 2^24"},
+        {164, UINT64_C(1) << 40, "position 2^40"},
+        {172, 1u << 30, "units 2^30"},
+    };
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        unsigned char *c = hd_alloc(len);
+        memcpy(c, b, len);
+        put_le64(c + lies[i].at, lies[i].value);
+        if (lies[i].at == 112) /* units follow batch */
+            put_le64(c + 172, (uint64_t)lies[i].value * 2);
+        reseal(c, len);
+        assert_load_cheap(c, len, STILL_E_FORMAT, lies[i].what);
+        free(c);
+    }
+    free(b);
+}
+END_TEST
+
+typedef struct create_call {
+    still_config cfg;
+    still_shape s;
+    int path;
+} create_call;
+
+static int do_state_create(void *arg)
+{
+    create_call *c = arg;
+    still_state *st = NULL;
+    int rc = still_state_create(&c->cfg, &c->s, NULL, c->path, &st);
+    still_state_destroy(st);
+    return rc;
+}
+
+/* still_state_create: a chunk of 1e9 costs nothing until it fills; a state
+ * whose units need more than the limit (2^20 heads of S, z) fails with
+ * STILL_E_NOMEM and leaks nothing. */
+START_TEST(test_state_create_huge_is_cheap_or_nomem)
+{
+    if (!rlimit_usable())
+        return;
+    for (int path = STILL_PATH_REF; path <= STILL_PATH_FAST; path++) {
+        create_call c;
+        still_config_default(&c.cfg);
+        c.cfg.chunk = 1000000000;
+        c.cfg.threads = 1;
+        c.s = (still_shape){1, 2, 1, 1, 4, 3, STILL_LAYOUT_BHND};
+        c.path = path;
+        int code = run_limited(do_state_create, &c, 256 << 10);
+        ck_assert_msg(code == CHILD_OK, "path %d, chunk 1e9: %s", path, child_name(code));
+        c.cfg.chunk = 64;
+        c.s = (still_shape){1 << 20, 1, 1, 1, 64, 64, STILL_LAYOUT_BHND};
+        code = run_limited(do_state_create, &c, 1 << 20);
+        ck_assert_msg(code == CHILD_NOMEM, "path %d, 2^20 units: %s", path, child_name(code));
+    }
+}
+END_TEST
+
 static Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
@@ -523,6 +742,13 @@ static Suite *limits_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_npy_absurd_shapes_are_refused_before_allocating);
     tcase_add_test(tc, test_safetensors_absurd_sizes_are_refused_before_allocating);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("state");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_state_load_of_the_huge_chunk_stream_is_refused_cheaply);
+    tcase_add_test(tc, test_state_with_huge_chunk_holds_only_its_tokens);
+    tcase_add_test(tc, test_state_stream_claiming_more_than_it_holds_is_refused_cheaply);
+    tcase_add_test(tc, test_state_create_huge_is_cheap_or_nomem);
     suite_add_tcase(s, tc);
     return s;
 }
