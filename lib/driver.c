@@ -252,8 +252,9 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
     int64_t cap = imax(need, imax(2 * u->cache_cap, 16));
     if (ctx->r.max_sel > 0)
         cap = imax(need, imin(cap, sat_add(ctx->r.max_sel, ctx->r.k))); /* never more held */
-    /* k, v, sigma, position and the eviction mark of each entry */
-    per = (size_t)(d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1;
+    cap = (cap + STILL__PANEL - 1) / STILL__PANEL * STILL__PANEL; /* whole panels */
+    /* k, packed k, v, sigma, position and the eviction mark of each entry */
+    per = (size_t)(2 * d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1;
     if (still__mul_size((size_t)cap, per, &bytes))
         return STILL_E_OVERFLOW;
     void *block = malloc(bytes);
@@ -261,7 +262,7 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
         return STILL_E_NOMEM;
     double *sigma = block;
     int64_t *pos = (int64_t *)(sigma + cap);
-    float *k = (float *)(pos + cap), *v = k + cap * d;
+    float *k = (float *)(pos + cap), *kp = k + cap * d, *v = kp + cap * d;
     uint8_t *out = (uint8_t *)(v + cap * dv);
     if (u->cache_n) {
         memcpy(sigma, u->cache_sigma, (size_t)u->cache_n * sizeof *sigma);
@@ -269,6 +270,10 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
         memcpy(k, u->cache_k, (size_t)(u->cache_n * d) * sizeof *k);
         memcpy(v, u->cache_v, (size_t)(u->cache_n * dv) * sizeof *v);
     }
+    if (u->cache_kp_n) /* whole panels: the zeroed tail lanes too */
+        memcpy(kp, u->cache_k + u->cache_cap * d,
+               (size_t)((u->cache_kp_n + STILL__PANEL - 1) / STILL__PANEL * STILL__PANEL * d) *
+                   sizeof *kp);
     free(u->cache_block);
     u->cache_block = block;
     u->cache_sigma = sigma, u->cache_pos = pos, u->cache_k = k, u->cache_v = v;
@@ -282,7 +287,7 @@ size_t still__fast_unit_bytes(const still__fast_ctx *ctx, const still__fast_unit
     unit_sizes s;
     const int64_t d = ctx->r.shape.dim_qk, dv = ctx->r.shape.dim_v;
     size_t cache = (size_t)u->cache_cap *
-                   ((size_t)(d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1);
+                   ((size_t)(2 * d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1);
     return (unit_sizes_of(ctx, &s) ? 0 : s.total_bytes) + cache;
 }
 
@@ -435,6 +440,8 @@ static void evict(const still__fast_ctx *ctx, still__fast_unit *u, still__fast_s
     int64_t n = 0, kept = 0;
     for (int64_t j = 0; j < u->cache_n; j++) {
         if (out[j]) { /* gathered in position order */
+            if (j < u->cache_kp_n) /* the packed rows from here on move */
+                u->cache_kp_n = j;
             memcpy(ws->ek + n * d, u->cache_k + j * d, (size_t)d * sizeof(float));
             memcpy(ws->ev + n * dv, u->cache_v + j * dv, (size_t)dv * sizeof(float));
             n++;
@@ -699,10 +706,22 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     }
     memset(ws->acc, 0, (size_t)(n * dv) * sizeof(float));
 
-    /* exact: the cache, then the raw tokens (SPEC §6 E_t) */
-    for (int64_t c0 = 0; c0 < u->cache_n; c0 += KEY_TILE) {
+    /* exact: the cache, then the raw tokens (SPEC §6 E_t).  One query
+     * (decode) scores the cache from its packed copy, across keys: the
+     * bits of the gemm (simd/kernels.h gemv_panel) at a fraction of the
+     * time, since a gemm with one column runs one chain per key row. */
+    const int packed = n == 1 && u->cache_n > 0;
+    float *cache_kp = u->cache_k + u->cache_cap * d; /* lib/fast.h */
+    if (packed && u->cache_kp_n < u->cache_n) {
+        still__pack_panel(u->cache_kp_n, u->cache_n, d, u->cache_k, d, cache_kp);
+        u->cache_kp_n = u->cache_n;
+    }
+    for (int64_t c0 = 0; c0 < u->cache_n; c0 += KEY_TILE) { /* KEY_TILE: whole panels */
         int64_t tn = imin(KEY_TILE, u->cache_n - c0);
-        K->gemm(tn, n, d, u->cache_k + c0 * d, d, 1, ws->qst, n, ws->tile, n, 0);
+        if (packed)
+            K->gemv_panel(tn, d, cache_kp + c0 * d, ws->qst, ws->tile);
+        else
+            K->gemm(tn, n, d, u->cache_k + c0 * d, d, 1, ws->qst, n, ws->tile, n, 0);
         exact_tile(ctx, ws, ws->tile, n, tn, u->cache_v + c0 * dv, dv, -1, a);
     }
     if (raw_has_exact) {
@@ -873,6 +892,7 @@ void still__fast_unit_refresh(const still__fast_ctx *ctx, still__fast_unit *u,
                               still__fast_scratch *ws)
 {
     const int64_t d = ctx->r.shape.dim_qk, m = ctx->r.m, Cn = imin(ctx->r.C, ctx->max_len);
+    u->cache_kp_n = 0; /* the cache was written from outside: packed anew */
     for (int64_t i = 0; i < ctx->nh; i++)
         for (int64_t p = u->hist_first; p < u->pos; p += Cn) {
             int64_t n = imin(Cn, u->pos - p);

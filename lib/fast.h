@@ -95,6 +95,7 @@ void still__fast_ctx_free(still__fast_ctx *ctx);
  * To restore a saved unit: still__fast_unit_reserve() for the cache, write
  * the cache, the history rows (hist_first = P - rows), raw_first, pos,
  * split_chunks, folded, S and z, then still__fast_unit_refresh().
+ * (A writer of cache_k other than the driver resets cache_kp_n to 0.)
  */
 typedef struct still__fast_unit {
     int64_t b, hq0, hk;          /* batch, first query head, kv head */
@@ -107,6 +108,10 @@ typedef struct still__fast_unit {
     double *cache_sigma;
     int64_t *cache_pos;
     uint8_t *cache_out;          /* [cache_cap]: eviction marks (scratch of evict) */
+    int64_t cache_kp_n;          /* rows of cache_k packed in panels (simd/
+                                  * kernels.h gemv_panel) at cache_k + cache_cap
+                                  * * d, in the same block: derived, packed
+                                  * lazily by the one-query steps */
     int64_t hist_first, hist_n;
     float *hist_k, *hist_v, *hist_phik;
     double *hist_sigma;

@@ -90,9 +90,58 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
     case R * 2 + 1: micro(R, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break; \
     case R * 2 + 2: micro(R, 2, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break;
 
+/* One row of C, nv (1..8) vectors wide: with a single row the micro-tile
+ * above holds only two chains, and each step waits for the FMA before; here
+ * up to 8 independent chains (64 columns) are in flight.  The chains are
+ * gemm's own (one per element, over p in order): the same bits. */
+INLINE void row_micro(const int nv, int64_t K, const float *A, int64_t acs, const float *B,
+                      int64_t ldb, float *C, __m256i last, int acc)
+{
+    const __m256i full = _mm256_set1_epi32(-1);
+    __m256 c[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        c[v] = acc ? mload(C + v * VL, v == nv - 1 ? last : full) : _mm256_setzero_ps();
+    for (int64_t p = 0; p < K; p++) {
+        const __m256 av = _mm256_broadcast_ss(A + p * acs);
+        const float *bp = B + p * ldb;
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            c[v] = _mm256_fmadd_ps(av, v == nv - 1 ? mload(bp + v * VL, last)
+                                                   : _mm256_loadu_ps(bp + v * VL), c[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        mstore(C + v * VL, v == nv - 1 ? last : full, c[v]);
+}
+
+static void gemm_row(int64_t N, int64_t K, const float *A, int64_t acs, const float *B,
+                     int64_t ldb, float *C, int acc)
+{
+    for (int64_t j = 0; j < N; j += 8 * VL) {
+        const int64_t nr = N - j < 8 * VL ? N - j : 8 * VL;
+        const int nv = (int)((nr + VL - 1) / VL);
+        const __m256i last = tail_mask(nr - (int64_t)(nv - 1) * VL);
+        switch (nv) {
+        case 1: row_micro(1, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 2: row_micro(2, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 3: row_micro(3, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 4: row_micro(4, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 5: row_micro(5, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 6: row_micro(6, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 7: row_micro(7, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        default: row_micro(8, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        }
+    }
+}
+
 static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs,
                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
 {
+    if (M == 1 && N > 2 * VL) { /* one query's products (decode), phi^T z */
+        gemm_row(N, K, A, acs, B, ldb, C, acc);
+        return;
+    }
     for (int64_t i = 0; i < M; i += MR) {
         const int mr = M - i < MR ? (int)(M - i) : MR;
         const float *Ai = A + i * ars;
@@ -117,10 +166,54 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, i
 
 /* ---- online softmax tile -------------------------------------------------------- */
 
+/* softmax_cols for one contiguous column (decode: one query against a
+ * tile of keys), vectorized down the rows.  The same bits as the column
+ * loop below: the maximum is the same value in any order (if it is a zero
+ * or a NaN is around, where _mm256_max_ps's order shows, the sequential
+ * loop is replayed); every exponential is the same lane function of the
+ * same input; the sum runs sequentially over the rows, as there. */
+static void softmax_col1(int64_t M, float *S, float *m, float *l, float *alpha)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 vmx = ninf, nan = _mm256_setzero_ps();
+    for (int64_t i = 0; i < M; i += VL) {
+        const __m256i mk = tail_mask(M - i);
+        const __m256 s = select(_mm256_castsi256_ps(mk), mload(S + i, mk), ninf);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(s, s, _CMP_UNORD_Q));
+        vmx = _mm256_max_ps(vmx, s);
+    }
+    float mx = hmax(vmx);
+    mx = m[0] > mx ? m[0] : mx;
+    if (_mm256_movemask_ps(nan) || m[0] != m[0] || mx == 0.0f) { /* replay max_ps in order */
+        mx = m[0];
+        for (int64_t i = 0; i < M; i++)
+            mx = mx > S[i] ? mx : S[i];
+    }
+    const __m256 vm = _mm256_set1_ps(mx);
+    const int fin = mx != -INFINITY && mx == mx; /* _CMP_NEQ_OQ */
+    const float al = fin ? _mm256_cvtss_f32(vexp(_mm256_set1_ps(m[0] - mx))) : 1.0f;
+    for (int64_t i = 0; i < M; i += VL) {
+        const __m256i mk = tail_mask(M - i);
+        const __m256 s = mload(S + i, mk);
+        const __m256 live = _mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ);
+        mstore(S + i, mk, _mm256_and_ps(live, vexp(_mm256_sub_ps(s, vm))));
+    }
+    float sum = l[0] * al;
+    for (int64_t i = 0; i < M; i++)
+        sum = sum + S[i];
+    m[0] = mx;
+    l[0] = sum;
+    alpha[0] = al;
+}
+
 static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
                          float *alpha)
 {
     const __m256 ninf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
+    if (N == 1 && lds == 1) {
+        softmax_col1(M, S, m, l, alpha);
+        return;
+    }
     for (int64_t t = 0; t < N; t += VL) {
         const __m256i mk = tail_mask(N - t);
         const __m256 mold = mload(m + t, mk);
@@ -368,7 +461,49 @@ static void combine_row(int64_t n, float omega, const float *acc, const float *l
     }
 }
 
+/* ---- one query against packed keys ---------------------------------------------- */
+
+/* np (1..4) panels of 16 keys, two vectors each: 8 independent chains hide
+ * the FMA latency; each lane is gemm's chain for its key (fma(key, x, c)
+ * over p from 0).  `last`: keys of the last panel (1..16). */
+INLINE void panel_micro(const int np, int64_t K, const float *P, const float *x, float *out,
+                        int64_t last)
+{
+    __m256 c[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 2 * np; r++)
+        c[r] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < K; p++) {
+        const __m256 xb = _mm256_broadcast_ss(x + p);
+#pragma GCC unroll 8
+        for (int r = 0; r < 2 * np; r++)
+            c[r] = _mm256_fmadd_ps(_mm256_loadu_ps(P + ((r / 2) * K + p) * 16 + (r % 2) * VL), xb,
+                                   c[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < 2 * np; r++) {
+        const int64_t keys = r / 2 < np - 1 ? 16 : last;
+        mstore(out + r * VL, tail_mask(keys - (r % 2) * VL), c[r]);
+    }
+}
+
+static void gemv_panel(int64_t M, int64_t K, const float *P, const float *x, float *out)
+{
+    for (int64_t j = 0; j < M; j += 64) {
+        const int64_t nr = M - j < 64 ? M - j : 64;
+        const int np = (int)((nr + 15) / 16);
+        const int64_t last = nr - (int64_t)(np - 1) * 16;
+        const float *Pj = P + j * K;
+        switch (np) {
+        case 1: panel_micro(1, K, Pj, x, out + j, last); break;
+        case 2: panel_micro(2, K, Pj, x, out + j, last); break;
+        case 3: panel_micro(3, K, Pj, x, out + j, last); break;
+        default: panel_micro(4, K, Pj, x, out + j, last); break;
+        }
+    }
+}
+
 const still__kernels still__kernels_avx2 = {
     STILL_ISA_AVX2, "avx2", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row, gemv_panel,
 };

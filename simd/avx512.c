@@ -57,9 +57,57 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
     case R * 2 + 1: micro(R, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break; \
     case R * 2 + 2: micro(R, 2, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break;
 
+/* One row of C, nv (1..8) vectors wide: with a single row the micro-tile
+ * above holds only two chains, and each step waits for the FMA before; here
+ * up to 8 independent chains (128 columns) are in flight.  The chains are
+ * gemm's own (one per element, over p in order): the same bits. */
+INLINE void row_micro(const int nv, int64_t K, const float *A, int64_t acs, const float *B,
+                      int64_t ldb, float *C, __mmask16 last, int acc)
+{
+    __m512 c[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        c[v] = acc ? _mm512_maskz_loadu_ps(v == nv - 1 ? last : 0xFFFF, C + v * VL)
+                   : _mm512_setzero_ps();
+    for (int64_t p = 0; p < K; p++) {
+        const __m512 av = _mm512_set1_ps(A[p * acs]);
+        const float *bp = B + p * ldb;
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            c[v] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(v == nv - 1 ? last : 0xFFFF, bp + v * VL), c[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        _mm512_mask_storeu_ps(C + v * VL, v == nv - 1 ? last : 0xFFFF, c[v]);
+}
+
+static void gemm_row(int64_t N, int64_t K, const float *A, int64_t acs, const float *B,
+                     int64_t ldb, float *C, int acc)
+{
+    for (int64_t j = 0; j < N; j += 8 * VL) {
+        const int64_t nr = N - j < 8 * VL ? N - j : 8 * VL;
+        const int nv = (int)((nr + VL - 1) / VL);
+        const __mmask16 last = tail_mask(nr - (int64_t)(nv - 1) * VL);
+        switch (nv) {
+        case 1: row_micro(1, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 2: row_micro(2, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 3: row_micro(3, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 4: row_micro(4, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 5: row_micro(5, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 6: row_micro(6, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 7: row_micro(7, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        default: row_micro(8, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        }
+    }
+}
+
 static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs,
                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
 {
+    if (M == 1 && N > 2 * VL) { /* one query's products (decode), phi^T z */
+        gemm_row(N, K, A, acs, B, ldb, C, acc);
+        return;
+    }
     for (int64_t i = 0; i < M; i += MR) {
         const int mr = M - i < MR ? (int)(M - i) : MR;
         const float *Ai = A + i * ars;
@@ -86,10 +134,55 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, i
 
 /* ---- online softmax tile -------------------------------------------------------- */
 
+/* softmax_cols for one contiguous column (decode: one query against a
+ * tile of keys), vectorized down the rows.  The same bits as the column
+ * loop below: the maximum is the same value in any order (if it is a zero
+ * or a NaN is around, where _mm512_max_ps's order shows, the sequential
+ * loop is replayed); every exponential is the same lane function of the
+ * same input; the sum runs sequentially over the rows, as there. */
+static void softmax_col1(int64_t M, float *S, float *m, float *l, float *alpha)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 vmx = ninf;
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < M; i += VL) {
+        const __mmask16 mk = tail_mask(M - i);
+        const __m512 s = _mm512_mask_loadu_ps(ninf, mk, S + i);
+        nan |= _mm512_cmp_ps_mask(s, s, _CMP_UNORD_Q);
+        vmx = _mm512_max_ps(vmx, s);
+    }
+    float mx = _mm512_reduce_max_ps(vmx);
+    mx = m[0] > mx ? m[0] : mx;
+    if (nan || m[0] != m[0] || mx == 0.0f) { /* replay _mm512_max_ps(mx, s) in order */
+        mx = m[0];
+        for (int64_t i = 0; i < M; i++)
+            mx = mx > S[i] ? mx : S[i];
+    }
+    const __m512 vm = _mm512_set1_ps(mx);
+    const int fin = mx != -INFINITY && mx == mx; /* _CMP_NEQ_OQ */
+    const float al = fin ? _mm512_cvtss_f32(vexp(_mm512_set1_ps(m[0] - mx))) : 1.0f;
+    for (int64_t i = 0; i < M; i += VL) {
+        const __mmask16 mk = tail_mask(M - i);
+        const __m512 s = _mm512_maskz_loadu_ps(mk, S + i);
+        const __mmask16 live = _mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ);
+        _mm512_mask_storeu_ps(S + i, mk, _mm512_maskz_mov_ps(live, vexp(_mm512_sub_ps(s, vm))));
+    }
+    float sum = l[0] * al;
+    for (int64_t i = 0; i < M; i++)
+        sum = sum + S[i];
+    m[0] = mx;
+    l[0] = sum;
+    alpha[0] = al;
+}
+
 static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
                          float *alpha)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY), one = _mm512_set1_ps(1.0f);
+    if (N == 1 && lds == 1) {
+        softmax_col1(M, S, m, l, alpha);
+        return;
+    }
     for (int64_t t = 0; t < N; t += VL) {
         const __mmask16 mk = tail_mask(N - t);
         const __m512 mold = _mm512_maskz_loadu_ps(mk, m + t);
@@ -430,7 +523,49 @@ static void combine_row(int64_t n, float omega, const float *acc, const float *l
     }
 }
 
+/* ---- one query against packed keys ---------------------------------------------- */
+
+/* np (1..8) panels of 16 keys: 8 independent chains hide the FMA latency;
+ * each lane is gemm's chain for its key (fma(key, x, c) over p from 0). */
+INLINE void panel_micro(const int np, int64_t K, const float *P, const float *x, float *out,
+                        __mmask16 last)
+{
+    __m512 c[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < np; r++)
+        c[r] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < K; p++) {
+        const __m512 xb = _mm512_set1_ps(x[p]);
+#pragma GCC unroll 8
+        for (int r = 0; r < np; r++)
+            c[r] = _mm512_fmadd_ps(_mm512_loadu_ps(P + (r * K + p) * VL), xb, c[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < np; r++)
+        _mm512_mask_storeu_ps(out + r * VL, r == np - 1 ? last : 0xFFFF, c[r]);
+}
+
+static void gemv_panel(int64_t M, int64_t K, const float *P, const float *x, float *out)
+{
+    for (int64_t j = 0; j < M; j += 8 * VL) {
+        const int64_t nr = M - j < 8 * VL ? M - j : 8 * VL;
+        const int np = (int)((nr + VL - 1) / VL);
+        const __mmask16 last = tail_mask(nr - (int64_t)(np - 1) * VL);
+        const float *Pj = P + j * K;
+        switch (np) {
+        case 1: panel_micro(1, K, Pj, x, out + j, last); break;
+        case 2: panel_micro(2, K, Pj, x, out + j, last); break;
+        case 3: panel_micro(3, K, Pj, x, out + j, last); break;
+        case 4: panel_micro(4, K, Pj, x, out + j, last); break;
+        case 5: panel_micro(5, K, Pj, x, out + j, last); break;
+        case 6: panel_micro(6, K, Pj, x, out + j, last); break;
+        case 7: panel_micro(7, K, Pj, x, out + j, last); break;
+        default: panel_micro(8, K, Pj, x, out + j, last); break;
+        }
+    }
+}
+
 const still__kernels still__kernels_avx512 = {
     STILL_ISA_AVX512, "avx512", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row, gemv_panel,
 };

@@ -198,7 +198,22 @@ static void combine_row(int64_t n, float omega, const float *acc, const float *l
     }
 }
 
+/* gemm's chain per key (c = c + a*b from 0, unfused), 16 keys side by side */
+static void gemv_panel(int64_t M, int64_t K, const float *P, const float *x, float *out)
+{
+    for (int64_t j0 = 0; j0 < M; j0 += STILL__PANEL) {
+        const float *pan = P + j0 * K;
+        const int64_t nj = M - j0 < STILL__PANEL ? M - j0 : STILL__PANEL;
+        float c[STILL__PANEL] = {0.0f};
+        for (int64_t p = 0; p < K; p++)
+            for (int64_t j = 0; j < STILL__PANEL; j++)
+                c[j] = c[j] + pan[p * STILL__PANEL + j] * x[p];
+        for (int64_t j = 0; j < nj; j++)
+            out[j0 + j] = c[j];
+    }
+}
+
 const still__kernels still__kernels_generic = {
     STILL_ISA_GENERIC, "generic", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row, gemv_panel,
 };

@@ -88,9 +88,56 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
     case R * 2 + 1: micro(R, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, n0, n1, acc); break; \
     case R * 2 + 2: micro(R, 2, K, Ai, ars, acs, Bj, ldb, Cij, ldc, n0, n1, acc); break;
 
+/* One row of C, nv (1..8) vectors wide: with a single row the micro-tile
+ * above holds only two chains; here up to 8 independent chains (32
+ * columns) are in flight.  The chains are gemm's own (one per element,
+ * over p in order): the same bits.  `last`: columns of the last vector. */
+INLINE void row_micro(const int nv, int64_t K, const float *A, int64_t acs, const float *B,
+                      int64_t ldb, float *C, int64_t last, int acc)
+{
+    float32x4_t c[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        c[v] = acc ? load_n(C + v * VL, v == nv - 1 ? last : VL) : vdupq_n_f32(0.0f);
+    for (int64_t p = 0; p < K; p++) {
+        const float av = A[p * acs];
+        const float *bp = B + p * ldb;
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            c[v] = vfmaq_n_f32(c[v], load_n(bp + v * VL, v == nv - 1 ? last : VL), av);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        store_n(C + v * VL, v == nv - 1 ? last : VL, c[v]);
+}
+
+static void gemm_row(int64_t N, int64_t K, const float *A, int64_t acs, const float *B,
+                     int64_t ldb, float *C, int acc)
+{
+    for (int64_t j = 0; j < N; j += 8 * VL) {
+        const int64_t nr = N - j < 8 * VL ? N - j : 8 * VL;
+        const int nv = (int)((nr + VL - 1) / VL);
+        const int64_t last = nr - (int64_t)(nv - 1) * VL;
+        switch (nv) {
+        case 1: row_micro(1, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 2: row_micro(2, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 3: row_micro(3, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 4: row_micro(4, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 5: row_micro(5, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 6: row_micro(6, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        case 7: row_micro(7, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        default: row_micro(8, K, A, acs, B + j, ldb, C + j, last, acc); break;
+        }
+    }
+}
+
 static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t acs,
                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
 {
+    if (M == 1 && N > 2 * VL) { /* one query's products (decode), phi^T z */
+        gemm_row(N, K, A, acs, B, ldb, C, acc);
+        return;
+    }
     for (int64_t i = 0; i < M; i += MR) {
         const int mr = M - i < MR ? (int)(M - i) : MR;
         const float *Ai = A + i * ars;
@@ -117,10 +164,58 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, i
 
 /* ---- online softmax tile -------------------------------------------------------- */
 
+/* softmax_cols for one contiguous column (decode: one query against a
+ * tile of keys), vectorized down the rows.  The same bits as the column
+ * loop below: the maximum is the same value in any order (if it is a zero
+ * or a NaN is around, the sequential vmaxq_f32 loop is replayed); every
+ * exponential is the same lane function of the same input; the sum runs
+ * sequentially over the rows, as there. */
+static void softmax_col1(int64_t M, float *S, float *m, float *l, float *alpha)
+{
+    const float32x4_t ninf = vdupq_n_f32(-INFINITY);
+    float32x4_t vmx = ninf;
+    uint32x4_t nan = vdupq_n_u32(0);
+    for (int64_t i = 0; i < M; i += VL) {
+        float32x4_t s = load_n(S + i, M - i);
+        if (M - i < VL) /* the padding lanes must not win */
+            s = select(bits_mask((1u << (M - i)) - 1), s, ninf);
+        nan = vorrq_u32(nan, vmvnq_u32(vceqq_f32(s, s)));
+        vmx = vmaxq_f32(vmx, s);
+    }
+    float mx = vmaxvq_f32(vmx);
+    mx = m[0] > mx ? m[0] : mx;
+    if (vmaxvq_u32(nan) || m[0] != m[0] || mx == 0.0f) { /* replay vmaxq_f32 in order */
+        float32x4_t r = vdupq_n_f32(m[0]);
+        for (int64_t i = 0; i < M; i++)
+            r = vmaxq_f32(r, vdupq_n_f32(S[i]));
+        mx = vgetq_lane_f32(r, 0);
+    }
+    const float32x4_t vm = vdupq_n_f32(mx);
+    const int fin = mx != -INFINITY; /* vmvnq(vceqq(mx, -inf)) as below */
+    const float al = fin ? vgetq_lane_f32(vexp(vdupq_n_f32(m[0] - mx)), 0) : 1.0f;
+    for (int64_t i = 0; i < M; i += VL) {
+        const float32x4_t s = load_n(S + i, M - i);
+        const uint32x4_t live = vmvnq_u32(vceqq_f32(s, ninf));
+        const float32x4_t e = vreinterpretq_f32_u32(
+            vandq_u32(live, vreinterpretq_u32_f32(vexp(vsubq_f32(s, vm)))));
+        store_n(S + i, M - i, e);
+    }
+    float sum = l[0] * al;
+    for (int64_t i = 0; i < M; i++)
+        sum = sum + S[i];
+    m[0] = mx;
+    l[0] = sum;
+    alpha[0] = al;
+}
+
 static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
                          float *alpha)
 {
     const float32x4_t ninf = vdupq_n_f32(-INFINITY), one = vdupq_n_f32(1.0f);
+    if (N == 1 && lds == 1) {
+        softmax_col1(M, S, m, l, alpha);
+        return;
+    }
     for (int64_t t = 0; t < N; t += VL) {
         const int64_t nl = N - t;
         const float32x4_t mold = load_n(m + t, nl);
@@ -344,7 +439,49 @@ static void combine_row(int64_t n, float omega, const float *acc, const float *l
     }
 }
 
+/* ---- one query against packed keys ---------------------------------------------- */
+
+/* np (1..4) panels of 16 keys, four vectors each: 16 independent chains;
+ * each lane is gemm's chain for its key (key * x[p] + c fused, over p from
+ * 0).  `last`: keys of the last panel (1..16). */
+INLINE void panel_micro(const int np, int64_t K, const float *P, const float *x, float *out,
+                        int64_t last)
+{
+    float32x4_t c[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 4 * np; r++)
+        c[r] = vdupq_n_f32(0.0f);
+    for (int64_t p = 0; p < K; p++) {
+        const float xp = x[p];
+#pragma GCC unroll 16
+        for (int r = 0; r < 4 * np; r++)
+            c[r] = vfmaq_n_f32(c[r], vld1q_f32(P + ((r / 4) * K + p) * 16 + (r % 4) * VL), xp);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < 4 * np; r++) {
+        const int64_t keys = (r / 4 < np - 1 ? 16 : last) - (r % 4) * VL;
+        if (keys > 0)
+            store_n(out + r * VL, keys, c[r]);
+    }
+}
+
+static void gemv_panel(int64_t M, int64_t K, const float *P, const float *x, float *out)
+{
+    for (int64_t j = 0; j < M; j += 64) {
+        const int64_t nr = M - j < 64 ? M - j : 64;
+        const int np = (int)((nr + 15) / 16);
+        const int64_t last = nr - (int64_t)(np - 1) * 16;
+        const float *Pj = P + j * K;
+        switch (np) {
+        case 1: panel_micro(1, K, Pj, x, out + j, last); break;
+        case 2: panel_micro(2, K, Pj, x, out + j, last); break;
+        case 3: panel_micro(3, K, Pj, x, out + j, last); break;
+        default: panel_micro(4, K, Pj, x, out + j, last); break;
+        }
+    }
+}
+
 const still__kernels still__kernels_neon = {
     STILL_ISA_NEON, "neon", gemm, softmax_cols, saliency_cols, colsum_acc,
-    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row,
+    householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row, gemv_panel,
 };
