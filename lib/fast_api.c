@@ -3,6 +3,12 @@
  * and the gating projection (SPEC §6).  Everything is validated before any
  * work (SPEC §10); float64 tensors are refused (STILL_E_DTYPE).
  *
+ * Results: float32 holds the logits of inputs of order 1 (SPEC §10) but
+ * not, say, of inputs of 1e30 (logits of 1e60).  A call whose output holds
+ * a NaN or an infinity returns STILL_E_NONFINITE ("an input or a result is
+ * not representable") instead of STILL_OK: one pass over the output, per
+ * unit inside the region (issue 7).
+ *
  * Threads: one OpenMP region per call over the units (batch x query head,
  * or batch x kv head with per-kv selection), cfg->threads of them (0 =
  * OpenMP's default).  A unit is computed by one thread in a fixed order,
@@ -14,6 +20,16 @@
 #include <string.h>
 
 #include <cblas.h>
+
+/* 1 when every element of rows [n][dv] (row stride ld) is finite. */
+static int finite_rows(const float *o, int64_t n, int64_t dv, int64_t ld)
+{
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t e = 0; e < dv; e++)
+            if (!isfinite(o[t * ld + e]))
+                return 0;
+    return 1;
+}
 
 /* Runs unit `iu` of a prefill: one block of N tokens (lib/fast.h). */
 static int forward_unit(const still__fast_ctx *ctx, const still_tensors *t, int64_t iu,
@@ -61,6 +77,9 @@ static int forward_unit(const still__fast_ctx *ctx, const still_tensors *t, int6
     if (t->selection_in && r->routing != STILL_ROUTING_WINDOW)
         blk.forced = t->selection_in + row0 * N;
     rc = still__fast_unit_append(ctx, &u, ws, &blk);
+    for (int64_t i = 0; !rc && i < ctx->nh; i++) /* a result float32 cannot hold */
+        if (!finite_rows(blk.o + i * blk.o_hs, N, sh->dim_v, blk.o_ns))
+            rc = STILL_E_NONFINITE;
 
     if (!rc && t->selected) { /* SPEC §5/§11: the top-k of every complete chunk */
         const int64_t complete = N / r->C * r->C;
@@ -139,8 +158,12 @@ int still_teacher(const still_config *cfg, const still_shape *shape, const still
         (rc = still__check_tensors(&r, NULL, &inputs, 0)) ||
         (rc = still__kernels_select(only.isa, &kern)))
         return rc;
-    return still__fast_teacher_run(&r, kern, still__fast_threads(only.threads), t->q, t->k,
-                                   t->v, t->o);
+    if ((rc = still__fast_teacher_run(&r, kern, still__fast_threads(only.threads), t->q, t->k,
+                                      t->v, t->o)))
+        return rc;
+    /* o is dense [B][Hq][N][dv] in either layout: one pass */
+    const int64_t rows = r.shape.batch * r.shape.heads_q * r.shape.seq_len;
+    return finite_rows(t->o, rows, r.shape.dim_v, r.shape.dim_v) ? STILL_OK : STILL_E_NONFINITE;
 }
 
 static int finite_floats(const float *p, size_t n)

@@ -222,6 +222,17 @@ void still_state_destroy(still_state *st)
     free(st);
 }
 
+/* 1 when the n tokens' outputs t->o, dense [B][Hq][n][dv], are finite. */
+static int outputs_finite(const still_shape *s, int64_t n, const still_tensors *t)
+{
+    const size_t count = (size_t)(s->batch * s->heads_q * n * s->dim_v); /* resolved: fits */
+    for (size_t i = 0; i < count; i++)
+        if (t->dtype == STILL_F32 ? !isfinite(((const float *)t->o)[i])
+                                  : !isfinite(((const double *)t->o)[i]))
+            return 0;
+    return 1;
+}
+
 int still_state_append(still_state *st, int64_t n, const still_tensors *t)
 {
     still__resolved rn;
@@ -253,6 +264,11 @@ int still_state_append(still_state *st, int64_t n, const still_tensors *t)
     if ((rc = st->ops->append(st, n, t)))
         return rc;
     st->position += n;
+    /* the tokens are taken; an output the dtype cannot hold (float32 and
+     * inputs far beyond order 1, SPEC §10) is reported, not returned as
+     * success (issue 7) */
+    if (t->o && !outputs_finite(&st->r.shape, n, t))
+        return STILL_E_NONFINITE;
     return STILL_OK;
 }
 

@@ -351,23 +351,104 @@ START_TEST(test_values_1e30_softmax_is_argmax_and_identities_hold)
     check_convex_and_shift(&c, &x, 1e-12, "1e30, saliency");
     c.local = 0;
     check_convex_and_shift(&c, &x, 1e-12, "1e30, saliency L=0");
-    /* the fast path (float32) cannot hold logits of 1e60 (SPEC §10 covers
-       inputs of order 1): it must not crash; report what it does */
-    double *sig = hd_dalloc(hd_ns(s));
-    c = cfg_make(4, 1, 2, 1e-6);
-    for (int64_t i = 0; i < no; i++)
-        o[i] = 0.0;
-    rc = fast_run(&c, &x, o, sig, NULL);
-    if (rc != STILL_E_UNSUPPORTED) {
-        int64_t bad = 0;
-        for (int64_t i = 0; i < no; i++)
-            bad += !isfinite(o[i]);
-        printf("# NOTE 1e30 in float32 (outside SPEC §10): still_forward -> %s, "
-               "%lld of %lld outputs non-finite\n",
-               still_strerror(rc), (long long)(rc == STILL_OK ? bad : 0), (long long)no);
-    }
-    free(sig);
     free(want);
+    free(o);
+    xin_free(&x);
+}
+END_TEST
+
+/* Counts the non-finite values of x [n]. */
+static int64_t nonfinite(const double *x, int64_t n)
+{
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad += !isfinite(x[i]);
+    return bad;
+}
+
+/* The n tokens of x from token t0 through a state, outputs in o (double). */
+static int state_run(still_state *st, const xin *x, int64_t t0, int64_t n, double *o)
+{
+    const still_shape *s = &x->s;
+    const int64_t N = s->seq_len, d = s->dim_qk, dv = s->dim_v, B = s->batch;
+    still_shape part = *s;
+    part.seq_len = n;
+    float *q = hd_falloc(hd_nq(&part)), *k = hd_falloc(hd_nk(&part));
+    float *v = hd_falloc(hd_nv(&part)), *of = hd_falloc(hd_no(&part));
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < n; t++) {
+            for (int64_t h = 0; h < s->heads_q; h++)
+                for (int64_t i = 0; i < d; i++)
+                    q[((b * s->heads_q + h) * n + t) * d + i] =
+                        (float)x->q[((b * s->heads_q + h) * N + t0 + t) * d + i];
+            for (int64_t h = 0; h < s->heads_kv; h++) {
+                for (int64_t i = 0; i < d; i++)
+                    k[((b * s->heads_kv + h) * n + t) * d + i] =
+                        (float)x->k[((b * s->heads_kv + h) * N + t0 + t) * d + i];
+                for (int64_t i = 0; i < dv; i++)
+                    v[((b * s->heads_kv + h) * n + t) * dv + i] =
+                        (float)x->v[((b * s->heads_kv + h) * N + t0 + t) * dv + i];
+            }
+        }
+    still_tensors t = {0};
+    t.dtype = STILL_F32;
+    t.q = q, t.k = k, t.v = v, t.o = of;
+    int rc = still_state_append(st, n, &t);
+    for (int64_t i = 0; i < hd_no(&part); i++)
+        o[i] = of[i];
+    free(q), free(k), free(v), free(of);
+    return rc;
+}
+
+/* The fast path (float32) cannot hold logits of 1e60 (SPEC §10 covers
+ * inputs of order 1): still_forward, still_teacher and a fast state's
+ * append never return STILL_OK with a non-finite output -- they return
+ * STILL_E_NONFINITE -- and with inputs of order 1 they return STILL_OK. */
+START_TEST(test_fast_results_float32_cannot_hold_are_refused)
+{
+    xin x;
+    xin_alloc(&x, (still_shape){1, 2, 1, 10, 4, 3, STILL_LAYOUT_BHND});
+    const int64_t no = hd_no(&x.s);
+    double *o = hd_dalloc(no), *o1 = hd_dalloc(no / x.s.seq_len);
+    for (int big = 0; big < 2; big++) {
+        uint64_t seed = 99;
+        const double m = big ? 1e30 : 1.0;
+        hd_fill_f(&seed, x.q, hd_nq(&x.s), -m, m);
+        hd_fill_f(&seed, x.k, hd_nk(&x.s), -m, m);
+        hd_fill_f(&seed, x.v, hd_nv(&x.s), -m, m);
+        const int want = big ? STILL_E_NONFINITE : STILL_OK;
+        still_config c = cfg_make(4, 1, 2, 1e-6);
+        int rc = fast_run(&c, &x, o, NULL, NULL);
+        if (fast_skipped(rc, "1e30 in float32"))
+            break;
+        ck_assert_msg(rc == want, "still_forward, |x| <= %g: %s (%lld non-finite outputs)", m,
+                      still_strerror(rc), (long long)nonfinite(o, no));
+        rc = teacher_run(1, &c, &x, o);
+        ck_assert_msg(rc == want, "still_teacher, |x| <= %g: %s (%lld non-finite outputs)", m,
+                      still_strerror(rc), (long long)nonfinite(o, no));
+        /* decode, token by token: every append with a non-finite output
+         * says so (already the first: its one logit of ~1e60 is +inf in
+         * float32), and the state keeps the token */
+        still_state *st = NULL;
+        ck_assert_int_eq(still_state_create(&c, &x.s, NULL, STILL_PATH_FAST, &st), STILL_OK);
+        int first_bad = -1;
+        for (int64_t t = 0; t < x.s.seq_len; t++) {
+            rc = state_run(st, &x, t, 1, o1);
+            int64_t bad = nonfinite(o1, no / x.s.seq_len);
+            ck_assert_msg(rc == (bad ? STILL_E_NONFINITE : STILL_OK),
+                          "append of token %lld: %s with %lld non-finite outputs", (long long)t,
+                          still_strerror(rc), (long long)bad);
+            if (bad && first_bad < 0)
+                first_bad = (int)t;
+            int64_t P = -1;
+            ck_assert_int_eq(still_state_position(st, &P), STILL_OK);
+            ck_assert_int_eq(P, t + 1); /* the token was taken either way */
+        }
+        ck_assert_msg(big ? first_bad >= 0 : first_bad < 0, "|x| <= %g: first non-finite at %d", m,
+                      first_bad);
+        still_state_destroy(st);
+    }
+    free(o1);
     free(o);
     xin_free(&x);
 }
@@ -639,6 +720,7 @@ static Suite *extremes_suite(void)
     tcase_add_test(tc, test_logits_1e4_wide_window_equals_softmax);
     tcase_add_test(tc, test_logits_1e4_saliency_is_convex_and_shift_invariant);
     tcase_add_test(tc, test_values_1e30_softmax_is_argmax_and_identities_hold);
+    tcase_add_test(tc, test_fast_results_float32_cannot_hold_are_refused);
     tcase_add_test(tc, test_values_1e_minus30_softmax_is_mean_and_identities_hold);
     tcase_add_test(tc, test_zero_qk_gives_the_mean_without_nan);
     tcase_add_test(tc, test_zero_q_or_zero_k_stays_finite);

@@ -536,7 +536,8 @@ static void assert_load_cheap(const unsigned char *buf, size_t len, int expect, 
     still_state *st = NULL;
     int rc = still_state_load(buf, len, NULL, &st);
     still_state_destroy(st);
-    ck_assert_msg(rc == expect, "%s: %s, want %s", what, still_strerror(rc), still_strerror(expect));
+    ck_assert_msg(rc == expect, "%s: %s, want %s", what, still_strerror(rc),
+                  still_strerror(expect));
     if (!rlimit_usable())
         return;
     state_call c = {buf, len, expect};
