@@ -1,0 +1,4 @@
+/* tool_common_unit.c -- tools/tool_common.c compiled into the tool_args
+ * corpus replay (tests/Makefile.am), as .ci/fuzz.sh links it into
+ * fuzz_tool_args: the parser under test is the tool's own source. */
+#include "tool_common.c"
