@@ -4,6 +4,7 @@
  * ISA, however the sequence is cut), the branch census against the model
  * of SPEC §5-6, constant memory with the cap, threads (SPEC I7). */
 #include "test_state_util.h"
+#include "fast.h"
 #include "state.h"
 
 #include <check.h>
@@ -305,6 +306,79 @@ START_TEST(test_fast_decode_independent_of_threads)
 }
 END_TEST
 
+/* SPEC I6 with caches of hundreds of keys, on every ISA this CPU runs: a
+ * one-token step scores the cache with gemv_panel (keys packed in panels
+ * of 16, simd/kernels.h) and a one-row gemm, the prefill with the column
+ * gemm -- the same bits, across panel, 8-panel and 256-key tile edges,
+ * with evictions repacking the panels (cap), per-kv units, and d, dv that
+ * are not multiples of a vector. */
+START_TEST(test_fast_decode_large_cache_equals_prefill_every_isa)
+{
+    const int64_t N = 800, Hq = 4, d = 40, dv = 21;
+    const int64_t caps[2] = {0, 37};
+    float *q = tu_alloc((size_t)(Hq * N * d) * sizeof(float));
+    float *k = tu_alloc((size_t)(Hq * N * d) * sizeof(float));
+    float *v = tu_alloc((size_t)(Hq * N * dv) * sizeof(float));
+    float *o_pre = tu_alloc((size_t)(Hq * N * dv) * sizeof(float));
+    float *o_dec = tu_alloc((size_t)(Hq * N * dv) * sizeof(float));
+    float *q1 = tu_alloc((size_t)(Hq * d) * sizeof(float));
+    float *k1 = tu_alloc((size_t)(Hq * d) * sizeof(float));
+    float *v1 = tu_alloc((size_t)(Hq * dv) * sizeof(float));
+    float *o1 = tu_alloc((size_t)(Hq * dv) * sizeof(float));
+    tu_rng g;
+    tu_rng_seed(&g, 1900);
+    for (int64_t i = 0; i < Hq * N * d; i++) {
+        q[i] = (float)tu_uniform(&g, -3.0, 3.0);
+        k[i] = (float)tu_uniform(&g, -1.0, 1.0);
+    }
+    for (int64_t i = 0; i < Hq * N * dv; i++)
+        v[i] = (float)tu_uniform(&g, -1.0, 1.0);
+    for (int isa = STILL_ISA_GENERIC; isa <= STILL_ISA_NEON; isa++) {
+        if (!still__isa_supported(isa))
+            continue;
+        for (int variant = 0; variant < 2; variant++) {
+            const int64_t Hk = variant ? Hq / 2 : Hq; /* per-kv units of 2 heads */
+            still_config cfg;
+            still_config_default(&cfg);
+            cfg.chunk = 8, cfg.topk = 3, cfg.local = 2, cfg.window = 8;
+            cfg.max_sel = caps[variant], cfg.select_per_kv = variant, cfg.threads = 1;
+            cfg.isa = isa;
+            still_shape sh = {1, Hq, Hk, N, d, dv, STILL_LAYOUT_BHND};
+            still_tensors t;
+            memset(&t, 0, sizeof t);
+            t.dtype = STILL_F32, t.q = q, t.k = k, t.v = v, t.o = o_pre;
+            ck_assert_int_eq(still_forward(&cfg, &sh, NULL, &t), STILL_OK);
+            still_state *st = NULL;
+            ck_assert_int_eq(still_state_create(&cfg, &sh, NULL, STILL_PATH_FAST, &st), STILL_OK);
+            for (int64_t p = 0; p < N; p++) {
+                for (int64_t h = 0; h < Hq; h++)
+                    memcpy(q1 + h * d, q + (h * N + p) * d, (size_t)d * sizeof(float));
+                for (int64_t h = 0; h < Hk; h++) {
+                    memcpy(k1 + h * d, k + (h * N + p) * d, (size_t)d * sizeof(float));
+                    memcpy(v1 + h * dv, v + (h * N + p) * dv, (size_t)dv * sizeof(float));
+                }
+                still_tensors s1;
+                memset(&s1, 0, sizeof s1);
+                s1.dtype = STILL_F32, s1.q = q1, s1.k = k1, s1.v = v1, s1.o = o1;
+                ck_assert_int_eq(still_state_append(st, 1, &s1), STILL_OK);
+                for (int64_t h = 0; h < Hq; h++)
+                    memcpy(o_dec + (h * N + p) * dv, o1 + h * dv, (size_t)dv * sizeof(float));
+            }
+            still__census cen;
+            still__state_census(st, 0, 0, &cen, NULL);
+            ck_assert_msg(caps[variant] ? cen.cached == caps[variant] : cen.cached > 256,
+                          "isa %d variant %d: %lld cached", isa, variant, (long long)cen.cached);
+            still_state_destroy(st);
+            for (int64_t i = 0; i < Hq * N * dv; i++)
+                ck_assert_msg(memcmp(&o_dec[i], &o_pre[i], sizeof(float)) == 0,
+                              "isa %d variant %d: o %lld: %.9g vs %.9g", isa, variant,
+                              (long long)i, (double)o_dec[i], (double)o_pre[i]);
+        }
+    }
+    free(q), free(k), free(v), free(o_pre), free(o_dec), free(q1), free(o1), free(k1), free(v1);
+}
+END_TEST
+
 /* The fast path takes float32 only; an unknown ISA is refused at create. */
 START_TEST(test_fast_refuses_float64_and_bad_isa)
 {
@@ -336,6 +410,7 @@ static Suite *state_fast_suite(void)
     tcase_add_test(tc, test_fast_state_bytes_stop_growing_with_cap);
     tcase_add_test(tc, test_fast_decode_independent_of_threads);
     tcase_add_test(tc, test_fast_refuses_float64_and_bad_isa);
+    tcase_add_test(tc, test_fast_decode_large_cache_equals_prefill_every_isa);
     suite_add_tcase(s, tc);
     return s;
 }
