@@ -655,6 +655,25 @@ static void exact_tile(const still__fast_ctx *ctx, still__fast_scratch *ws, floa
         ctx->kern->gemm(n, dv, tn, tile, 1, n, v, ldv, ws->acc, dv, 1);
 }
 
+/* The cache's keys packed in panels (simd/kernels.h gemv_panel; lib/fast.h:
+ * behind cache_k in the cache block), brought up to date: whole panels of
+ * 16 rows from the first stale one, by the transpose kernel (its scale 1
+ * is exact), the rows of the last panel past cache_n zeroed. */
+static const float *cache_panels(const still__fast_ctx *ctx, still__fast_unit *u)
+{
+    const int64_t d = ctx->r.shape.dim_qk, P = STILL__PANEL;
+    float *kp = u->cache_k + u->cache_cap * d;
+    for (int64_t j = u->cache_kp_n / P * P; j < u->cache_n; j += P) {
+        const int64_t rows = imin(P, u->cache_n - j);
+        float *pan = kp + j * d;
+        ctx->kern->transpose(rows, d, u->cache_k + j * d, d, 1.0f, pan, P);
+        for (int64_t p = 0; rows < P && p < d; p++)
+            memset(pan + p * P + rows, 0, (size_t)(P - rows) * sizeof(float));
+    }
+    u->cache_kp_n = u->cache_n;
+    return kp;
+}
+
 /* Keeps the entries of tile [tn][n] (keys k0.., queries a..) that are
  * visible (key <= q) and routed to the exact branch (want_exact) or to the
  * linear one (SPEC §6: among the raw tokens, all are exact for L >= 1, all
@@ -711,11 +730,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
      * bits of the gemm (simd/kernels.h gemv_panel) at a fraction of the
      * time, since a gemm with one column runs one chain per key row. */
     const int packed = n == 1 && u->cache_n > 0;
-    float *cache_kp = u->cache_k + u->cache_cap * d; /* lib/fast.h */
-    if (packed && u->cache_kp_n < u->cache_n) {
-        still__pack_panel(u->cache_kp_n, u->cache_n, d, u->cache_k, d, cache_kp);
-        u->cache_kp_n = u->cache_n;
-    }
+    const float *cache_kp = packed ? cache_panels(ctx, u) : NULL;
     for (int64_t c0 = 0; c0 < u->cache_n; c0 += KEY_TILE) { /* KEY_TILE: whole panels */
         int64_t tn = imin(KEY_TILE, u->cache_n - c0);
         if (packed)

@@ -92,12 +92,12 @@ typedef struct still__kernels {
      * against the cache), vectorized across keys.  The keys are packed in
      * panels of STILL__PANEL rows: entry p of key j is at
      * P[(j / STILL__PANEL) * STILL__PANEL * K + p * STILL__PANEL + j % STILL__PANEL]
-     * (see still__pack_panel below).  out[j] = sum_{p<K} key_j[p] x[p] for
-     * j < M, each ONE sequential multiply-add chain over p from 0 -- the
+     * (transpose of 16 rows with scale 1 and ldd = STILL__PANEL packs a
+     * panel).  out[j] = sum_{p<K} key_j[p] x[p] for j < M, each ONE sequential multiply-add chain over p from 0 -- the
      * bits of gemm(M, 1, K, keys, K, 1, x, 1, out, 1, 0) on the same table,
      * so a one-query step scores its keys exactly as a prefill block does.
-     * The lanes of the last panel past M are read (still__pack_panel zeroes
-     * them) but never stored. */
+     * The lanes of the last panel past M are read (keep them finite: the
+     * packer zeroes them) but never stored. */
     void (*gemv_panel)(int64_t M, int64_t K, const float *P, const float *x, float *out);
 } still__kernels;
 
@@ -122,24 +122,5 @@ extern const still__kernels still__kernels_neon;
 /* Keys per panel of gemv_panel (the same for every ISA: one AVX-512
  * vector, two AVX2 vectors, four NEON vectors). */
 #define STILL__PANEL 16
-
-/* Packs rows j0 .. j1-1 of X [.][ldx] (K entries each) into the panels of
- * P (layout of gemv_panel); the rows of the last touched panel from j1 up
- * to its end are zeroed, so that they stay finite. */
-static inline void still__pack_panel(int64_t j0, int64_t j1, int64_t K, const float *X,
-                                     int64_t ldx, float *P)
-{
-    for (int64_t j = j0; j < j1; j++) {
-        float *dst = P + (j / STILL__PANEL) * STILL__PANEL * K + j % STILL__PANEL;
-        const float *src = X + j * ldx;
-        for (int64_t p = 0; p < K; p++)
-            dst[p * STILL__PANEL] = src[p];
-    }
-    for (int64_t j = j1; j1 > j0 && j % STILL__PANEL; j++) {
-        float *dst = P + (j / STILL__PANEL) * STILL__PANEL * K + j % STILL__PANEL;
-        for (int64_t p = 0; p < K; p++)
-            dst[p * STILL__PANEL] = 0.0f;
-    }
-}
 
 #endif /* STILL_KERNELS_H */
