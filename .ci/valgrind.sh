@@ -14,7 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/harden-common.sh"
 
 BUILD=${VALGRIND_BUILD_DIR:-/tmp/libstill-ci-valgrind}
-TESTS_WANTED=${VALGRIND_TESTS:-"test_limits test_concurrency test_io test_ref_api test_state fuzz/corpus_npy fuzz/corpus_safetensors"}
+TESTS_WANTED=${VALGRIND_TESTS:-"test_limits test_concurrency test_io test_ref_api test_state fuzz/corpus_npy fuzz/corpus_safetensors fuzz/corpus_state"}
 harden_need "${HARDEN_BUILD_PKGS[@]}" valgrind
 
 harden_configure "$BUILD" --enable-werror CFLAGS="-O1 -g"

@@ -193,10 +193,14 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
     }
     st->unit_heads = st->r.per_kv ? st->r.group : 1;
     st->units = one.batch * (st->r.per_kv ? one.heads_kv : one.heads_q);
-    st->raw_cap = st->r.routing == STILL_ROUTING_WINDOW
-                      ? st->r.w
-                      : (st->r.L > 0 ? st->r.L : 1) * st->r.C;
-    st->keys_cap = 2 * st->r.w;
+    /* caps of what the units can hold, saturated: they only bound growth
+     * (a chunk and a local of 2^40 each must not overflow; found by
+     * fuzz_state, issue 7) */
+    const int64_t keep = st->r.L > 0 ? st->r.L : 1;
+    st->raw_cap = st->r.routing == STILL_ROUTING_WINDOW ? st->r.w
+                  : keep > INT64_MAX / st->r.C       ? INT64_MAX
+                                                     : keep * st->r.C;
+    st->keys_cap = st->r.w > INT64_MAX / 2 ? INT64_MAX : 2 * st->r.w;
     if ((rc = st->ops->init(st))) {
         st->ops->fini(st);
         free(st->param_store);
