@@ -6,6 +6,21 @@
  * by the OpenMP threads; each item is computed by one thread in a fixed
  * order, so the result does not depend on the thread count (SPEC I7).
  *
+ * Precision (SPEC §10, N <= 65536): the scores, exponentials and each key
+ * tile's sums are float32, but the running normalizer l and the running
+ * numerator acc are carried from tile to tile in double.  A tile's
+ * contribution is summed in float from zero (one chain of at most KTILE
+ * terms: sum e^{s-m}, and sum e^{s-m} v per output), then added to the
+ * double accumulators after their rescale by alpha = e^{m_old - m}.  So the
+ * float rounding error is that of KTILE-term sums and does not grow with N.
+ * Carried in float, every key after a dominant one (a needle or a sink
+ * whose weight is near 1) added a term below half an ulp of l ~ 1 that was
+ * rounded away or up: `still demo`'s needle probes missed the bound 3x at
+ * N = 65536 (max |do| 1.7e-4 vs 1e-5 max|v| = 5.6e-5; now 8e-7).  What
+ * remains is the dominant key's own tile: up to KTILE-1 later keys can
+ * still be lost there, less than (KTILE-1) 2^-24 = 1.5e-5 of l per sum
+ * (tests/test_fast_precision.c loses 255 keys of weight e^-18: 3.9e-6).
+ *
  * Our own kernels, not cblas_sgemm: the products run inside our parallel
  * region, where Debian's pthread OpenBLAS would add its own threads
  * (CONVENTIONS), and they are fused with the softmax of each tile.  bench/
@@ -25,22 +40,27 @@
 #define KTILE 256 /* keys per online-softmax tile */
 
 typedef struct teacher_scratch {
-    float *qst, *tile, *acc, *m, *l, *alpha;
+    double *acc, *l;                          /* carried across key tiles */
+    float *qst, *tile, *part, *m, *lt, *alpha; /* part: one group's tile sums */
     void *block;
 } teacher_scratch;
 
 static int scratch_init(int64_t d, int64_t dv, teacher_scratch *s)
 {
-    const size_t n = (size_t)(d * QBLOCK + KTILE * QBLOCK + QBLOCK * dv + 3 * QBLOCK);
+    const size_t nd = (size_t)(QBLOCK * dv + QBLOCK);
+    const size_t nf = (size_t)(d * QBLOCK + KTILE * QBLOCK + 16 * dv + 3 * QBLOCK);
     memset(s, 0, sizeof *s);
-    if (!(s->block = malloc(n * sizeof(float))))
+    if (!(s->block = malloc(nd * sizeof(double) + nf * sizeof(float))))
         return STILL_E_NOMEM;
-    float *p = s->block;
+    double *pd = s->block;
+    s->acc = pd, pd += QBLOCK * dv;
+    s->l = pd, pd += QBLOCK;
+    float *p = (float *)pd;
     s->qst = p, p += d * QBLOCK;
     s->tile = p, p += KTILE * QBLOCK;
-    s->acc = p, p += QBLOCK * dv;
+    s->part = p, p += 16 * dv;
     s->m = p, p += QBLOCK;
-    s->l = p, p += QBLOCK;
+    s->lt = p, p += QBLOCK;
     s->alpha = p;
     return STILL_OK;
 }
@@ -58,9 +78,9 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
     K->transpose(n, d, q + a * q_ns, q_ns, scale, s->qst, n);
     for (int64_t t = 0; t < n; t++) {
         s->m[t] = -INFINITY;
-        s->l[t] = 0.0f;
+        s->l[t] = 0.0;
     }
-    memset(s->acc, 0, (size_t)(n * dv) * sizeof(float));
+    memset(s->acc, 0, (size_t)(n * dv) * sizeof(double));
     for (int64_t k0 = 0; k0 < end; k0 += KTILE) {
         const int64_t tn = end - k0 < KTILE ? end - k0 : KTILE;
         for (int64_t j0 = 0; j0 < tn; j0 += 16) { /* keys after every query: skipped */
@@ -74,20 +94,38 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
             for (int64_t t = 0; t < hidden; t++)
                 s->tile[j * n + t] = -INFINITY;
         }
-        K->softmax_cols(tn, n, s->tile, n, s->m, s->l, s->alpha);
-        for (int64_t t = 0; t < n; t++)
-            if (s->alpha[t] != 1.0f)
-                K->scale_row(dv, s->alpha[t], s->acc + t * dv);
+        /* the tile's own sums from zero (float); l = l alpha + lt in double */
+        memset(s->lt, 0, (size_t)n * sizeof(float));
+        K->softmax_cols(tn, n, s->tile, n, s->m, s->lt, s->alpha);
         for (int64_t t0 = 0; t0 < n; t0 += 16) { /* up to the last query's key */
             const int64_t cnt = n - t0 < 16 ? n - t0 : 16;
             const int64_t keys = a + t0 + cnt - k0 < tn ? a + t0 + cnt - k0 : tn;
-            if (keys > 0)
-                K->gemm(cnt, dv, keys, s->tile + t0, 1, n, v + k0 * v_ns, v_ns,
-                        s->acc + t0 * dv, dv, 1);
+            if (keys <= 0)
+                continue; /* no key of the tile is visible: alpha 1, lt 0 */
+            K->gemm(cnt, dv, keys, s->tile + t0, 1, n, v + k0 * v_ns, v_ns, s->part, dv, 0);
+            for (int64_t t = t0; t < t0 + cnt; t++) {
+                const double al = s->alpha[t];
+                const float *pt = s->part + (t - t0) * dv;
+                double *acc = s->acc + t * dv;
+                if (al != 1.0) {
+#pragma omp simd
+                    for (int64_t e = 0; e < dv; e++)
+                        acc[e] = acc[e] * al + pt[e];
+                } else {
+#pragma omp simd
+                    for (int64_t e = 0; e < dv; e++)
+                        acc[e] += pt[e];
+                }
+                s->l[t] = s->l[t] * al + s->lt[t];
+            }
         }
     }
-    for (int64_t t = 0; t < n; t++)
-        K->combine_row(dv, 1.0f, s->acc + t * dv, NULL, NULL, s->l[t], o + (a + t) * o_ns);
+    for (int64_t t = 0; t < n; t++) { /* l >= 1: the maximum's own term */
+        const double *acc = s->acc + t * dv;
+        float *ot = o + (a + t) * o_ns;
+        for (int64_t e = 0; e < dv; e++)
+            ot[e] = (float)(acc[e] / s->l[t]);
+    }
 }
 
 int still__fast_teacher_run(const still__resolved *r, const still__kernels *K, int threads,
