@@ -23,9 +23,10 @@
  *
  * Our own kernels, not cblas_sgemm: the products run inside our parallel
  * region, where Debian's pthread OpenBLAS would add its own threads
- * (CONVENTIONS), and they are fused with the softmax of each tile.  bench/
- * compares this with a variant that calls cblas_sgemm outside the parallel
- * regions (see bench/bench_still.c and the notes there). */
+ * (CONVENTIONS), and they are fused with the softmax of each tile.
+ * `still bench --blas` (tools/cmd_bench.c) times this against a teacher
+ * that calls cblas_sgemm outside any parallel region, and bench/bench_kernels
+ * the products alone. */
 #include "fast.h"
 
 #include <math.h>
