@@ -884,7 +884,9 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
     if (blk->n <= 0)
         return STILL_OK;
     if (r->routing != STILL_ROUTING_WINDOW && r->k > 0) {
-        int64_t need = sat_add(u->cache_n, sat_mul(arrivals(C, u->pos, end), r->k));
+        /* each arrival splits a complete raw chunk, if there is one */
+        int64_t need = sat_add(u->cache_n, sat_mul(imin(arrivals(C, u->pos, end),
+                                                        (end - u->raw_first) / C), r->k));
         if (r->max_sel > 0)
             need = imin(need, imax(u->cache_n, sat_add(r->max_sel, r->k)));
         if ((rc = still__fast_unit_reserve(ctx, u, need)))

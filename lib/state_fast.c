@@ -207,6 +207,9 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
     if (r->routing != STILL_ROUTING_WINDOW && r->k > 0)
         for (int64_t i = 0; i < st->units; i++) {
             int64_t need = w->u[i].cache_n, splits = n / r->C + 1;
+            const int64_t raw = w->u[i].pos - w->u[i].raw_first; /* a split takes a raw chunk */
+            if (splits > (raw + n) / r->C)
+                splits = (raw + n) / r->C;
             if (splits > (INT64_MAX - need) / r->k)
                 return STILL_E_OVERFLOW;
             need += splits * r->k;

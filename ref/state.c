@@ -550,7 +550,11 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
      * (routing `window` caches nothing) */
     for (int64_t i = 0; r->routing != STILL_ROUTING_WINDOW && i < st->units; i++) {
         ref_unit *u = &w->u[i];
+        /* a split takes a complete raw chunk: no more than the raw and new
+         * tokens make (a restored state's k need not fit its few tokens) */
         int64_t splits = n / r->C + 1, need = u->cache_n;
+        if (splits > (u->raw_n + n) / r->C)
+            splits = (u->raw_n + n) / r->C;
         if (r->k && splits > (INT64_MAX - need) / r->k)
             return STILL_E_OVERFLOW;
         need += splits * r->k;
