@@ -141,7 +141,7 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
         return STILL_E_CONFIG;
     r->scale = cfg->scale != 0.0 ? cfg->scale : 1.0 / sqrt((double)shape->dim_qk);
     r->group = shape->heads_q / shape->heads_kv;
-    r->nchunks = (shape->seq_len + r->C - 1) / r->C;
+    r->nchunks = shape->seq_len / r->C + (shape->seq_len % r->C != 0); /* C may be INT64_MAX */
 
     if ((rc = map_rows(&params->fq, shape->dim_qk, &r->f_q)))
         return rc;
