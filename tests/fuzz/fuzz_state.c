@@ -86,7 +86,10 @@ static void append_two(still_state *st)
         REQUIRE(still_state_position(st, &before) == STILL_OK);
         int rc = still_state_append(st, n, &t);
         REQUIRE(still_state_position(st, &after) == STILL_OK);
-        REQUIRE(rc == STILL_OK ? after == before + n : after == before);
+        /* STILL_E_NONFINITE: an output the dtype cannot hold (a restored S of
+           1e38, say); the tokens were taken (still_state_create(3)) */
+        REQUIRE(rc == STILL_OK || rc == STILL_E_NONFINITE ? after == before + n
+                                                          : after == before);
     }
     free(q);
     free(k);
