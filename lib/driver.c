@@ -550,36 +550,41 @@ static float authors_saliency(const float *S, int64_t lds, int64_t key0, int64_t
 {
     const double eps = 1e-8;
     const int64_t c = t / l, i = t % l;
+    /* slots 0..last hold keys; in chunk 0 the slots after i are empty */
+    const int64_t last = c == 0 ? i : l - 1;
     double m1 = -INFINITY, m2 = -INFINITY, z1 = 0.0, z2 = 0.0, sigma = 0.0;
     if (t == 0)
         return INFINITY;
-#define SLOT_KEY(j) ((j) <= i ? c * l + (j) : (c == 0 ? -1 : (c - 1) * l + (j)))
+#define SLOT_KEY(j) ((j) <= i ? c * l + (j) : (c - 1) * l + (j))
 #define SLOT_LOGIT(key) ((double)S[((key) - key0) * lds])
-    for (int64_t j = 0; j < l; j++) {
-        int64_t key = SLOT_KEY(j);
-        if (key < 0)
-            continue;
-        m1 = fmax(m1, SLOT_LOGIT(key));
+    for (int64_t j = 0; j <= last; j++) {
+        m1 = fmax(m1, SLOT_LOGIT(SLOT_KEY(j)));
         if (j != i)
-            m2 = fmax(m2, SLOT_LOGIT(key));
+            m2 = fmax(m2, SLOT_LOGIT(SLOT_KEY(j)));
     }
-    for (int64_t j = 0; j < l; j++) {
-        int64_t key = SLOT_KEY(j);
-        if (key < 0)
-            continue;
-        z1 += exp(SLOT_LOGIT(key) - m1);
+    for (int64_t j = 0; j <= last; j++) {
+        z1 += exp(SLOT_LOGIT(SLOT_KEY(j)) - m1);
         if (j != i)
-            z2 += exp(SLOT_LOGIT(key) - m2);
+            z2 += exp(SLOT_LOGIT(SLOT_KEY(j)) - m2);
     }
-    for (int64_t j = 0; j < l; j++) {
-        int64_t key = SLOT_KEY(j);
-        double a1 = key < 0 ? 0.0 : exp(SLOT_LOGIT(key) - m1) / z1;
-        double a2 = key < 0 || j == i ? 0.0 : exp(SLOT_LOGIT(key) - m2) / z2;
+    for (int64_t j = 0; j <= last; j++) {
+        double a1 = exp(SLOT_LOGIT(SLOT_KEY(j)) - m1) / z1;
+        double a2 = j == i ? 0.0 : exp(SLOT_LOGIT(SLOT_KEY(j)) - m2) / z2;
         double p = (a1 + eps) / (1.0 + (double)l * eps);
         double pw = (a2 + eps) / (1.0 + (double)l * eps + 1.0 / (double)l);
         if (j == l - 1)
             pw = 1.0 / (double)l + eps; /* the slot overwrite */
         sigma += p * log(p / (pw + eps));
+    }
+    if (last < l - 1) {
+        /* the empty slots last+1 .. l-1 (a1 = a2 = 0) all give the same
+         * term, the overwritten slot l-1 its own: added in closed form, so
+         * a token costs O(keys held), not O(l) (a huge chunk in a restored
+         * state stream must not make each token cost O(C)) */
+        const double p = eps / (1.0 + (double)l * eps);
+        const double pw = eps / (1.0 + (double)l * eps + 1.0 / (double)l);
+        sigma += (double)(l - 2 - last) * (p * log(p / (pw + eps)));
+        sigma += p * log(p / (1.0 / (double)l + eps + eps));
     }
 #undef SLOT_KEY
 #undef SLOT_LOGIT
