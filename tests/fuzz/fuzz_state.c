@@ -58,13 +58,6 @@ static void append_two(still_state *st)
     const int64_t n = 2;
     if (s->batch * s->heads_q * (s->dim_qk + s->dim_v) > 4096)
         return;
-    /* known, reported (issue 7; tests/fuzz/known/README): the fast path's
-     * App. A.1 score loops over all C slots of a window for every token,
-     * held or not, so with the authors' saliency a chunk of 1e9 costs
-     * seconds per token -- time, not memory; skipped until fixed */
-    if (st->path == STILL_PATH_FAST && st->r.saliency == STILL_SALIENCY_AUTHORS &&
-        st->r.C > 4096)
-        return;
     int64_t nq = s->batch * s->heads_q * n * s->dim_qk, nk = s->batch * s->heads_kv * n * s->dim_qk;
     int64_t nv = s->batch * s->heads_kv * n * s->dim_v, no = s->batch * s->heads_q * n * s->dim_v;
     int f64 = st->path == STILL_PATH_REF;
