@@ -215,7 +215,7 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
             if (splits > (INT64_MAX - need) / r->k)
                 return STILL_E_OVERFLOW;
             need += splits * r->k;
-            if (r->max_sel > 0 && need > r->max_sel + r->k)
+            if (r->max_sel > 0 && need - r->k > r->max_sel) /* no overflow: max_sel + k < need */
                 need = r->max_sel + r->k;
             int rc = still__fast_unit_reserve(&w->ctx, &w->u[i], need);
             if (rc)
@@ -224,9 +224,10 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
     /* a region costs microseconds, and idle threads spin: only worth it
      * when the units have real work (roughly, multiply-adds of the step) */
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v;
-    int64_t keys = r->max_sel > 0 ? r->max_sel : w->u[0].cache_n;
-    keys += w->ctx.hist_cap + r->m;
-    const double work = (double)n * (double)st->units * (double)keys * (double)(d + dv);
+    /* in double: a restored stream's max_sel may be near INT64_MAX */
+    const double keys = (double)(r->max_sel > 0 ? r->max_sel : w->u[0].cache_n) +
+                        (double)w->ctx.hist_cap + (double)r->m;
+    const double work = (double)n * (double)st->units * keys * (double)(d + dv);
     const int threads = work >= 2e5 && st->units > 1 ? w->threads : 1;
     int err = STILL_OK;
 #pragma omp parallel num_threads(threads)

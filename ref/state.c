@@ -231,7 +231,7 @@ static int cache_reserve(const still_state *st, ref_unit *u, int64_t need)
     if (need <= u->cache_cap)
         return STILL_OK;
     int64_t cap = u->cache_cap * 2 > need ? u->cache_cap * 2 : need;
-    if (st->r.max_sel && cap > st->r.max_sel + st->r.k)
+    if (st->r.max_sel && cap - st->r.k > st->r.max_sel)
         cap = need; /* the cache never holds more than max_sel + k */
     if (still__mul3_size((size_t)cap, (size_t)(d + dv + 2), sizeof(double), &bytes))
         return STILL_E_OVERFLOW;
@@ -558,7 +558,7 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
         if (r->k && splits > (INT64_MAX - need) / r->k)
             return STILL_E_OVERFLOW;
         need += splits * r->k;
-        if (r->max_sel && need > r->max_sel + r->k)
+        if (r->max_sel && need - r->k > r->max_sel) /* no overflow: max_sel + k < need */
             need = r->max_sel + r->k;
         int rc = cache_reserve(st, u, need);
         if (rc)

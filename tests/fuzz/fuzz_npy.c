@@ -48,10 +48,17 @@ static void check_array(const still__array *a)
 {
     REQUIRE(a->ndim >= 0 && a->ndim <= STILL__MAX_NDIM);
     int64_t count = 1;
+    int empty = 0;
     for (int i = 0; i < a->ndim; i++) {
         REQUIRE(a->shape[i] >= 0);
-        count *= a->shape[i]; /* the reader checked it does not overflow */
+        empty |= a->shape[i] == 0;
     }
+    /* the reader checked the product does not overflow; with a zero extent
+     * the other extents alone may (e.g. [1e10, 1.1e9, 0]), and count is 0 */
+    for (int i = 0; i < a->ndim && !empty; i++)
+        count *= a->shape[i];
+    if (empty)
+        count = 0;
     REQUIRE(count == a->count);
     size_t item = still__dtype_size(a->dtype);
     REQUIRE(item > 0);
