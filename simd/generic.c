@@ -174,11 +174,7 @@ static void sigmoid(int64_t n, float *x)
 static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float scale,
                       float *dst, int64_t ldd)
 {
-    for (int64_t r0 = 0; r0 < rows; r0 += 16) /* 16 x 16 blocks: both sides stay in cache */
-        for (int64_t c0 = 0; c0 < cols; c0 += 16)
-            for (int64_t r = r0; r < rows && r < r0 + 16; r++)
-                for (int64_t c = c0; c < cols && c < c0 + 16; c++)
-                    dst[c * ldd + r] = scale * src[r * lds + c];
+    still__transpose_blocked(rows, cols, src, lds, scale, dst, ldd);
 }
 
 static void scale_row(int64_t n, float alpha, float *x)

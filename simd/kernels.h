@@ -123,4 +123,16 @@ extern const still__kernels still__kernels_neon;
  * vector, two AVX2 vectors, four NEON vectors). */
 #define STILL__PANEL 16
 
+/* The transpose kernel in plain C (generic, AVX2 and NEON use it; AVX-512
+ * has register blocks): 16 x 16 blocks, so both sides stay in cache. */
+static inline void still__transpose_blocked(int64_t rows, int64_t cols, const float *src,
+                                            int64_t lds, float scale, float *dst, int64_t ldd)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += 16)
+        for (int64_t c0 = 0; c0 < cols; c0 += 16)
+            for (int64_t r = r0; r < rows && r < r0 + 16; r++)
+                for (int64_t c = c0; c < cols && c < c0 + 16; c++)
+                    dst[c * ldd + r] = scale * src[r * lds + c];
+}
+
 #endif /* STILL_KERNELS_H */
