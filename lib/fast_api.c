@@ -186,14 +186,9 @@ int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden, int64_
 
     if (!X || !Wg || !G)
         return STILL_E_NULL;
-    if (batch < 1 || seq_len < 1 || hidden < 1 || heads_q < 1 || dim_v < 1)
-        return STILL_E_SHAPE;
-    if (still__mul3_size((size_t)batch, (size_t)seq_len, (size_t)hidden, &nx) ||
-        still__mul3_size((size_t)heads_q, (size_t)dim_v, (size_t)hidden, &nw) ||
-        still__mul3_size((size_t)batch, (size_t)heads_q, (size_t)seq_len, &ng) ||
-        still__mul_size(ng, (size_t)dim_v, &ng) || nx > INT64_MAX / sizeof(float) ||
-        nw > INT64_MAX / sizeof(float) || ng > INT64_MAX / sizeof(float))
-        return STILL_E_OVERFLOW;
+    if ((rc = still__gate_projection_sizes(batch, seq_len, hidden, heads_q, dim_v,
+                                           sizeof(float), &nx, &nw, &ng)))
+        return rc;
     /* cblas takes int dimensions */
     if (seq_len > INT32_MAX || hidden > INT32_MAX || dim_v > INT32_MAX)
         return STILL_E_OVERFLOW;
