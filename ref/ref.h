@@ -26,6 +26,12 @@ void still__ref_feature_map(const still__resolved *r, const still_feature_map *f
 double still__ref_saliency_window(const still__resolved *r, const double *q_t,
                                   const double *keys, int64_t n);
 
+/* App. A.1: sigma of token t from its query q_t and keys [..][d], the keys
+ * from position key0 on, which must hold every key in a slot of t
+ * (positions max(0, t - C + 1) .. t).  Costs O(min(t + 1, C)). */
+double still__ref_saliency_authors(const still__resolved *r, const double *q_t,
+                                   const double *keys, int64_t key0, int64_t t);
+
 /* sigma [N] of every token of one head: SPEC §4, or App. A.1 when
  * r->saliency == STILL_SALIENCY_AUTHORS. */
 void still__ref_saliency(const still__resolved *r, const double *q, const double *k,

@@ -46,9 +46,8 @@ typedef struct ref_impl {
     double *soft_num, *lin_num;       /* [dv] */
     int gate_on;                      /* the block has gate values */
     void *scratch_block;
-    /* the scratch sized by the tokens seen (at most 2C rows, grown like the
-     * units' rows): App. A.1's window and the selection of a chunk */
-    double *win_q, *win_k, *win_sigma; /* [tok_room][d], [tok_room][d], [tok_room] */
+    /* the scratch sized by the tokens seen (at most C rows, grown like the
+     * units' rows): the selection of a chunk */
     uint8_t *sel;                     /* [tok_room] */
     int64_t tok_room, tok_cap;
     void *tok_block;
@@ -125,17 +124,15 @@ static int rows_reserve(const still_state *st, ref_unit *u, int64_t raw_need, in
 }
 
 /* Makes room in the token scratch for `need` rows (at most tok_cap). */
-static int tok_reserve(const still_state *st, ref_impl *w, int64_t need)
+static int tok_reserve(ref_impl *w, int64_t need)
 {
-    const int64_t d = st->r.shape.dim_qk;
-    const int authors = st->r.saliency == STILL_SALIENCY_AUTHORS;
     size_t n = 0;
     need = need < w->tok_cap ? need : w->tok_cap;
     if (need <= w->tok_room)
         return STILL_OK;
     const int64_t rows = grown_room(w->tok_room, need, w->tok_cap);
     /* the selection's bytes, counted as doubles (rows/8 + 1 of them) */
-    if ((authors && add_doubles(&n, rows, 2 * d + 1)) || add_doubles(&n, rows / 8 + 1, 1))
+    if (add_doubles(&n, rows / 8 + 1, 1))
         return STILL_E_OVERFLOW;
     double *block = malloc(n * sizeof(double));
     if (!block)
@@ -143,10 +140,7 @@ static int tok_reserve(const still_state *st, ref_impl *w, int64_t need)
     free(w->tok_block); /* nothing in it lasts beyond a token */
     w->tok_block = block;
     w->tok_bytes = n * sizeof(double);
-    w->win_q = authors ? block : NULL;
-    w->win_k = authors ? block + rows * d : NULL;
-    w->win_sigma = authors ? block + 2 * rows * d : NULL;
-    w->sel = (uint8_t *)(authors ? block + rows * (2 * d + 1) : block);
+    w->sel = (uint8_t *)block;
     w->tok_room = rows;
     return STILL_OK;
 }
@@ -164,8 +158,7 @@ static int ref_init(still_state *st)
     if (!(w = calloc(1, sizeof *w)))
         return STILL_E_NOMEM;
     st->impl = w;
-    /* App. A.1's window reaches 2C rows, the selection C: both grow */
-    w->tok_cap = r->saliency == STILL_SALIENCY_AUTHORS && r->C <= INT64_MAX / 2 ? 2 * r->C : r->C;
+    w->tok_cap = r->C; /* the selection of a chunk: grows */
     if (fixed_doubles(st, &fixed) || add_doubles(&scratch, nq, d + 2 * dv + 1) ||
         add_doubles(&scratch, 1, d + 3 * dv + 2 * r->m))
         return STILL_E_OVERFLOW;
@@ -356,19 +349,6 @@ static void age(const still_state *st, ref_impl *w, ref_unit *u, int64_t t)
 /* App. A.1 for query t with the window of the last C keys: the prefill's
  * function on a local copy where t sits at local position l + t%l (or t in
  * chunk 0), so that every slot holds the same key as in the prefill. */
-static double authors_sigma(const still__resolved *r, ref_impl *w, const double *q_t,
-                            const double *window, int64_t nwin, int64_t t)
-{
-    const int64_t l = r->C, d = r->shape.dim_qk;
-    const int64_t local_t = t < l ? t : l + t % l, N = local_t + 1;
-    for (int64_t j = 0; j < N; j++) /* only row local_t is read for sigma */
-        memcpy(w->win_q + j * d, q_t, (size_t)d * sizeof *q_t);
-    memset(w->win_k, 0, (size_t)((N - nwin) * d) * sizeof(double)); /* unused slots */
-    memcpy(w->win_k + (N - nwin) * d, window, (size_t)(nwin * d) * sizeof(double));
-    still__ref_saliency(r, w->win_q, w->win_k, N, w->win_sigma);
-    return w->win_sigma[local_t];
-}
-
 /* Pushes k_t into the key window and computes sigma of every query head of
  * the unit into w->sigma; returns the unit's ranking sigma (the group mean
  * with per-kv selection, summed in head order as the prefill does). */
@@ -389,7 +369,7 @@ static double token_sigma(const still_state *st, ref_impl *w, ref_unit *u, int64
     for (int64_t i = 0; i < st->unit_heads; i++) {
         const double *q_i = w->q + i * d;
         w->sigma[i] = r->saliency == STILL_SALIENCY_AUTHORS
-                          ? authors_sigma(r, w, q_i, window, nwin, t)
+                          ? still__ref_saliency_authors(r, q_i, window, t - nwin + 1, t)
                           : still__ref_saliency_window(r, q_i, window, nwin);
         mean += w->sigma[i];
     }
@@ -568,15 +548,12 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
      * their caps: aging drops before a push), and the token scratch, sized
      * by the tokens held, not the position (a restored state may hold a
      * few tokens at a large position): the split of a chunk needs C rows,
-     * which are raw then; App. A.1's window min(t + 1, 2C) rows, where the
-     * unit holds the last min(t, C) keys (w = C) */
+     * which are raw then (App. A.1 reads the unit's window keys in place) */
     int64_t held = 0;
-    for (int64_t i = 0; i < st->units; i++) {
-        const ref_unit *u = &w->u[i];
-        held = u->raw_n + u->keys_n > held ? u->raw_n + u->keys_n : held;
-    }
-    held = n > (INT64_MAX - 1) / 2 - held ? INT64_MAX : 2 * (held + n) + 1;
-    int rc = tok_reserve(st, w, held);
+    for (int64_t i = 0; i < st->units; i++)
+        held = w->u[i].raw_n > held ? w->u[i].raw_n : held;
+    held = n > INT64_MAX - held ? INT64_MAX : held + n;
+    int rc = tok_reserve(w, held);
     for (int64_t i = 0; !rc && i < st->units; i++) {
         ref_unit *u = &w->u[i];
         rc = rows_reserve(st, u, n < st->raw_cap - u->raw_n ? u->raw_n + n : st->raw_cap,
