@@ -111,6 +111,20 @@ static void forward_group(const still__resolved *r, const still_params *params,
     }
 }
 
+/* 1 when every output (B·Hq·N·dv elements, in either layout) is finite as
+ * stored (SPEC §10): the ref computes in double; a float32 output beyond
+ * FLT_MAX was stored as infinity (IEEE conversion), a float64 one
+ * overflowed in double.  The same rule as the fast path's. */
+static int outputs_finite(const still__resolved *r, const still_tensors *t)
+{
+    const still_shape *s = &r->shape;
+    const int64_t n = s->batch * s->heads_q * s->seq_len * s->dim_v; /* checked addressable */
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(still__load(t->dtype, t->o, i)))
+            return 0;
+    return 1;
+}
+
 int still_ref_forward(const still_config *cfg, const still_shape *shape,
                       const still_params *params, const still_tensors *t)
 {
@@ -125,7 +139,7 @@ int still_ref_forward(const still_config *cfg, const still_shape *shape,
         for (int64_t hk = 0; hk < r.shape.heads_kv; hk++)
             forward_group(&r, params, t, b, hk, &w);
     work_free(&w);
-    return STILL_OK;
+    return outputs_finite(&r, t) ? STILL_OK : STILL_E_NONFINITE;
 }
 
 /* SPEC §1 for query head hq of batch b. */
@@ -165,7 +179,7 @@ int still_ref_teacher(const still_config *cfg, const still_shape *shape, const s
         for (int64_t hq = 0; hq < r.shape.heads_q; hq++)
             teacher_head(&r, t, b, hq, &w);
     work_free(&w);
-    return STILL_OK;
+    return outputs_finite(&r, t) ? STILL_OK : STILL_E_NONFINITE;
 }
 
 static int finite_doubles(const double *p, int64_t n)

@@ -454,6 +454,72 @@ START_TEST(test_fast_results_float32_cannot_hold_are_refused)
 }
 END_TEST
 
+/* The ref path computes in double but stores in the caller's type: a gated
+ * linear output g ⊙ (φ^T S) / den with g and v of 1e30 is ~1e60, beyond
+ * float32 (and with 1e300, beyond double).  still_ref_forward and
+ * still_ref_teacher never return STILL_OK with a non-finite output, and
+ * return STILL_OK at order 1; the count of non-finite outputs is read from
+ * the outputs themselves, so the test fails if the code says otherwise. */
+static int ref_gated_run(const xin *x, int dtype, const double *gate, double *o)
+{
+    const still_shape *s = &x->s;
+    const int64_t nq = hd_nq(s), nk = hd_nk(s), nv = hd_nv(s), no = hd_no(s);
+    still_config c = cfg_make(4, 1, 0, 1e-6); /* L = 0: the raw tokens are linear */
+    still_tensors t = {0};
+    t.dtype = dtype;
+    if (dtype == STILL_F64) {
+        t.q = x->q, t.k = x->k, t.v = x->v, t.gate = gate, t.o = o;
+        return still_ref_forward(&c, s, NULL, &t);
+    }
+    float *q = hd_to_float(x->q, nq), *k = hd_to_float(x->k, nk), *v = hd_to_float(x->v, nv);
+    float *g = hd_to_float(gate, no), *of = hd_falloc(no);
+    t.q = q, t.k = k, t.v = v, t.gate = g, t.o = of;
+    int rc = still_ref_forward(&c, s, NULL, &t);
+    for (int64_t i = 0; i < no; i++)
+        o[i] = of[i];
+    free(q), free(k), free(v), free(g), free(of);
+    return rc;
+}
+
+START_TEST(test_ref_results_the_output_type_cannot_hold_are_refused)
+{
+    xin x;
+    xin_alloc(&x, (still_shape){1, 2, 1, 10, 4, 3, STILL_LAYOUT_BHND});
+    const int64_t no = hd_no(&x.s);
+    double *o = hd_dalloc(no), *g = hd_dalloc(no);
+    const struct { int dtype; double m; } cases[] = {
+        {STILL_F32, 1.0}, {STILL_F32, 1e30}, {STILL_F64, 1.0}, {STILL_F64, 1e30},
+        {STILL_F64, 1e300}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        uint64_t seed = 97;
+        const double m = cases[c].m;
+        xin_random(&x, seed, -1.0, 1.0);
+        hd_fill(&seed, x.v, hd_nv(&x.s), -m, m);
+        hd_fill(&seed, g, no, 0.5 * m, m);
+        const int f32 = cases[c].dtype == STILL_F32;
+        int rc = ref_gated_run(&x, cases[c].dtype, g, o);
+        int64_t bad = nonfinite(o, no);
+        /* expected from the magnitudes alone: the product g·v overflows */
+        const int overflow = f32 ? m * m > 3.4e38 : m > 1e200;
+        ck_assert_msg(overflow ? bad > 0 : bad == 0, "%s, |v|, g ~ %g: %lld non-finite outputs",
+                      f32 ? "float32" : "float64", m, (long long)bad);
+        ck_assert_msg(rc == (bad ? STILL_E_NONFINITE : STILL_OK),
+                      "still_ref_forward %s, |v|, g ~ %g: %s with %lld non-finite outputs",
+                      f32 ? "float32" : "float64", m, still_strerror(rc), (long long)bad);
+    }
+    /* the teacher: a convex combination of the values never overflows; a
+     * value of float32's largest finite magnitude stays finite too */
+    xin_random(&x, 96, -1.0, 1.0);
+    for (int64_t i = 0; i < hd_nv(&x.s); i++)
+        x.v[i] = i % 2 ? 3.4e38 : -3.4e38;
+    ck_assert_int_eq(teacher_run(0, NULL, &x, o), STILL_OK);
+    ck_assert_int_eq(nonfinite(o, no), 0);
+    free(g);
+    free(o);
+    xin_free(&x);
+}
+END_TEST
+
 /* q, k of magnitude 1e-30: every logit ~1e-60, e^s = 1: the softmax is the
  * mean of the values (SPEC I1); NP-Map rescales to |x| ~ 1e-30 (below the
  * 1e-12 floor of |z|, SPEC §2). */
@@ -721,6 +787,7 @@ static Suite *extremes_suite(void)
     tcase_add_test(tc, test_logits_1e4_saliency_is_convex_and_shift_invariant);
     tcase_add_test(tc, test_values_1e30_softmax_is_argmax_and_identities_hold);
     tcase_add_test(tc, test_fast_results_float32_cannot_hold_are_refused);
+    tcase_add_test(tc, test_ref_results_the_output_type_cannot_hold_are_refused);
     tcase_add_test(tc, test_values_1e_minus30_softmax_is_mean_and_identities_hold);
     tcase_add_test(tc, test_zero_qk_gives_the_mean_without_nan);
     tcase_add_test(tc, test_zero_q_or_zero_k_stays_finite);
