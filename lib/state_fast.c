@@ -193,6 +193,16 @@ static void block_of(const still_state *st, const still__fast_unit *u, int64_t n
     }
 }
 
+/* The n tokens of one unit (lib/fast.h). */
+static int append_unit(const still_state *st, still__fast_unit *u, still__fast_scratch *ws,
+                       int64_t n, const still_tensors *t)
+{
+    const fast_impl *w = st->impl;
+    still__fast_block blk;
+    block_of(st, u, n, t, &blk);
+    return still__fast_unit_append(&w->ctx, u, ws, &blk);
+}
+
 static int fast_append(still_state *st, int64_t n, const still_tensors *t)
 {
     fast_impl *w = st->impl;
@@ -230,14 +240,20 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
     const double work = (double)n * (double)st->units * keys * (double)(d + dv);
     const int threads = work >= 2e5 && st->units > 1 ? w->threads : 1;
     int err = STILL_OK;
+    if (threads == 1) {
+        /* no region at all: even a team of one costs a few microseconds
+         * per call, ~3% of a decode step (issue 4); the same units in the
+         * same order, so the same bits */
+        for (int64_t i = 0; i < st->units && !err; i++)
+            err = append_unit(st, &w->u[i], &w->scratch[0], n, t);
+        return err;
+    }
 #pragma omp parallel num_threads(threads)
     {
         still__fast_scratch *ws = &w->scratch[omp_get_thread_num()];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < st->units; i++) {
-            still__fast_block blk;
-            block_of(st, &w->u[i], n, t, &blk);
-            int rc = still__fast_unit_append(&w->ctx, &w->u[i], ws, &blk);
+            int rc = append_unit(st, &w->u[i], ws, n, t);
             if (rc) { /* cannot happen: the cache was reserved above */
 #pragma omp atomic write
                 err = rc;
