@@ -320,6 +320,7 @@ int still__fast_scratch_init(const still__fast_ctx *ctx, still__fast_scratch *ws
         Cn, Cn, Cn, Cn,     /* mrow, lrow, alpha, den */
         nh * Cn,            /* sig */
         Cn * d, Cn * dv, Cn * m, /* ek, ev, ephi */
+        2 * Cn * dv, 2 * Cn, /* dacc, dl: doubles */
     };
     size_t total = 0, n;
     memset(ws, 0, sizeof *ws);
@@ -340,10 +341,15 @@ int still__fast_scratch_init(const still__fast_ctx *ctx, still__fast_scratch *ws
     float **dst[] = {&ws->qst, &ws->tile, &ws->win, &ws->acc, &ws->lin, &ws->phiq,
                      &ws->phiqt, &ws->xh, &ws->zf, &ws->mrow, &ws->lrow, &ws->alpha,
                      &ws->den, &ws->sig, &ws->ek, &ws->ev, &ws->ephi};
-    for (size_t i = 0; i < sizeof dst / sizeof dst[0]; i++) {
+    size_t i = 0;
+    for (; i < sizeof dst / sizeof dst[0]; i++) {
         *dst[i] = p;
         p += ((size_t)cnt[i] + 15) & ~(size_t)15;
     }
+    ws->dacc = (double *)(void *)p; /* 64-byte aligned, as every array */
+    p += ((size_t)cnt[i++] + 15) & ~(size_t)15;
+    ws->dl = (double *)(void *)p;
+    p += ((size_t)cnt[i++] + 15) & ~(size_t)15;
     ws->sel = (uint8_t *)p;
     return STILL_OK;
 }
@@ -645,19 +651,51 @@ static void raw_tile_values(const still__kernels *K, int64_t tn, int64_t n, int6
 
 /* One tile of the exact branch: logits in tile [tn][n] (masked -inf) and
  * their values v [tn][ldv]; raw (k0 >= 0: the keys k0.. of queries a..)
- * stops each query's values at its own position. */
+ * stops each query's values at its own position.
+ *
+ * Precision (SPEC §10, N <= 65536), as in lib/fast_teacher.c: the tile's
+ * own sums lt = sum e^{s-m} (lrow) and sum e^{s-m} v (acc) are float
+ * chains of at most KEY_TILE terms from zero; the running l and acc are
+ * carried from tile to tile in double (dl, dacc), rescaled by alpha when
+ * the maximum grows.  Carried in float, a large cache after a dominant key
+ * (a needle, a sink) lost every later key whose weight fell under half an
+ * ulp of l ~ 1 (tests/test_fast_precision.c).  A query with lt = 0 has no
+ * visible entry in the tile (then alpha = 1 and its partial sums are +0):
+ * it is left alone, so a query computed alone (decode) or in a block
+ * (prefill) goes through the same operations. */
 static void exact_tile(const still__fast_ctx *ctx, still__fast_scratch *ws, float *tile,
                        int64_t n, int64_t tn, const float *v, int64_t ldv, int64_t k0, int64_t a)
 {
+    const still__kernels *K = ctx->kern;
     const int64_t dv = ctx->r.shape.dim_v;
-    ctx->kern->softmax_cols(tn, n, tile, n, ws->mrow, ws->lrow, ws->alpha);
-    for (int64_t t = 0; t < n; t++)
-        if (ws->alpha[t] != 1.0f)
-            ctx->kern->scale_row(dv, ws->alpha[t], ws->acc + t * dv);
-    if (k0 >= 0)
-        raw_tile_values(ctx->kern, tn, n, dv, tile, v, ldv, ws->acc, k0, a);
-    else
-        ctx->kern->gemm(n, dv, tn, tile, 1, n, v, ldv, ws->acc, dv, 1);
+    memset(ws->lrow, 0, (size_t)n * sizeof(float));
+    K->softmax_cols(tn, n, tile, n, ws->mrow, ws->lrow, ws->alpha);
+    for (int64_t t0 = 0; t0 < n; t0 += 16) {
+        const int64_t cnt = imin(16, n - t0);
+        /* raw: a group of 16 queries stops at its last query's key, since
+         * the entries of later keys are exact zeros (masked) */
+        const int64_t keys = k0 >= 0 ? imin(tn, a + t0 + cnt - k0) : tn;
+        if (keys <= 0)
+            continue; /* no visible key in the tile: lt = 0 for the group */
+        K->gemm(cnt, dv, keys, tile + t0, 1, n, v, ldv, ws->acc + t0 * dv, dv, 0);
+        for (int64_t t = t0; t < t0 + cnt; t++) {
+            if (ws->lrow[t] == 0.0f)
+                continue;
+            const double al = ws->alpha[t];
+            const float *pt = ws->acc + t * dv;
+            double *acc = ws->dacc + t * dv;
+            if (al != 1.0) {
+#pragma omp simd
+                for (int64_t e = 0; e < dv; e++)
+                    acc[e] = acc[e] * al + pt[e];
+            } else {
+#pragma omp simd
+                for (int64_t e = 0; e < dv; e++)
+                    acc[e] += pt[e];
+            }
+            ws->dl[t] = ws->dl[t] * al + ws->lrow[t];
+        }
+    }
 }
 
 /* The cache's keys packed in panels (simd/kernels.h gemv_panel; lib/fast.h:
@@ -723,12 +761,14 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     const int64_t h = u->hq0 + i;
     const int raw_has_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0;
     const int raw_has_linear = r->routing == STILL_ROUTING_WINDOW || r->L == 0;
+    const int any_exact = u->cache_n > 0 || raw_has_exact; /* else E_t is empty */
 
     for (int64_t t = 0; t < n; t++) {
         ws->mrow[t] = -INFINITY;
-        ws->lrow[t] = 0.0f;
+        ws->dl[t] = 0.0;
     }
-    memset(ws->acc, 0, (size_t)(n * dv) * sizeof(float));
+    if (any_exact)
+        memset(ws->dacc, 0, (size_t)(n * dv) * sizeof(double));
 
     /* exact: the cache, then the raw tokens (SPEC §6 E_t).  One query
      * (decode) scores the cache from its packed copy, across keys: the
@@ -757,6 +797,16 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
             mask_tile(r, tile, tn, n, k0, a, 1, -INFINITY);
             exact_tile(ctx, ws, tile, n, tn, hist_row_v(ctx, u, k0), dv, k0, a);
         }
+    }
+    if (any_exact) {
+        for (int64_t t = 0; t < n; t++) { /* the double carries, rounded once */
+            ws->lrow[t] = (float)ws->dl[t];
+            for (int64_t e = 0; e < dv; e++)
+                ws->acc[t * dv + e] = (float)ws->dacc[t * dv + e];
+        }
+    } else {
+        memset(ws->lrow, 0, (size_t)n * sizeof(float));
+        memset(ws->acc, 0, (size_t)(n * dv) * sizeof(float));
     }
 
     /* linear: phi_q^T S, phi_q^T z, and the linear raw tokens (SPEC §3, §6) */

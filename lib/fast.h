@@ -134,6 +134,8 @@ typedef struct still__fast_scratch {
     float *qst, *tile, *win, *acc, *lin, *phiq, *phiqt, *xh, *zf;
     float *mrow, *lrow, *alpha, *den, *sig;
     float *ek, *ev, *ephi;
+    double *dacc, *dl; /* [C][dv], [C]: the exact branch's sums carried
+                          across key tiles (lib/driver.c, SPEC §10) */
     uint8_t *sel;   /* [C]: the selection of the chunk being split */
     void *block;
 } still__fast_scratch;
