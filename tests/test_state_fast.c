@@ -379,6 +379,88 @@ START_TEST(test_fast_decode_large_cache_equals_prefill_every_isa)
 }
 END_TEST
 
+/* SPEC I6 for long one-token decodes whose band of raw keys (the last L
+ * chunks and the current one) is wide and starts off a panel of 16 (C =
+ * 24) or on one (C = 64, the bench's shape), over hundreds of positions,
+ * with a prefill block and a save/load part way: the
+ * decode steps score the band as the prefill's gemm does, whatever state
+ * of the packed keys a step finds (issue 4), on every ISA this CPU runs. */
+START_TEST(test_fast_long_decode_with_reload_equals_prefill_every_isa)
+{
+    const int64_t N = 700, Hq = 2, d = 32, dv = 16, chunks[2] = {24, 64};
+    float *q = tu_alloc((size_t)(Hq * N * d) * sizeof(float));
+    float *k = tu_alloc((size_t)(Hq * N * d) * sizeof(float));
+    float *v = tu_alloc((size_t)(Hq * N * dv) * sizeof(float));
+    float *o_pre = tu_alloc((size_t)(Hq * N * dv) * sizeof(float));
+    float *o_dec = tu_alloc((size_t)(Hq * N * dv) * sizeof(float));
+    float *q1 = tu_alloc((size_t)(Hq * 50 * d) * sizeof(float));
+    float *k1 = tu_alloc((size_t)(Hq * 50 * d) * sizeof(float));
+    float *v1 = tu_alloc((size_t)(Hq * 50 * dv) * sizeof(float));
+    float *o1 = tu_alloc((size_t)(Hq * 50 * dv) * sizeof(float));
+    tu_rng g;
+    tu_rng_seed(&g, 2400);
+    for (int64_t i = 0; i < Hq * N * d; i++) {
+        q[i] = (float)tu_uniform(&g, -3.0, 3.0);
+        k[i] = (float)tu_uniform(&g, -1.0, 1.0);
+    }
+    for (int64_t i = 0; i < Hq * N * dv; i++)
+        v[i] = (float)tu_uniform(&g, -1.0, 1.0);
+    for (int isa = STILL_ISA_GENERIC; isa <= STILL_ISA_NEON; isa++) {
+        if (!still__isa_supported(isa))
+            continue;
+        for (int variant = 0; variant < 2; variant++) {
+            still_config cfg;
+            still_config_default(&cfg);
+            cfg.chunk = chunks[variant], cfg.topk = 3, cfg.local = 2;
+            cfg.window = chunks[variant], cfg.max_sel = 40, cfg.threads = 1, cfg.isa = isa;
+            still_shape sh = {1, Hq, Hq, N, d, dv, STILL_LAYOUT_BHND};
+            still_tensors t;
+            memset(&t, 0, sizeof t);
+            t.dtype = STILL_F32, t.q = q, t.k = k, t.v = v, t.o = o_pre;
+            ck_assert_int_eq(still_forward(&cfg, &sh, NULL, &t), STILL_OK);
+            still_state *st = NULL;
+            ck_assert_int_eq(still_state_create(&cfg, &sh, NULL, STILL_PATH_FAST, &st), STILL_OK);
+            for (int64_t p = 0; p < N;) {
+                /* one token a step, but 50 at 333 (a prefill block in
+                 * between), and a save/load at 401 (packed keys derived
+                 * anew) */
+                const int64_t n = p == 333 ? 50 : 1;
+                if (p == 401) {
+                    size_t len;
+                    ck_assert_int_eq(still_state_save(st, NULL, 0, &len), STILL_OK);
+                    unsigned char *buf = tu_alloc(len);
+                    ck_assert_int_eq(still_state_save(st, buf, len, &len), STILL_OK);
+                    still_state_destroy(st);
+                    st = NULL;
+                    ck_assert_int_eq(still_state_load(buf, len, NULL, &st), STILL_OK);
+                    free(buf);
+                }
+                for (int64_t h = 0; h < Hq; h++) {
+                    memcpy(q1 + h * n * d, q + (h * N + p) * d, (size_t)(n * d) * sizeof(float));
+                    memcpy(k1 + h * n * d, k + (h * N + p) * d, (size_t)(n * d) * sizeof(float));
+                    memcpy(v1 + h * n * dv, v + (h * N + p) * dv, (size_t)(n * dv) * sizeof(float));
+                }
+                still_tensors s1;
+                memset(&s1, 0, sizeof s1);
+                s1.dtype = STILL_F32, s1.q = q1, s1.k = k1, s1.v = v1, s1.o = o1;
+                ck_assert_int_eq(still_state_append(st, n, &s1), STILL_OK);
+                for (int64_t h = 0; h < Hq; h++)
+                    memcpy(o_dec + (h * N + p) * dv, o1 + h * n * dv,
+                           (size_t)(n * dv) * sizeof(float));
+                p += n;
+            }
+            still_state_destroy(st);
+            for (int64_t i = 0; i < Hq * N * dv; i++)
+                ck_assert_msg(memcmp(&o_dec[i], &o_pre[i], sizeof(float)) == 0,
+                              "isa %d C %lld: o %lld: %.9g vs %.9g", isa,
+                              (long long)chunks[variant], (long long)i, (double)o_dec[i],
+                              (double)o_pre[i]);
+        }
+    }
+    free(q), free(k), free(v), free(o_pre), free(o_dec), free(q1), free(o1), free(k1), free(v1);
+}
+END_TEST
+
 /* The fast path takes float32 only; an unknown ISA is refused at create. */
 START_TEST(test_fast_refuses_float64_and_bad_isa)
 {
@@ -411,6 +493,7 @@ static Suite *state_fast_suite(void)
     tcase_add_test(tc, test_fast_decode_independent_of_threads);
     tcase_add_test(tc, test_fast_refuses_float64_and_bad_isa);
     tcase_add_test(tc, test_fast_decode_large_cache_equals_prefill_every_isa);
+    tcase_add_test(tc, test_fast_long_decode_with_reload_equals_prefill_every_isa);
     suite_add_tcase(s, tc);
     return s;
 }
