@@ -10,15 +10,20 @@
  * the cheapest prefill the API offers) through every context length in
  * turn; at each length it is cloned through still_state_save/load, and
  * --steps decode steps (one token each, outputs on) are timed one by one
- * on the clone: the table gives the median, and still_state_bytes of the
+ * on the clone: the table gives their wall-clock median and mean process
+ * CPU time (arrival steps included), and still_state_bytes of the
  * grown state; a second table gives the spread of the capped and
  * uncapped steps: p90, the step that meets a chunk arrival (every C = 64
  * tokens: the split of a chunk, top-k, folds and the cap's evictions) and
  * what a token costs on average over a chunk, median + (arrival -
  * median) / 64 (robust, where a mean on a shared machine is mostly the
- * scheduler's).  The first step after the
- * clone is not timed: it repacks the whole cache (a loaded state packs its
- * panels lazily, lib/fast.h) and touches the clone's pages first.  Full
+ * scheduler's).  The clone first takes --warmup untimed steps (default
+ * 640, ten chunks): its first step repacks the whole cache (a loaded state
+ * packs its panels lazily, lib/fast.h), and until its history has cycled
+ * once (~512 steps) the steps write pages of it for the first time, ~7
+ * page faults a step (8 heads) that cost ~90 us on the test VM, doubling
+ * the step at 1K: a cost of the first tokens after a load, not of decode
+ * at length N.  Full
  * softmax decode keeps the KV cache of N tokens (random:
  * its cost does not depend on the values) and per step appends the new k,
  * v and attends over all N+1 keys per head with the fast path's kernels
@@ -42,7 +47,7 @@
 typedef struct decode_bench {
     int64_t n[MAX_LENGTHS];
     int nn;
-    int64_t heads, dim, f, cap, steps, full_max, block;
+    int64_t heads, dim, f, cap, steps, warmup, full_max, block;
     int threads, isa;
 } decode_bench;
 
@@ -65,9 +70,11 @@ static double cpu_now(void)
     return clock_of(CLOCK_PROCESS_CPUTIME_ID);
 }
 
-/* Wall and CPU seconds of one measured step: medians; the wall clock's
- * 90th percentile and median over the chunk-arrival steps (NAN when no
- * timed step met one). */
+/* Seconds of one measured step: the wall clock's median, 90th percentile
+ * and median over the chunk-arrival steps (NAN when no timed step met
+ * one); the process CPU time of all steps over their number (one clock
+ * read before and after them: a CPU clock is a system call, and on the
+ * test VM one between two steps made the next ~20 us slower). */
 typedef struct step_time {
     double wall, cpu, p90, arrival;
 } step_time;
@@ -112,7 +119,8 @@ typedef struct still_run {
 
 static int still_run_init(still_run *s, const decode_bench *b, int64_t cap, uint64_t *seed)
 {
-    const int64_t H = b->heads, d = b->dim, n = b->block;
+    const int64_t H = b->heads, d = b->dim,
+                  n = b->block > MAX_STEPS ? b->block : MAX_STEPS; /* a block, or the steps */
     memset(s, 0, sizeof *s);
     still_config_default(&s->cfg);
     s->cfg.chunk = 64;
@@ -146,24 +154,39 @@ static void still_run_free(still_run *s)
     free(s->W), free(s->q), free(s->k), free(s->v), free(s->o);
 }
 
-/* Appends n random tokens; outputs only when want_o. */
-static int still_append_random(still_run *s, still_state *st, int64_t n, int want_o,
-                               uint64_t *seed)
+/* n random tokens into the run's q, k, v. */
+static void fill_tokens(still_run *s, int64_t n, uint64_t *seed)
 {
     const size_t count = (size_t)(s->shape.heads_q * n * s->shape.dim_qk);
     fill(s->q, count, seed);
     fill(s->k, count, seed);
     fill(s->v, count, seed);
-    still_tensors t = {STILL_F32, s->q, s->k, s->v, NULL, want_o ? s->o : NULL, NULL, NULL, NULL};
+}
+
+/* Appends the n tokens of the run's q, k, v from token `at` of a block of
+ * n-token blocks (BHND, B = 1); outputs only when want_o. */
+static int still_append(still_run *s, still_state *st, int64_t n, int64_t at, int want_o)
+{
+    const int64_t off = at * s->shape.heads_q * s->shape.dim_qk;
+    still_tensors t = {STILL_F32, s->q + off, s->k + off, s->v + off, NULL,
+                       want_o ? s->o : NULL, NULL, NULL, NULL};
     return still_state_append(st, n, &t);
 }
 
-/* The times of `steps` one-token appends on a clone of st, after one
- * untimed step. */
-static int still_time_steps(still_run *s, const still_state *st, int64_t steps, uint64_t *seed,
-                            step_time *med)
+/* Appends n random tokens; outputs only when want_o. */
+static int still_append_random(still_run *s, still_state *st, int64_t n, int want_o,
+                               uint64_t *seed)
 {
-    double t[MAX_STEPS], c[MAX_STEPS], arr[MAX_STEPS];
+    fill_tokens(s, n, seed);
+    return still_append(s, st, n, 0, want_o);
+}
+
+/* The times of `steps` one-token appends on a clone of st, after `warmup`
+ * untimed ones. */
+static int still_time_steps(still_run *s, const still_state *st, int64_t steps,
+                            int64_t warmup, uint64_t *seed, step_time *med)
+{
+    double t[MAX_STEPS], arr[MAX_STEPS], c0 = 0.0;
     int64_t P = 0, na = 0;
     size_t len;
     still_state *clone = NULL;
@@ -174,24 +197,27 @@ static int still_time_steps(still_run *s, const still_state *st, int64_t steps, 
     if (!(rc = still_state_save(st, buf, len, &len)))
         rc = still_state_load(buf, len, &s->params, &clone);
     free(buf);
-    if (!rc)
+    for (int64_t i = 0; !rc && i < warmup; i++)
         rc = still_append_random(s, clone, 1, 1, seed);
     if (!rc)
         rc = still_state_position(clone, &P);
+    fill_tokens(s, steps, seed); /* the steps' tokens, not timed (~10 us a step) */
+    if (!rc)
+        c0 = cpu_now();
     for (int64_t i = 0; !rc && i < steps; i++, P++) {
-        double t0 = now(), c0 = cpu_now();
-        rc = still_append_random(s, clone, 1, 1, seed);
+        double t0 = now(); /* vDSO: no system call */
+        rc = still_append(s, clone, 1, i, 1);
         t[i] = now() - t0;
-        c[i] = cpu_now() - c0;
         if (P % s->cfg.chunk == 0) /* the first query of a chunk: an arrival */
             arr[na++] = t[i];
     }
+    const double cpu = cpu_now() - c0;
     still_state_destroy(clone);
     if (!rc) {
         med->wall = median(t, steps); /* sorts t */
         med->p90 = quantile(t, steps, 0.9);
         med->arrival = na ? median(arr, na) : NAN;
-        med->cpu = median(c, steps);
+        med->cpu = cpu / (double)steps;
     }
     return rc;
 }
@@ -277,10 +303,11 @@ static void print_header(const decode_bench *b, const char *isa)
     printf("decode latency and memory (SPEC §7): B=1, %lld query = kv heads, d = dv = %lld,\n"
            "STILL fast path (%s, %d thread%s): C=64 k=4 L=2 w=64, hedgehog f=%lld (m=%lld),\n"
            "capped at max_sel=%lld and uncapped; full softmax: the same kernels over a KV\n"
-           "cache of N tokens.  Per token: median of %lld one-token steps after N (+1\n"
-           "untimed) tokens, wall-clock and process CPU microseconds.\n\n",
+           "cache of N tokens.  Per token, microseconds: of %lld one-token steps after N\n"
+           "(+%lld untimed) tokens, the wall-clock median and the process CPU mean.\n\n",
            (long long)b->heads, (long long)b->dim, isa, b->threads, b->threads > 1 ? "s" : "",
-           (long long)b->f, (long long)(2 * b->f), (long long)b->cap, (long long)b->steps);
+           (long long)b->f, (long long)(2 * b->f), (long long)b->cap, (long long)b->steps,
+           (long long)b->warmup);
     printf("%7s | %-27s | %-27s | %-27s | %s\n", "", "STILL capped", "STILL uncapped",
            "full softmax", "KV bytes /");
     printf("%7s | %8s %8s %9s | %8s %8s %9s | %8s %8s %9s | %s\n", "N", "wall us", "cpu us",
@@ -372,6 +399,8 @@ static int usage(FILE *f, int status)
             "  --f F           rows of the random NP-Map W (default 128)\n"
             "  --cap M         max_sel of the capped variant (default 1024)\n"
             "  --steps S       timed decode steps per point (default 64)\n"
+            "  --warmup W      untimed steps before them (default 640: a loaded state\n"
+            "                  first writes the pages of its history, ~512 steps)\n"
             "  --threads T     threads over the heads (default 1: a decode step of 8\n"
             "                  heads is ~0.1-1 ms, and on a shared machine a thread\n"
             "                  team's barrier costs more than it saves)\n"
@@ -398,7 +427,7 @@ static int parse(decode_bench *b, int argc, char **argv)
     b->nn = 0;
     for (int64_t n = 1024; n <= 262144; n *= 4)
         b->n[b->nn++] = n;
-    b->heads = 8, b->dim = 128, b->f = 128, b->cap = 1024, b->steps = 64;
+    b->heads = 8, b->dim = 128, b->f = 128, b->cap = 1024, b->steps = 64, b->warmup = 640;
     b->full_max = 262144, b->block = 4096, b->threads = 1, b->isa = STILL_ISA_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -435,6 +464,7 @@ static int parse(decode_bench *b, int argc, char **argv)
             {"--heads", 1, 1024, &b->heads}, {"--dim", 1, 4096, &b->dim},
             {"--f", 1, 4096, &b->f},         {"--cap", 1, (int64_t)1 << 24, &b->cap},
             {"--steps", 1, MAX_STEPS, &b->steps},
+            {"--warmup", 0, (int64_t)1 << 20, &b->warmup},
             {"--full-max", 0, (int64_t)1 << 26, &b->full_max},
             {"--block", 1, (int64_t)1 << 20, &b->block},
         };
@@ -482,7 +512,7 @@ static int run_still(const decode_bench *b, int v, row *rows, uint64_t *seed)
         if (!rc)
             rc = still_state_bytes(st, &rows[i].bytes[v]);
         if (!rc)
-            rc = still_time_steps(&s, st, b->steps, seed, &rows[i].t[v]);
+            rc = still_time_steps(&s, st, b->steps, b->warmup, seed, &rows[i].t[v]);
     }
     if (!rc)
         fprintf(stderr, "# %s: grew the state to %lld tokens in %.1f s (outputs off)\n",
@@ -494,7 +524,7 @@ static int run_still(const decode_bench *b, int v, row *rows, uint64_t *seed)
 
 static int run_full(const decode_bench *b, const still__kernels *kern, row *r, uint64_t *seed)
 {
-    double t[MAX_STEPS], c[MAX_STEPS];
+    double t[MAX_STEPS];
     full_run f;
     r->full_bytes = (double)r->n * (double)b->heads * 2.0 * (double)b->dim * sizeof(float);
     if (r->n > b->full_max)
@@ -502,14 +532,14 @@ static int run_full(const decode_bench *b, const still__kernels *kern, row *r, u
     int rc = full_init(&f, b, kern, r->n, seed);
     if (rc)
         return rc;
+    const double c0 = cpu_now();
     for (int64_t i = 0; i < b->steps; i++) {
-        double t0 = now(), c0 = cpu_now();
+        double t0 = now();
         full_step(&f, seed);
         t[i] = now() - t0;
-        c[i] = cpu_now() - c0;
     }
+    r->full_t.cpu = (cpu_now() - c0) / (double)b->steps;
     r->full_t.wall = median(t, b->steps);
-    r->full_t.cpu = median(c, b->steps);
     r->full_done = 1;
     full_free(&f);
     return STILL_OK;
