@@ -804,9 +804,9 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
             for (int64_t e = 0; e < dv; e++)
                 ws->acc[t * dv + e] = (float)ws->dacc[t * dv + e];
         }
-    } else {
+    } else { /* E_t empty: one zero row serves every query below */
         memset(ws->lrow, 0, (size_t)n * sizeof(float));
-        memset(ws->acc, 0, (size_t)(n * dv) * sizeof(float));
+        memset(ws->acc, 0, (size_t)dv * sizeof(float));
     }
 
     /* linear: phi_q^T S, phi_q^T z, and the linear raw tokens (SPEC §3, §6) */
@@ -846,7 +846,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     /* SPEC §6: o = [ω Σ e^{s-m} v + g ⊙ (φ^T S)] / [ω Σ e^{s-m} + φ^T z + eps_den] */
     const float omega = ctx->omega ? ctx->omega[h] : 1.0f, eps_den = (float)r->eps_den;
     for (int64_t t = 0; t < n; t++) {
-        float *acc = ws->acc + t * dv, *lin = ws->lin + t * dv;
+        float *acc = ws->acc + (any_exact ? t * dv : 0), *lin = ws->lin + t * dv;
         float mt = ws->mrow[t], lt = ws->lrow[t];
         if (mt == -INFINITY) /* E_t empty: m_t = 0, nothing exact */
             mt = 0.0f, lt = 0.0f;
@@ -894,9 +894,14 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
     const int share = need_sigma && blk->o && (r->routing == STILL_ROUTING_WINDOW || r->L > 0) &&
                       u->raw_first <= imax(0, a - r->w + 1) && band_rows <= KEY_TILE &&
                       band_rows <= ctx->win_rows;
+    /* the logits q.k are needed for sigma and for an exact set (pure
+     * linear mode, k = 0 and L = 0, has neither) */
+    const int logits = need_sigma || (blk->o && (u->cache_n > 0 || r->L > 0 ||
+                                                 r->routing == STILL_ROUTING_WINDOW));
     for (int64_t i = 0; i < ctx->nh; i++) {
         const float *q = blk->q + i * blk->q_hs + off * blk->q_ns;
-        ctx->kern->transpose(n, d, q, blk->q_ns, scale, ws->qst, n); /* B of the logits */
+        if (logits) /* B of the logits */
+            ctx->kern->transpose(n, d, q, blk->q_ns, scale, ws->qst, n);
         if (share)
             raw_tile_gemm(ctx->kern, band_rows, n, d, hist_row_k(ctx, u, u->raw_first), d,
                           ws->qst, ws->win, u->raw_first, a);

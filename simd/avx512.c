@@ -15,6 +15,32 @@
 #define INLINE static inline __attribute__((always_inline))
 
 INLINE __m512 vexp(__m512 x) { return Sleef_expf16_u10avx512f(x); }
+
+/* e^x for x <= 0 (the hedgehog feature map's exponents, SPEC §2), inline:
+ * x = n ln2 + r, |r| <= ln2/2 (Cody-Waite, ln2 in two parts), e^r by its
+ * Taylor polynomial of degree 7 (truncation < 6e-9 relative) in Horner
+ * form, times 2^n by vscalefps (which underflows gradually to 0): within
+ * 0.92 ulp of e^x over the normal range (every float of [-1, 0], one in 8
+ * below; SLEEF's u10 promises 1.0), in a dozen instructions and no call:
+ * the feature maps are the largest part of pure linear mode after the
+ * products.  NaN stays NaN (max returns its second operand). */
+INLINE __m512 vexp_neg(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* e^-104 < 2^-150: 0 */
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
 INLINE __m512 vlog(__m512 x) { return Sleef_logf16_u10avx512f(x); }
 INLINE __mmask16 tail_mask(int64_t n) { return n >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 
@@ -352,8 +378,8 @@ INLINE void hedgehog_row(const float *x, int64_t d, const float *z, int64_t f, i
     for (int64_t i = 0; i < f; i += VL) {
         const __mmask16 mk = tail_mask(f - i);
         const __m512 zh = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, z + i), g);
-        const __m512 e1 = vexp(_mm512_sub_ps(zh, m1));
-        const __m512 e2 = vexp(_mm512_sub_ps(_mm512_sub_ps(_mm512_setzero_ps(), zh), m2));
+        const __m512 e1 = vexp_neg(_mm512_sub_ps(zh, m1)); /* <= 0: m1, m2 are the maxima */
+        const __m512 e2 = vexp_neg(_mm512_sub_ps(_mm512_sub_ps(_mm512_setzero_ps(), zh), m2));
         _mm512_mask_storeu_ps(ph + i, mk, e1);
         _mm512_mask_storeu_ps(ph + f + i, mk, e2);
         s1 = _mm512_mask_add_ps(s1, mk, s1, e1);
