@@ -240,6 +240,7 @@ void still__fast_unit_free(still__fast_unit *u)
         return;
     free(u->fixed);
     free(u->cache_block);
+    free(u->ring_kp);
     memset(u, 0, sizeof *u);
 }
 
@@ -288,6 +289,8 @@ size_t still__fast_unit_bytes(const still__fast_ctx *ctx, const still__fast_unit
     const int64_t d = ctx->r.shape.dim_qk, dv = ctx->r.shape.dim_v;
     size_t cache = (size_t)u->cache_cap *
                    ((size_t)(2 * d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1);
+    if (u->ring_kp)
+        cache += (size_t)STILL__RING * (size_t)d * sizeof(float);
     return (unit_sizes_of(ctx, &s) ? 0 : s.total_bytes) + cache;
 }
 
@@ -706,6 +709,8 @@ static const float *cache_panels(const still__fast_ctx *ctx, still__fast_unit *u
 {
     const int64_t d = ctx->r.shape.dim_qk, P = STILL__PANEL;
     float *kp = u->cache_k + u->cache_cap * d;
+    if (u->cache_kp_n == u->cache_n) /* else the last partial panel is packed anew every step */
+        return kp;
     for (int64_t j = u->cache_kp_n / P * P; j < u->cache_n; j += P) {
         const int64_t rows = imin(P, u->cache_n - j);
         float *pan = kp + j * d;
@@ -715,6 +720,40 @@ static const float *cache_panels(const still__fast_ctx *ctx, still__fast_unit *u
     }
     u->cache_kp_n = u->cache_n;
     return kp;
+}
+
+/* The logits of ONE query (qst, position a) against the raw keys raw_first
+ * .. a -- the band of segment() -- from the unit's ring of packed keys
+ * (lib/fast.h), into out [.] from the band's panel start p0 (raw_first
+ * rounded down to a panel; rows p0 .. raw_first-1 are scored and ignored);
+ * returns the band, out + raw_first - p0, or NULL when the ring cannot be
+ * allocated (the caller then uses the gemm: the same bits, simd/kernels.h
+ * gemv_panel).  A gemm of one column runs one latency-bound chain per key
+ * row; across keys the band costs ~1/4 (issue 4). */
+static float *ring_band(const still__fast_ctx *ctx, still__fast_unit *u, int64_t a,
+                        const float *x, float *out)
+{
+    const int64_t d = ctx->r.shape.dim_qk, P = STILL__PANEL, R = STILL__RING;
+    if (!u->ring_kp) {
+        if (!(u->ring_kp = calloc((size_t)(R * d), sizeof(float)))) /* finite lanes */
+            return NULL;
+        u->ring_pos = 0;
+    }
+    /* the positions not packed yet, of the last R (rows of older positions
+     * are scored only as the panel's filler: any finite value) */
+    for (int64_t p = imax(imax(u->ring_pos, u->hist_first), a + 1 - R); p <= a; p++) {
+        const float *k = hist_row_k(ctx, u, p);
+        float *pan = u->ring_kp + (p % R) / P * P * d + p % P;
+        for (int64_t e = 0; e < d; e++)
+            pan[e * P] = k[e];
+    }
+    u->ring_pos = a + 1;
+    const int64_t p0 = u->raw_first / P * P, s0 = p0 % R, M = a + 1 - p0;
+    const int64_t m1 = imin(M, R - s0); /* R is whole panels: both parts start one */
+    ctx->kern->gemv_panel(m1, d, u->ring_kp + s0 * d, x, out);
+    if (M > m1)
+        ctx->kern->gemv_panel(M - m1, d, u->ring_kp, x, out + m1);
+    return out + (u->raw_first - p0);
 }
 
 /* Keeps the entries of tile [tn][n] (keys k0.., queries a..) that are
@@ -898,18 +937,25 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
      * linear mode, k = 0 and L = 0, has neither) */
     const int logits = need_sigma || (blk->o && (u->cache_n > 0 || r->L > 0 ||
                                                  r->routing == STILL_ROUTING_WINDOW));
+    /* one query (decode) scores the band from the ring, when it fits in
+     * win from its panel start (15 rows more at most) */
+    const int ring = share && n == 1 && band_rows + STILL__PANEL - 1 <= ctx->win_rows * Cn;
     for (int64_t i = 0; i < ctx->nh; i++) {
         const float *q = blk->q + i * blk->q_hs + off * blk->q_ns;
+        float *band = NULL;
         if (logits) /* B of the logits */
             ctx->kern->transpose(n, d, q, blk->q_ns, scale, ws->qst, n);
-        if (share)
+        if (ring)
+            band = ring_band(ctx, u, a, ws->qst, ws->win);
+        if (share && !band) {
             raw_tile_gemm(ctx->kern, band_rows, n, d, hist_row_k(ctx, u, u->raw_first), d,
                           ws->qst, ws->win, u->raw_first, a);
+            band = ws->win;
+        }
         if (need_sigma)
-            segment_saliency(ctx, u, ws, a, n, ws->sig + i * Cn, share ? ws->win : NULL,
-                             u->raw_first);
+            segment_saliency(ctx, u, ws, a, n, ws->sig + i * Cn, band, u->raw_first);
         if (blk->o)
-            segment_output(ctx, u, ws, blk, i, off, a, n, share ? ws->win : NULL);
+            segment_output(ctx, u, ws, blk, i, off, a, n, band);
     }
     if (need_sigma) /* SPEC §5: per-kv selection ranks by the group mean */
         for (int64_t t = 0; t < n; t++) {
@@ -970,6 +1016,7 @@ void still__fast_unit_refresh(const still__fast_ctx *ctx, still__fast_unit *u,
 {
     const int64_t d = ctx->r.shape.dim_qk, m = ctx->r.m, Cn = imin(ctx->r.C, ctx->max_len);
     u->cache_kp_n = 0; /* the cache was written from outside: packed anew */
+    u->ring_pos = 0;
     for (int64_t i = 0; i < ctx->nh; i++)
         for (int64_t p = u->hist_first; p < u->pos; p += Cn) {
             int64_t n = imin(Cn, u->pos - p);

@@ -114,11 +114,22 @@ typedef struct still__fast_unit {
                                   * lazily by the one-query steps */
     int64_t hist_first, hist_n;
     float *hist_k, *hist_v, *hist_phik;
+    float *ring_kp;              /* [STILL__RING][d]: the keys of the last
+                                  * STILL__RING positions, position p in
+                                  * row p % STILL__RING, packed in panels as
+                                  * the cache (derived; allocated by the
+                                  * first one-query step, NULL before) */
+    int64_t ring_pos;            /* positions < ring_pos are packed (those
+                                  * of the last STILL__RING of them) */
     double *hist_sigma;
     float *S, *z;
     void *fixed;                 /* the one allocation of history, S, z */
     void *cache_block;           /* the one allocation of the cache */
 } still__fast_unit;
+
+/* Rows of a unit's ring of packed keys: the one-query band of raw keys
+ * (at most KEY_TILE = 256 rows, lib/driver.c) from its panel start. */
+#define STILL__RING 272
 
 /* An empty unit (S = z = 0) for batch b, query heads hq0 .. hq0+nh-1. */
 int still__fast_unit_init(const still__fast_ctx *ctx, int64_t b, int64_t hq0,

@@ -103,6 +103,7 @@ static void unit_move(const still__fast_ctx *fc, still__fast_unit *from,
     to->hist_sigma = fresh.hist_sigma;
     to->S = fresh.S, to->z = fresh.z;
     from->cache_block = NULL;
+    from->ring_kp = NULL; /* handed over too (positions, not rows: still valid) */
     if (rows) {
         memcpy(to->hist_k, from->hist_k, (size_t)(rows * d) * sizeof(float));
         memcpy(to->hist_v, from->hist_v, (size_t)(rows * dv) * sizeof(float));

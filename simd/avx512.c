@@ -252,10 +252,65 @@ INLINE __mmask16 self_lane(int64_t key, int64_t qf, __mmask16 mk)
     return (L >= 0 && L < VL) ? (__mmask16)((1u << L) & mk) : 0;
 }
 
+/* saliency_cols for one contiguous column (decode: one query against its
+ * window), vectorized down the rows: the column loop below fills one lane
+ * of 16, and pays 5 exponentials, a logarithm and 3 divisions per row for
+ * it (issue 4).  The same bits: the maxima run sequentially as
+ * _mm512_max_ps does (m = m > s ? m : s); every exponential, quotient and
+ * logarithm is the same lane function of the same inputs; the sums run
+ * sequentially over the rows in order, each term formed in a vector first
+ * (a product and an add, never contracted to one fused operation). */
+static void saliency_col1(int64_t M, const float *S, int64_t key0, int64_t q0, int64_t w,
+                          float *sigma)
+{
+    const __m512 eps = _mm512_set1_ps(STILL__SALIENCY_EPS);
+    const int64_t self = q0 - key0;
+    int64_t i0 = self - w + 1, i1 = self; /* rows, inclusive */
+    i0 = i0 < 0 ? 0 : i0;
+    i1 = i1 > M - 1 ? M - 1 : i1;
+    float m1 = -INFINITY, m2 = -INFINITY, z1 = 0.0f, z2 = 0.0f, sg = 0.0f;
+    float t1[VL], t2[VL];
+    for (int64_t i = i0; i <= i1; i++) {
+        m1 = m1 > S[i] ? m1 : S[i];
+        if (i != self)
+            m2 = m2 > S[i] ? m2 : S[i];
+    }
+    const __m512 vm1 = _mm512_set1_ps(m1), vm2 = _mm512_set1_ps(m2);
+    for (int64_t i = i0; i <= i1; i += VL) {
+        const int64_t cnt = i1 + 1 - i < VL ? i1 + 1 - i : VL;
+        const __m512 s = _mm512_maskz_loadu_ps(tail_mask(cnt), S + i);
+        _mm512_storeu_ps(t1, vexp(_mm512_sub_ps(s, vm1)));
+        _mm512_storeu_ps(t2, vexp(_mm512_sub_ps(s, vm2)));
+        for (int64_t j = 0; j < cnt; j++) {
+            z1 = z1 + t1[j];
+            if (i + j != self)
+                z2 = z2 + t2[j];
+        }
+    }
+    const __m512 vz1 = _mm512_set1_ps(z1), vz2 = _mm512_set1_ps(z2);
+    for (int64_t i = i0; i <= i1; i += VL) {
+        const int64_t cnt = i1 + 1 - i < VL ? i1 + 1 - i : VL;
+        const __mmask16 mk = tail_mask(cnt), other = mk & ~self_lane(self, i, mk);
+        const __m512 s = _mm512_maskz_loadu_ps(mk, S + i);
+        const __m512 p = _mm512_div_ps(vexp(_mm512_sub_ps(s, vm1)), vz1);
+        const __m512 pw = _mm512_maskz_div_ps(other, vexp(_mm512_sub_ps(s, vm2)), vz2);
+        const __m512 ratio = _mm512_div_ps(_mm512_add_ps(p, eps), _mm512_add_ps(pw, eps));
+        _mm512_storeu_ps(t1, _mm512_mul_ps(p, vlog(ratio)));
+        for (int64_t j = 0; j < cnt; j++)
+            sg = sg + t1[j];
+    }
+    /* W_t = {t}: no distribution without t (SPEC §4) */
+    sigma[0] = m2 == -INFINITY ? INFINITY : sg;
+}
+
 static void saliency_cols(int64_t M, int64_t N, const float *S, int64_t lds, int64_t key0,
                           int64_t q0, int64_t w, float *sigma)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY), eps = _mm512_set1_ps(STILL__SALIENCY_EPS);
+    if (N == 1 && lds == 1) {
+        saliency_col1(M, S, key0, q0, w, sigma);
+        return;
+    }
     for (int64_t t = 0; t < N; t += VL) {
         const __mmask16 mk = tail_mask(N - t);
         const int64_t qf = q0 + t, nl = N - t < VL ? N - t : VL;
