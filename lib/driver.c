@@ -310,20 +310,22 @@ int still__fast_scratch_init(const still__fast_ctx *ctx, still__fast_scratch *ws
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m, f = r->f_q;
     const int64_t Cn = imin(r->C, ctx->max_len), nh = ctx->nh;
     /* element counts (floats), in the order they are placed */
+    /* saturated products: one beyond INT64_MAX fails the size check below
+     * (a restored state's C and window may be huge, SPEC §7) */
     const int64_t cnt[] = {
-        d * Cn,             /* qst */
-        KEY_TILE * Cn,      /* tile */
-        ctx->win_rows * Cn, /* win */
-        Cn * dv,            /* acc */
-        Cn * dv,            /* lin */
-        Cn * m,             /* phiq */
-        m * Cn,             /* phiqt */
-        Cn * d,             /* xh */
-        Cn * f,             /* zf */
-        Cn, Cn, Cn, Cn,     /* mrow, lrow, alpha, den */
-        nh * Cn,            /* sig */
-        Cn * d, Cn * dv, Cn * m, /* ek, ev, ephi */
-        2 * Cn * dv, 2 * Cn, /* dacc, dl: doubles */
+        sat_mul(d, Cn),             /* qst */
+        sat_mul(KEY_TILE, Cn),      /* tile */
+        sat_mul(ctx->win_rows, Cn), /* win */
+        sat_mul(Cn, dv),            /* acc */
+        sat_mul(Cn, dv),            /* lin */
+        sat_mul(Cn, m),             /* phiq */
+        sat_mul(m, Cn),             /* phiqt */
+        sat_mul(Cn, d),             /* xh */
+        sat_mul(Cn, f),             /* zf */
+        Cn, Cn, Cn, Cn,             /* mrow, lrow, alpha, den */
+        sat_mul(nh, Cn),            /* sig */
+        sat_mul(Cn, d), sat_mul(Cn, dv), sat_mul(Cn, m), /* ek, ev, ephi */
+        sat_mul(2 * dv, Cn), sat_mul(2, Cn), /* dacc, dl: doubles */
     };
     size_t total = 0, n;
     memset(ws, 0, sizeof *ws);
@@ -939,7 +941,7 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
                                                  r->routing == STILL_ROUTING_WINDOW));
     /* one query (decode) scores the band from the ring, when it fits in
      * win from its panel start (15 rows more at most) */
-    const int ring = share && n == 1 && band_rows + STILL__PANEL - 1 <= ctx->win_rows * Cn;
+    const int ring = share && n == 1 && band_rows + STILL__PANEL - 1 <= sat_mul(ctx->win_rows, Cn);
     for (int64_t i = 0; i < ctx->nh; i++) {
         const float *q = blk->q + i * blk->q_hs + off * blk->q_ns;
         float *band = NULL;
