@@ -724,6 +724,17 @@ static const float *cache_panels(const still__fast_ctx *ctx, still__fast_unit *u
     return kp;
 }
 
+int still__fast_unit_ring(const still__fast_ctx *ctx, still__fast_unit *u)
+{
+    if (u->ring_kp)
+        return STILL_OK;
+    /* calloc: the lanes of rows never written are finite (panel filler) */
+    if (!(u->ring_kp = calloc((size_t)STILL__RING * (size_t)ctx->r.shape.dim_qk, sizeof(float))))
+        return STILL_E_NOMEM;
+    u->ring_pos = 0;
+    return STILL_OK;
+}
+
 /* The logits of ONE query (qst, position a) against the raw keys raw_first
  * .. a -- the band of segment() -- from the unit's ring of packed keys
  * (lib/fast.h), into out [.] from the band's panel start p0 (raw_first
@@ -736,11 +747,8 @@ static float *ring_band(const still__fast_ctx *ctx, still__fast_unit *u, int64_t
                         const float *x, float *out)
 {
     const int64_t d = ctx->r.shape.dim_qk, P = STILL__PANEL, R = STILL__RING;
-    if (!u->ring_kp) {
-        if (!(u->ring_kp = calloc((size_t)(R * d), sizeof(float)))) /* finite lanes */
-            return NULL;
-        u->ring_pos = 0;
-    }
+    if (still__fast_unit_ring(ctx, u)) /* a state's units have it from creation */
+        return NULL;
     /* the positions not packed yet, of the last R (rows of older positions
      * are scored only as the panel's filler: any finite value) */
     for (int64_t p = imax(imax(u->ring_pos, u->hist_first), a + 1 - R); p <= a; p++) {

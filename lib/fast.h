@@ -117,8 +117,9 @@ typedef struct still__fast_unit {
     float *ring_kp;              /* [STILL__RING][d]: the keys of the last
                                   * STILL__RING positions, position p in
                                   * row p % STILL__RING, packed in panels as
-                                  * the cache (derived; allocated by the
-                                  * first one-query step, NULL before) */
+                                  * the cache (derived, never saved; a
+                                  * state's units get it at creation, a
+                                  * prefill's at a one-query step) */
     int64_t ring_pos;            /* positions < ring_pos are packed (those
                                   * of the last STILL__RING of them) */
     double *hist_sigma;
@@ -130,6 +131,11 @@ typedef struct still__fast_unit {
 /* Rows of a unit's ring of packed keys: the one-query band of raw keys
  * (at most KEY_TILE = 256 rows, lib/driver.c) from its panel start. */
 #define STILL__RING 272
+
+/* Allocates u's ring (STILL__RING x d floats, zero) if it has none: a
+ * state's units get it at creation, so that still_state_bytes does not
+ * grow at the first one-token append; a prefill's units on demand. */
+int still__fast_unit_ring(const still__fast_ctx *ctx, still__fast_unit *u);
 
 /* An empty unit (S = z = 0) for batch b, query heads hq0 .. hq0+nh-1. */
 int still__fast_unit_init(const still__fast_ctx *ctx, int64_t b, int64_t hq0,

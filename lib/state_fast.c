@@ -63,7 +63,8 @@ static int fast_init(still_state *st)
             return rc;
     const int64_t per_b = st->units / st->r.shape.batch, nh = st->unit_heads;
     for (int64_t i = 0; i < st->units; i++)
-        if ((rc = still__fast_unit_init(&w->ctx, i / per_b, (i % per_b) * nh, &w->u[i])))
+        if ((rc = still__fast_unit_init(&w->ctx, i / per_b, (i % per_b) * nh, &w->u[i])) ||
+            (rc = still__fast_unit_ring(&w->ctx, &w->u[i]))) /* decode's, counted now */
             return rc;
     return STILL_OK;
 }

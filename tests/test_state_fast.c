@@ -284,6 +284,21 @@ START_TEST(test_fast_state_bytes_stop_growing_with_cap)
             ck_assert_msg(bytes == at_100, "t %lld: %zu vs %zu", (long long)t, bytes, at_100);
     }
     still_state_destroy(st);
+    /* a prefill block, then one-token steps (the decode's own buffers
+     * exist from the state's creation): no step adds a byte */
+    size_t after_block = 0;
+    double *o = tu_dalloc(count_o(&c)); /* outputs on: a step scores its keys */
+    ck_assert_int_eq(still_state_create(&c.cfg, &c.shape, NULL, STILL_PATH_FAST, &st), STILL_OK);
+    ck_assert_int_eq(ts_append(st, &c, 0, 200, o, NULL), STILL_OK);
+    ck_assert_int_eq(still_state_bytes(st, &after_block), STILL_OK);
+    for (int64_t t = 200; t < 400; t++) {
+        ck_assert_int_eq(ts_append(st, &c, t, 1, o, NULL), STILL_OK);
+        ck_assert_int_eq(still_state_bytes(st, &bytes), STILL_OK);
+        ck_assert_msg(bytes == after_block, "t %lld after a block of 200: %zu vs %zu",
+                      (long long)t, bytes, after_block);
+    }
+    still_state_destroy(st);
+    free(o);
     tu_case_free(&c);
 }
 END_TEST
