@@ -346,12 +346,11 @@ static void age(const still_state *st, ref_impl *w, ref_unit *u, int64_t t)
 
 /* ---- saliency (SPEC §4, App. A.1) ------------------------------------------ */
 
-/* App. A.1 for query t with the window of the last C keys: the prefill's
- * function on a local copy where t sits at local position l + t%l (or t in
- * chunk 0), so that every slot holds the same key as in the prefill. */
 /* Pushes k_t into the key window and computes sigma of every query head of
- * the unit into w->sigma; returns the unit's ranking sigma (the group mean
- * with per-kv selection, summed in head order as the prefill does). */
+ * the unit into w->sigma (App. A.1 reads the window in place: w = C, so it
+ * holds positions max(0, t - C + 1) .. t, key0 = t - nwin + 1); returns
+ * the unit's ranking sigma (the group mean with per-kv selection, summed
+ * in head order as the prefill does). */
 static double token_sigma(const still_state *st, ref_impl *w, ref_unit *u, int64_t t)
 {
     const still__resolved *r = &st->r;
