@@ -252,6 +252,14 @@ INLINE __mmask16 self_lane(int64_t key, int64_t qf, __mmask16 mk)
     return (L >= 0 && L < VL) ? (__mmask16)((1u << L) & mk) : 0;
 }
 
+/* Lane j of v, from registers: no stack array (a 64-byte local that GCC
+ * aligns for AVX-512 and addresses with aligned moves lands 32-byte aligned
+ * in an AddressSanitizer frame, which faults). */
+INLINE float lane(__m512 v, int j)
+{
+    return _mm512_cvtss_f32(_mm512_permutexvar_ps(_mm512_set1_epi32(j), v));
+}
+
 /* saliency_cols for one contiguous column (decode: one query against its
  * window), vectorized down the rows: the column loop below fills one lane
  * of 16, and pays 5 exponentials, a logarithm and 3 divisions per row for
@@ -269,7 +277,6 @@ static void saliency_col1(int64_t M, const float *S, int64_t key0, int64_t q0, i
     i0 = i0 < 0 ? 0 : i0;
     i1 = i1 > M - 1 ? M - 1 : i1;
     float m1 = -INFINITY, m2 = -INFINITY, z1 = 0.0f, z2 = 0.0f, sg = 0.0f;
-    float t1[VL], t2[VL];
     for (int64_t i = i0; i <= i1; i++) {
         m1 = m1 > S[i] ? m1 : S[i];
         if (i != self)
@@ -279,12 +286,11 @@ static void saliency_col1(int64_t M, const float *S, int64_t key0, int64_t q0, i
     for (int64_t i = i0; i <= i1; i += VL) {
         const int64_t cnt = i1 + 1 - i < VL ? i1 + 1 - i : VL;
         const __m512 s = _mm512_maskz_loadu_ps(tail_mask(cnt), S + i);
-        _mm512_storeu_ps(t1, vexp(_mm512_sub_ps(s, vm1)));
-        _mm512_storeu_ps(t2, vexp(_mm512_sub_ps(s, vm2)));
-        for (int64_t j = 0; j < cnt; j++) {
-            z1 = z1 + t1[j];
+        const __m512 e1 = vexp(_mm512_sub_ps(s, vm1)), e2 = vexp(_mm512_sub_ps(s, vm2));
+        for (int j = 0; j < cnt; j++) {
+            z1 = z1 + lane(e1, j);
             if (i + j != self)
-                z2 = z2 + t2[j];
+                z2 = z2 + lane(e2, j);
         }
     }
     const __m512 vz1 = _mm512_set1_ps(z1), vz2 = _mm512_set1_ps(z2);
@@ -295,9 +301,9 @@ static void saliency_col1(int64_t M, const float *S, int64_t key0, int64_t q0, i
         const __m512 p = _mm512_div_ps(vexp(_mm512_sub_ps(s, vm1)), vz1);
         const __m512 pw = _mm512_maskz_div_ps(other, vexp(_mm512_sub_ps(s, vm2)), vz2);
         const __m512 ratio = _mm512_div_ps(_mm512_add_ps(p, eps), _mm512_add_ps(pw, eps));
-        _mm512_storeu_ps(t1, _mm512_mul_ps(p, vlog(ratio)));
-        for (int64_t j = 0; j < cnt; j++)
-            sg = sg + t1[j];
+        const __m512 term = _mm512_mul_ps(p, vlog(ratio));
+        for (int j = 0; j < cnt; j++)
+            sg = sg + lane(term, j);
     }
     /* W_t = {t}: no distribution without t (SPEC §4) */
     sigma[0] = m2 == -INFINITY ? INFINITY : sg;
