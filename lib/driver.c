@@ -686,19 +686,8 @@ static void exact_tile(const still__fast_ctx *ctx, still__fast_scratch *ws, floa
         for (int64_t t = t0; t < t0 + cnt; t++) {
             if (ws->lrow[t] == 0.0f)
                 continue;
-            const double al = ws->alpha[t];
-            const float *pt = ws->acc + t * dv;
-            double *acc = ws->dacc + t * dv;
-            if (al != 1.0) {
-#pragma omp simd
-                for (int64_t e = 0; e < dv; e++)
-                    acc[e] = acc[e] * al + pt[e];
-            } else {
-#pragma omp simd
-                for (int64_t e = 0; e < dv; e++)
-                    acc[e] += pt[e];
-            }
-            ws->dl[t] = ws->dl[t] * al + ws->lrow[t];
+            still__fast_carry(ws->dacc + t * dv, &ws->dl[t], ws->acc + t * dv, ws->lrow[t],
+                              ws->alpha[t], dv);
         }
     }
 }

@@ -128,6 +128,25 @@ typedef struct still__fast_unit {
     void *cache_block;           /* the one allocation of the cache */
 } still__fast_unit;
 
+/* The double carry of one query's online softmax across key tiles (SPEC
+ * §10; the driver's exact branch and the teacher): acc = acc·al + pt and
+ * l = l·al + lt, where al is the tile's rescale and pt, lt its float
+ * partial sums from zero.  al == 1 skips the product (the same bits). */
+static inline void still__fast_carry(double *acc, double *l, const float *pt, float lt,
+                                     double al, int64_t dv)
+{
+    if (al != 1.0) {
+#pragma omp simd
+        for (int64_t e = 0; e < dv; e++)
+            acc[e] = acc[e] * al + pt[e];
+    } else {
+#pragma omp simd
+        for (int64_t e = 0; e < dv; e++)
+            acc[e] += pt[e];
+    }
+    *l = *l * al + lt;
+}
+
 /* Rows of a unit's ring of packed keys: the one-query band of raw keys
  * (at most KEY_TILE = 256 rows, lib/driver.c) from its panel start. */
 #define STILL__RING 272

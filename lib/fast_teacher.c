@@ -105,19 +105,8 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
                 continue; /* no key of the tile is visible: alpha 1, lt 0 */
             K->gemm(cnt, dv, keys, s->tile + t0, 1, n, v + k0 * v_ns, v_ns, s->part, dv, 0);
             for (int64_t t = t0; t < t0 + cnt; t++) {
-                const double al = s->alpha[t];
-                const float *pt = s->part + (t - t0) * dv;
-                double *acc = s->acc + t * dv;
-                if (al != 1.0) {
-#pragma omp simd
-                    for (int64_t e = 0; e < dv; e++)
-                        acc[e] = acc[e] * al + pt[e];
-                } else {
-#pragma omp simd
-                    for (int64_t e = 0; e < dv; e++)
-                        acc[e] += pt[e];
-                }
-                s->l[t] = s->l[t] * al + s->lt[t];
+                still__fast_carry(s->acc + t * dv, &s->l[t], s->part + (t - t0) * dv, s->lt[t],
+                                  s->alpha[t], dv);
             }
         }
     }
