@@ -37,6 +37,9 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
 /* Checks the arrays of a call: required pointers, dtype allowed by the
  * path (allow_f64), finiteness of q, k, v, gate and params, and that a
  * forced selection has exactly k ones in every complete chunk. */
+/* 1 when the n elements of p (STILL_F32 or STILL_F64) are all finite. */
+int still__all_finite(int dtype, const void *p, int64_t n);
+
 int still__check_tensors(const still__resolved *r, const still_params *params,
                          const still_tensors *t, int allow_f64);
 

@@ -118,11 +118,8 @@ static void forward_group(const still__resolved *r, const still_params *params,
 static int outputs_finite(const still__resolved *r, const still_tensors *t)
 {
     const still_shape *s = &r->shape;
-    const int64_t n = s->batch * s->heads_q * s->seq_len * s->dim_v; /* checked addressable */
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(still__load(t->dtype, t->o, i)))
-            return 0;
-    return 1;
+    return still__all_finite(t->dtype, t->o, /* checked addressable */
+                             s->batch * s->heads_q * s->seq_len * s->dim_v);
 }
 
 int still_ref_forward(const still_config *cfg, const still_shape *shape,
@@ -184,10 +181,7 @@ int still_ref_teacher(const still_config *cfg, const still_shape *shape, const s
 
 static int finite_doubles(const double *p, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(p[i]))
-            return 0;
-    return 1;
+    return still__all_finite(STILL_F64, p, n);
 }
 
 /* The parameters of one head of a map are finite (SPEC §10). */

@@ -18,14 +18,6 @@ static void map_counts(const still_feature_map *fm, int64_t H, int64_t f, int64_
     n[2] = fm->u ? (size_t)H * (size_t)d : 0;
 }
 
-static int all_finite(const double *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(p[i]))
-            return 0;
-    return 1;
-}
-
 /* Copies the n[i] doubles of src[i] to *cursor, pointing dst[i] at them. */
 static void copy_arrays(const double *const src[3], const size_t n[3], double **cursor,
                         const double *dst[3])
@@ -66,9 +58,10 @@ static int params_copy(still_state *st, const still_params *params)
     const double *sq[3] = {params->fq.W, params->fq.b, params->fq.u};
     const double *sk[3] = {params->fk.W, params->fk.b, params->fk.u};
     for (int i = 0; i < 3; i++)
-        if (!all_finite(sq[i], nq[i]) || !all_finite(sk[i], nk[i]))
+        if (!still__all_finite(STILL_F64, sq[i], (int64_t)nq[i]) ||
+            !still__all_finite(STILL_F64, sk[i], (int64_t)nk[i]))
             return STILL_E_NONFINITE; /* SPEC §10 */
-    if (!all_finite(params->window_w, nw))
+    if (!still__all_finite(STILL_F64, params->window_w, (int64_t)nw))
         return STILL_E_NONFINITE;
 
     st->param_bytes = total * sizeof(double);
@@ -229,12 +222,7 @@ void still_state_destroy(still_state *st)
 /* 1 when the n tokens' outputs t->o, dense [B][Hq][n][dv], are finite. */
 static int outputs_finite(const still_shape *s, int64_t n, const still_tensors *t)
 {
-    const size_t count = (size_t)(s->batch * s->heads_q * n * s->dim_v); /* resolved: fits */
-    for (size_t i = 0; i < count; i++)
-        if (t->dtype == STILL_F32 ? !isfinite(((const float *)t->o)[i])
-                                  : !isfinite(((const double *)t->o)[i]))
-            return 0;
-    return 1;
+    return still__all_finite(t->dtype, t->o, s->batch * s->heads_q * n * s->dim_v); /* fits */
 }
 
 int still_state_append(still_state *st, int64_t n, const still_tensors *t)

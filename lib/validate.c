@@ -6,7 +6,7 @@
 
 /* |x| <= MAX is false exactly for inf and NaN; the scan has no branch, so
  * it vectorizes (it runs before every call, over every input element). */
-static int all_finite(int dtype, const void *p, int64_t n)
+int still__all_finite(int dtype, const void *p, int64_t n)
 {
     int bad = 0;
     if (dtype == STILL_F64) {
@@ -25,9 +25,9 @@ static int all_finite(int dtype, const void *p, int64_t n)
 
 static int map_finite(const still_feature_map *fm, int64_t H, int64_t f, int64_t d)
 {
-    return (!fm->W || all_finite(STILL_F64, fm->W, H * f * d)) &&
-           (!fm->b || all_finite(STILL_F64, fm->b, H * f)) &&
-           (!fm->u || all_finite(STILL_F64, fm->u, H * d));
+    return (!fm->W || still__all_finite(STILL_F64, fm->W, H * f * d)) &&
+           (!fm->b || still__all_finite(STILL_F64, fm->b, H * f)) &&
+           (!fm->u || still__all_finite(STILL_F64, fm->u, H * d));
 }
 
 /* SPEC §5: a forced selection marks exactly k tokens of each complete chunk
@@ -69,15 +69,15 @@ int still__check_tensors(const still__resolved *r, const still_params *params,
         return STILL_E_DTYPE;
     int64_t nq = s->batch * s->heads_q * s->seq_len;
     int64_t nk = s->batch * s->heads_kv * s->seq_len;
-    if (!all_finite(t->dtype, t->q, nq * s->dim_qk) ||
-        !all_finite(t->dtype, t->k, nk * s->dim_qk) ||
-        !all_finite(t->dtype, t->v, nk * s->dim_v) ||
-        (t->gate && !all_finite(t->dtype, t->gate, nq * s->dim_v)))
+    if (!still__all_finite(t->dtype, t->q, nq * s->dim_qk) ||
+        !still__all_finite(t->dtype, t->k, nk * s->dim_qk) ||
+        !still__all_finite(t->dtype, t->v, nk * s->dim_v) ||
+        (t->gate && !still__all_finite(t->dtype, t->gate, nq * s->dim_v)))
         return STILL_E_NONFINITE;
     if (params) {
         if (!map_finite(&params->fq, s->heads_q, r->f_q, s->dim_qk) ||
             (!params->fk_tied && !map_finite(&params->fk, s->heads_q, r->f_k, s->dim_qk)) ||
-            (params->window_w && !all_finite(STILL_F64, params->window_w, s->heads_q)))
+            (params->window_w && !still__all_finite(STILL_F64, params->window_w, s->heads_q)))
             return STILL_E_NONFINITE;
     }
     if (t->selection_in && r->routing != STILL_ROUTING_WINDOW)
