@@ -54,7 +54,8 @@ enum {
     STILL_E_CHECKSUM = -13,   /* a byte stream's checksum does not match */
     STILL_E_STATE = -14,      /* a state object does not fit the call */
     STILL_E_PARAMS = -15,     /* parameters are malformed (shape, values) */
-    STILL_E_UNSUPPORTED = -16 /* the combination is not implemented */
+    STILL_E_UNSUPPORTED = -16, /* the combination is not implemented */
+    STILL_E_CANCELED = -17     /* the progress callback asked to stop */
 };
 
 /* ---- enumerations --------------------------------------------------------- */
@@ -82,6 +83,16 @@ enum {                                                   /* fast path ISAs */
 };
 enum { STILL_MAP_Q = 0, STILL_MAP_K = 1 };               /* which feature map */
 
+/* ---- progress of long calls ------------------------------------------- */
+/* Called by the reference path's still_ref_forward and still_ref_teacher
+ * (the fast path does not call it), from the calling thread only, with the
+ * work done so far and the total, in output rows (queries times heads):
+ * once with done = 0, then as the work goes on, last with done = total.  A
+ * nonzero return stops the call, which then returns STILL_E_CANCELED with
+ * its outputs undefined.  The library never prints: showing progress is
+ * the caller's. */
+typedef int (*still_progress_fn)(void *user, int64_t done, int64_t total);
+
 /* ---- configuration (SPEC §4-6) ---------------------------------------- */
 typedef struct still_config {
     int64_t chunk;     /* C >= 1; default 64 */
@@ -100,7 +111,17 @@ typedef struct still_config {
     int saliency;      /* STILL_SALIENCY_SPEC (default) or _AUTHORS */
     int phantom_sink;  /* SPEC App. A.2; default 0 */
     int isa;           /* fast path ISA; default STILL_ISA_AUTO */
-    int threads;       /* fast path threads; 0 (default) = OpenMP's default */
+    int threads;       /* threads of both paths; 0 (default) = OpenMP's default */
+    /* The reference path at scale (each query's output depends only on the
+     * inputs, so the queries split across calls, processes or machines):
+     * still_ref_forward and still_ref_teacher write the outputs of the
+     * queries query_begin <= t < query_end of every head only, and leave
+     * the other rows of o untouched (sigma and the selection are written
+     * whole).  0, 0 (default) = every query.  The fast path, the states and
+     * the gradients refuse a range (STILL_E_UNSUPPORTED). */
+    int64_t query_begin, query_end;
+    still_progress_fn progress; /* optional, NULL (default): no reports */
+    void *progress_user;        /* passed to progress */
 } still_config;
 
 /* ---- shapes ------------------------------------------------------------ */

@@ -34,10 +34,30 @@ void still__gather_head(int dtype, const void *src, int layout, int64_t H, int64
 void still__scatter_head(int dtype, void *dst, int layout, int64_t H, int64_t N, int64_t D,
                          int64_t b, int64_t h, const double *src)
 {
+    still__scatter_rows(dtype, dst, layout, H, N, D, b, h, 0, N, src);
+}
+
+void still__scatter_rows(int dtype, void *dst, int layout, int64_t H, int64_t N, int64_t D,
+                         int64_t b, int64_t h, int64_t n0, int64_t n1, const double *src)
+{
     const still__strides s = still__strides_of(layout, H, N, D);
-    for (int64_t n = 0; n < N; n++)
+    for (int64_t n = n0; n < n1; n++)
         for (int64_t e = 0; e < D; e++)
             still__store(dtype, dst, b * s.b + h * s.h + n * s.n + e, src[n * D + e]);
+}
+
+int still__rows_finite(int dtype, const void *p, int layout, int64_t B, int64_t H, int64_t N,
+                       int64_t D, int64_t n0, int64_t n1)
+{
+    const still__strides s = still__strides_of(layout, H, N, D);
+    const size_t elem = dtype == STILL_F64 ? sizeof(double) : sizeof(float);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t n = n0; n < n1; n++)
+                if (!still__all_finite(dtype, (const char *)p +
+                                       (size_t)(b * s.b + h * s.h + n * s.n) * elem, D))
+                    return 0;
+    return 1;
 }
 
 int still__gate_projection_sizes(int64_t batch, int64_t seq_len, int64_t hidden,

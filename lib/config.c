@@ -22,6 +22,9 @@ void still_config_default(still_config *cfg)
     cfg->phantom_sink = 0;
     cfg->isa = STILL_ISA_AUTO;
     cfg->threads = 0;
+    cfg->query_begin = cfg->query_end = 0;
+    cfg->progress = NULL;
+    cfg->progress_user = NULL;
 }
 
 void still_params_default(still_params *params)
@@ -206,4 +209,24 @@ int still__mul3_size(size_t a, size_t b, size_t c, size_t *out)
     if (still__mul_size(a, b, &ab))
         return -1;
     return still__mul_size(ab, c, out);
+}
+
+int still__query_range(const still_config *cfg, int64_t N, int64_t *begin, int64_t *end)
+{
+    if (!cfg || (cfg->query_begin == 0 && cfg->query_end == 0)) {
+        *begin = 0;
+        *end = N;
+        return STILL_OK;
+    }
+    if (cfg->query_begin < 0 || cfg->query_end <= cfg->query_begin || cfg->query_end > N)
+        return STILL_E_CONFIG;
+    *begin = cfg->query_begin;
+    *end = cfg->query_end;
+    return STILL_OK;
+}
+
+int still__no_query_range(const still_config *cfg)
+{
+    return cfg && (cfg->query_begin != 0 || cfg->query_end != 0) ? STILL_E_UNSUPPORTED
+                                                                   : STILL_OK;
 }

@@ -26,6 +26,7 @@ const char *still_strerror(int code)
     case STILL_E_STATE: return "the state object does not fit the call";
     case STILL_E_PARAMS: return "the parameters are malformed";
     case STILL_E_UNSUPPORTED: return "the combination is not implemented";
+    case STILL_E_CANCELED: return "canceled by the progress callback";
     default: return "unknown status code";
     }
 }

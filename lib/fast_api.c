@@ -114,7 +114,7 @@ int still_forward(const still_config *cfg, const still_shape *shape, const still
     const still__kernels *kern;
     int rc;
 
-    if ((rc = still__resolve(cfg, shape, params, &r)) ||
+    if ((rc = still__resolve(cfg, shape, params, &r)) || (rc = still__no_query_range(cfg)) ||
         (rc = still__check_tensors(&r, params, t, 0)) ||
         (rc = still__kernels_select(cfg ? cfg->isa : STILL_ISA_AUTO, &kern)) ||
         (rc = still__fast_ctx_init(&ctx, &r, params, kern, r.shape.seq_len)))
@@ -157,6 +157,8 @@ int still_teacher(const still_config *cfg, const still_shape *shape, const still
         only.isa = cfg->isa;
         only.threads = cfg->threads;
     }
+    if ((rc = still__no_query_range(cfg)))
+        return rc;
     inputs = *t;
     inputs.gate = NULL; /* ignored, so neither checked */
     inputs.selection_in = NULL;

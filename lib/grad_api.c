@@ -267,7 +267,7 @@ static int transfer_run(head_transfer_fn fn, int allow_f64, const still_config *
     inputs = *t;
     if (!inputs.o)
         inputs.o = &placeholder; /* o is optional here; the check wants one */
-    if ((rc = still__resolve(cfg, shape, params, &r)) ||
+    if ((rc = still__resolve(cfg, shape, params, &r)) || (rc = still__no_query_range(cfg)) ||
         (rc = still__check_tensors(&r, params, &inputs, allow_f64)) ||
         (teacher && (rc = teacher_finite(&r, t->dtype, teacher))) || (rc = work_alloc(&r, &w)))
         return rc;

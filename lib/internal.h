@@ -34,6 +34,13 @@ typedef struct still__resolved {
 int still__resolve(const still_config *cfg, const still_shape *shape,
                    const still_params *params, still__resolved *r);
 
+/* The queries [*begin, *end) a ref call computes (cfg->query_begin/end;
+ * 0, 0 = all N): STILL_E_CONFIG unless 0 <= begin < end <= N.
+ * still__no_query_range: STILL_E_UNSUPPORTED when cfg asks for a range
+ * (the fast path, the states, the gradients). */
+int still__query_range(const still_config *cfg, int64_t N, int64_t *begin, int64_t *end);
+int still__no_query_range(const still_config *cfg);
+
 /* Checks the arrays of a call: required pointers, dtype allowed by the
  * path (allow_f64), finiteness of q, k, v, gate and params, and that a
  * forced selection has exactly k ones in every complete chunk. */
@@ -78,6 +85,12 @@ void still__gather_head(int dtype, const void *src, int layout, int64_t H, int64
                         int64_t D, int64_t b, int64_t h, double *dst);
 void still__scatter_head(int dtype, void *dst, int layout, int64_t H, int64_t N, int64_t D,
                          int64_t b, int64_t h, const double *src);
+/* Rows n0 <= n < n1 of src [N][D] into head h of batch b of dst. */
+void still__scatter_rows(int dtype, void *dst, int layout, int64_t H, int64_t N, int64_t D,
+                         int64_t b, int64_t h, int64_t n0, int64_t n1, const double *src);
+/* 1 when rows n0 <= n < n1 of every head of a [B,H,N,D] array are finite. */
+int still__rows_finite(int dtype, const void *p, int layout, int64_t B, int64_t H, int64_t N,
+                       int64_t D, int64_t n0, int64_t n1);
 /* The shape checks of the gating projection (SPEC §6): STILL_E_SHAPE for a
  * dimension < 1, STILL_E_OVERFLOW unless X, Wg and G (elements of `elem`
  * bytes) are addressable; their element counts in *nx, *nw, *ng. */

@@ -3,18 +3,22 @@
  * into contiguous double arrays, call the per-formula functions of ref/
  * and scatter the results; the loops over formulas live in ref/. */
 #include "internal.h"
+#include "fast.h" /* still__fast_threads: the threads of both paths */
 #include "../ref/ref.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The contiguous double arrays of one (batch, kv head) group. */
+/* The contiguous double arrays of one (batch, kv head) group, and each
+ * thread's scratch (phi_q [threads][m], exact [threads][N]). */
 typedef struct ref_work {
     double *q, *k, *v, *gate, *o; /* [N][d] or [N][dv] */
     double *sigma, *sigma_group;  /* [N]: one query head's, the group's mean */
-    double *phi_q, *phi_k;        /* [m], [N][m] */
-    uint8_t *sel, *exact;         /* [N] */
+    double *phi_q, *phi_k;        /* [threads][m], [N][m] */
+    uint8_t *sel, *exact;         /* [N], [threads][N] */
+    int threads;
 } ref_work;
 
 static void work_free(ref_work *w)
@@ -25,11 +29,12 @@ static void work_free(ref_work *w)
     memset(w, 0, sizeof *w);
 }
 
-static int work_alloc(const still__resolved *r, ref_work *w)
+static int work_alloc(const still__resolved *r, int threads, ref_work *w)
 {
     const int64_t N = r->shape.seq_len, d = r->shape.dim_qk, dv = r->shape.dim_v;
     int rc = STILL_OK;
     memset(w, 0, sizeof *w);
+    w->threads = threads;
     w->q = still__array_new(N, d, sizeof(double), 0, &rc);
     w->k = still__array_new(N, d, sizeof(double), 0, &rc);
     w->v = still__array_new(N, dv, sizeof(double), 0, &rc);
@@ -37,22 +42,82 @@ static int work_alloc(const still__resolved *r, ref_work *w)
     w->o = still__array_new(N, dv, sizeof(double), 0, &rc);
     w->sigma = still__array_new(N, 1, sizeof(double), 0, &rc);
     w->sigma_group = still__array_new(N, 1, sizeof(double), 0, &rc);
-    w->phi_q = still__array_new(1, r->m, sizeof(double), 0, &rc);
+    w->phi_q = still__array_new(threads, r->m, sizeof(double), 0, &rc);
     w->phi_k = still__array_new(N, r->m, sizeof(double), 0, &rc);
     w->sel = still__array_new(N, 1, 1, 0, &rc);
-    w->exact = still__array_new(N, 1, 1, 0, &rc);
+    w->exact = still__array_new(threads, N, 1, 0, &rc);
     if (rc)
         work_free(w);
     return rc;
 }
 
-/* sigma of query head hq of batch b into w->sigma (SPEC §4 / App. A.1). */
+/* ---- threads and progress ---------------------------------------------------- */
+
+/* Queries are handed to the threads in blocks of this many, the last
+ * (costliest, under causality) first.  Every query is computed by the same
+ * sequential code whichever thread takes it, so the results do not depend
+ * on the thread count (SPEC I7). */
+#define REF_BLOCK 16
+
+/* The threads of a ref call: cfg->threads when set; by default OpenMP's
+ * count, but one thread for a short sequence, where a parallel region costs
+ * more than it saves (many small calls, as the state tests make). */
+#define REF_SHORT 256
+static int ref_threads(const still_config *cfg, int64_t N)
+{
+    if (cfg && cfg->threads > 0)
+        return still__fast_threads(cfg->threads);
+    return N < REF_SHORT ? 1 : still__fast_threads(0);
+}
+
+/* The progress of one call: rows done by all threads, reported to the
+ * callback by the calling thread only (thread 0 of every region). */
+typedef struct ref_progress {
+    const still_config *cfg;
+    int64_t done, total;
+    int stop;
+} ref_progress;
+
+static int progress_stopped(ref_progress *p)
+{
+    int stop;
+#pragma omp atomic read
+    stop = p->stop;
+    return stop;
+}
+
+static void progress_tell(ref_progress *p)
+{
+    int64_t done;
+    if (!p->cfg || !p->cfg->progress || progress_stopped(p))
+        return; /* not called again once it asked to stop */
+#pragma omp atomic read
+    done = p->done;
+    if (p->cfg->progress(p->cfg->progress_user, done, p->total)) {
+#pragma omp atomic write
+        p->stop = 1;
+    }
+}
+
+static void progress_add(ref_progress *p, int64_t rows)
+{
+#pragma omp atomic
+    p->done += rows;
+    if (omp_get_thread_num() == 0)
+        progress_tell(p);
+}
+
+/* sigma of every token of query head hq of batch b into w->sigma (SPEC §4 /
+ * App. A.1), the tokens shared among the threads. */
 static void head_saliency(const still__resolved *r, const still_tensors *t, int64_t b,
                           int64_t hq, ref_work *w)
 {
     const still_shape *s = &r->shape;
-    still__gather_head(t->dtype, t->q, s->layout, s->heads_q, s->seq_len, s->dim_qk, b, hq, w->q);
-    still__ref_saliency(r, w->q, w->k, s->seq_len, w->sigma);
+    const int64_t N = s->seq_len;
+    still__gather_head(t->dtype, t->q, s->layout, s->heads_q, N, s->dim_qk, b, hq, w->q);
+#pragma omp parallel for num_threads(w->threads) schedule(dynamic, REF_BLOCK) if (w->threads > 1)
+    for (int64_t j = 0; j < N; j++)
+        w->sigma[j] = still__ref_saliency_of(r, w->q, w->k, j);
 }
 
 /* SPEC §5: the selection of a head from sigma, or the forced one (its
@@ -70,11 +135,50 @@ static void head_selection(const still__resolved *r, const still_tensors *t, int
         sel[j] = j < complete && t->selection_in[row * N + j] != 0;
 }
 
+/* SPEC §2 key features phi_k [N][m] of query head hq, rows among the threads. */
+static void head_key_features(const still__resolved *r, const still_params *params,
+                              int64_t hq, ref_work *w)
+{
+    const int64_t N = r->shape.seq_len, d = r->shape.dim_qk;
+    int64_t f;
+    const still_feature_map *fk = still__ref_map_of(r, params, STILL_MAP_K, &f);
+#pragma omp parallel for num_threads(w->threads) schedule(static) if (w->threads > 1)
+    for (int64_t j = 0; j < N; j++)
+        still__ref_feature_map(r, fk, f, hq, w->k + j * d, w->phi_k + j * r->m);
+}
+
+/* SPEC §5-6: the outputs of queries q0 <= t < q1 of query head hq into w->o. */
+static void head_queries(const still__resolved *r, const still_params *params, int64_t hq,
+                         const double *gate, const double *sigma, int64_t q0, int64_t q1,
+                         ref_work *w, ref_progress *prog)
+{
+    const int64_t N = r->shape.seq_len, dv = r->shape.dim_v;
+    const int64_t blocks = (q1 - q0 + REF_BLOCK - 1) / REF_BLOCK;
+#pragma omp parallel num_threads(w->threads) if (w->threads > 1)
+    {
+        const int me = omp_get_thread_num();
+        double *phi_q = w->phi_q + me * r->m;
+        uint8_t *exact = w->exact + me * N;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < blocks; i++) {
+            const int64_t t0 = q0 + (blocks - 1 - i) * REF_BLOCK;
+            const int64_t t1 = t0 + REF_BLOCK < q1 ? t0 + REF_BLOCK : q1;
+            if (progress_stopped(prog))
+                continue;
+            for (int64_t t = t0; t < t1; t++)
+                still__ref_query_forward(r, params, hq, t, w->q, w->k, w->v, gate, sigma,
+                                         w->sel, w->phi_k, phi_q, exact, w->o + t * dv);
+            progress_add(prog, t1 - t0);
+        }
+    }
+}
+
 /* One (batch, kv head) group: SPEC §4-6 for each of its query heads; with
  * per-kv selection, sigma is the mean over the group and the selection is
- * shared (SPEC §5). */
+ * shared (SPEC §5).  Only the outputs of queries q0..q1-1 are written. */
 static void forward_group(const still__resolved *r, const still_params *params,
-                          const still_tensors *t, int64_t b, int64_t hk, ref_work *w)
+                          const still_tensors *t, int64_t b, int64_t hk, int64_t q0,
+                          int64_t q1, ref_work *w, ref_progress *prog)
 {
     const still_shape *s = &r->shape;
     const int64_t N = s->seq_len, hq0 = hk * r->group;
@@ -93,7 +197,7 @@ static void forward_group(const still__resolved *r, const still_params *params,
             w->sigma_group[j] /= (double)r->group;
         head_selection(r, t, b * s->heads_q + hq0, w->sigma_group, w->sel);
     }
-    for (int64_t hq = hq0; hq < hq0 + r->group; hq++) {
+    for (int64_t hq = hq0; hq < hq0 + r->group && !progress_stopped(prog); hq++) {
         const int64_t row = b * s->heads_q + hq;
         const double *sigma = r->per_kv ? w->sigma_group : w->sigma;
         head_saliency(r, t, b, hq, w);
@@ -101,9 +205,11 @@ static void forward_group(const still__resolved *r, const still_params *params,
             head_selection(r, t, row, w->sigma, w->sel);
         if (t->gate)
             still__gather_head(t->dtype, t->gate, s->layout, s->heads_q, N, s->dim_v, b, hq, w->gate);
-        still__ref_head_forward(r, params, hq, w->q, w->k, w->v, t->gate ? w->gate : NULL,
-                                sigma, w->sel, w->phi_q, w->phi_k, w->exact, w->o);
-        still__scatter_head(t->dtype, t->o, s->layout, s->heads_q, N, s->dim_v, b, hq, w->o);
+        head_key_features(r, params, hq, w);
+        head_queries(r, params, hq, t->gate ? w->gate : NULL, sigma, q0, q1, w, prog);
+        progress_tell(prog); /* at least once a head, whichever thread did the rows */
+        still__scatter_rows(t->dtype, t->o, s->layout, s->heads_q, N, s->dim_v, b, hq, q0, q1,
+                            w->o);
         if (t->sigma)
             memcpy(t->sigma + row * N, sigma, (size_t)N * sizeof(double));
         if (t->selected)
@@ -111,15 +217,29 @@ static void forward_group(const still__resolved *r, const still_params *params,
     }
 }
 
-/* 1 when every output (B·Hq·N·dv elements, in either layout) is finite as
- * stored (SPEC §10): the ref computes in double; a float32 output beyond
- * FLT_MAX was stored as infinity (IEEE conversion), a float64 one
- * overflowed in double.  The same rule as the fast path's. */
-static int outputs_finite(const still__resolved *r, const still_tensors *t)
+/* 1 when every output the call wrote (the rows q0..q1-1 of every head, in
+ * either layout) is finite as stored (SPEC §10): the ref computes in
+ * double; a float32 output beyond FLT_MAX was stored as infinity (IEEE
+ * conversion), a float64 one overflowed in double.  The same rule as the
+ * fast path's. */
+static int outputs_finite(const still__resolved *r, const still_tensors *t, int64_t q0,
+                          int64_t q1)
 {
     const still_shape *s = &r->shape;
-    return still__all_finite(t->dtype, t->o, /* checked addressable */
-                             s->batch * s->heads_q * s->seq_len * s->dim_v);
+    return still__rows_finite(t->dtype, t->o, s->layout, s->batch, s->heads_q, s->seq_len,
+                              s->dim_v, q0, q1);
+}
+
+/* The end of a call: the last report, then the status. */
+static int ref_finish(ref_progress *prog, const still__resolved *r, const still_tensors *t,
+                      int64_t q0, int64_t q1)
+{
+    if (progress_stopped(prog))
+        return STILL_E_CANCELED;
+    progress_tell(prog);
+    if (progress_stopped(prog))
+        return STILL_E_CANCELED;
+    return outputs_finite(r, t, q0, q1) ? STILL_OK : STILL_E_NONFINITE;
 }
 
 int still_ref_forward(const still_config *cfg, const still_shape *shape,
@@ -127,30 +247,44 @@ int still_ref_forward(const still_config *cfg, const still_shape *shape,
 {
     still__resolved r;
     ref_work w;
+    int64_t q0, q1;
     int rc;
 
     if ((rc = still__resolve(cfg, shape, params, &r)) ||
-        (rc = still__check_tensors(&r, params, t, 1)) || (rc = work_alloc(&r, &w)))
+        (rc = still__query_range(cfg, r.shape.seq_len, &q0, &q1)) ||
+        (rc = still__check_tensors(&r, params, t, 1)) ||
+        (rc = work_alloc(&r, ref_threads(cfg, r.shape.seq_len), &w)))
         return rc;
+    ref_progress prog = {cfg, 0, r.shape.batch * r.shape.heads_q * (q1 - q0), 0};
+    progress_tell(&prog);
     for (int64_t b = 0; b < r.shape.batch; b++)
-        for (int64_t hk = 0; hk < r.shape.heads_kv; hk++)
-            forward_group(&r, params, t, b, hk, &w);
+        for (int64_t hk = 0; hk < r.shape.heads_kv && !progress_stopped(&prog); hk++)
+            forward_group(&r, params, t, b, hk, q0, q1, &w, &prog);
     work_free(&w);
-    return outputs_finite(&r, t) ? STILL_OK : STILL_E_NONFINITE;
+    return ref_finish(&prog, &r, t, q0, q1);
 }
 
-/* SPEC §1 for query head hq of batch b. */
+/* SPEC §1 for the queries q0..q1-1 of query head hq of batch b. */
 static void teacher_head(const still__resolved *r, const still_tensors *t, int64_t b,
-                         int64_t hq, ref_work *w)
+                         int64_t hq, int64_t q0, int64_t q1, ref_work *w, ref_progress *prog)
 {
     const still_shape *s = &r->shape;
-    const int64_t N = s->seq_len, hk = hq / r->group;
-    still__gather_head(t->dtype, t->q, s->layout, s->heads_q, N, s->dim_qk, b, hq, w->q);
-    still__gather_head(t->dtype, t->k, s->layout, s->heads_kv, N, s->dim_qk, b, hk, w->k);
-    still__gather_head(t->dtype, t->v, s->layout, s->heads_kv, N, s->dim_v, b, hk, w->v);
-    for (int64_t n = 0; n < N; n++)
-        still__ref_teacher_row(r, n, w->q + n * s->dim_qk, w->k, w->v, w->o + n * s->dim_v);
-    still__scatter_head(t->dtype, t->o, s->layout, s->heads_q, N, s->dim_v, b, hq, w->o);
+    const int64_t N = s->seq_len, hk = hq / r->group, d = s->dim_qk, dv = s->dim_v;
+    const int64_t blocks = (q1 - q0 + REF_BLOCK - 1) / REF_BLOCK;
+    still__gather_head(t->dtype, t->q, s->layout, s->heads_q, N, d, b, hq, w->q);
+    still__gather_head(t->dtype, t->k, s->layout, s->heads_kv, N, d, b, hk, w->k);
+    still__gather_head(t->dtype, t->v, s->layout, s->heads_kv, N, dv, b, hk, w->v);
+#pragma omp parallel for num_threads(w->threads) schedule(dynamic, 1) if (w->threads > 1)
+    for (int64_t i = 0; i < blocks; i++) {
+        const int64_t t0 = q0 + (blocks - 1 - i) * REF_BLOCK;
+        const int64_t t1 = t0 + REF_BLOCK < q1 ? t0 + REF_BLOCK : q1;
+        if (progress_stopped(prog))
+            continue;
+        for (int64_t n = t0; n < t1; n++)
+            still__ref_teacher_row(r, n, w->q + n * d, w->k, w->v, w->o + n * dv);
+        progress_add(prog, t1 - t0);
+    }
+    still__scatter_rows(t->dtype, t->o, s->layout, s->heads_q, N, dv, b, hq, q0, q1, w->o);
 }
 
 int still_ref_teacher(const still_config *cfg, const still_shape *shape, const still_tensors *t)
@@ -159,24 +293,37 @@ int still_ref_teacher(const still_config *cfg, const still_shape *shape, const s
     still_tensors inputs;
     still__resolved r;
     ref_work w;
+    int64_t q0, q1;
     int rc;
 
     if (!t)
         return STILL_E_NULL;
-    still_config_default(&only_scale); /* the teacher reads only the scale */
-    if (cfg)
+    still_config_default(&only_scale); /* the teacher reads the scale, threads, range, progress */
+    if (cfg) {
         only_scale.scale = cfg->scale;
+        only_scale.threads = cfg->threads;
+        only_scale.query_begin = cfg->query_begin;
+        only_scale.query_end = cfg->query_end;
+        only_scale.progress = cfg->progress;
+        only_scale.progress_user = cfg->progress_user;
+    }
     inputs = *t;
     inputs.gate = NULL; /* ignored, so neither checked */
     inputs.selection_in = NULL;
     if ((rc = still__resolve(&only_scale, shape, NULL, &r)) ||
-        (rc = still__check_tensors(&r, NULL, &inputs, 1)) || (rc = work_alloc(&r, &w)))
+        (rc = still__query_range(&only_scale, r.shape.seq_len, &q0, &q1)) ||
+        (rc = still__check_tensors(&r, NULL, &inputs, 1)) ||
+        (rc = work_alloc(&r, ref_threads(&only_scale, r.shape.seq_len), &w)))
         return rc;
+    ref_progress prog = {&only_scale, 0, r.shape.batch * r.shape.heads_q * (q1 - q0), 0};
+    progress_tell(&prog);
     for (int64_t b = 0; b < r.shape.batch; b++)
-        for (int64_t hq = 0; hq < r.shape.heads_q; hq++)
-            teacher_head(&r, t, b, hq, &w);
+        for (int64_t hq = 0; hq < r.shape.heads_q && !progress_stopped(&prog); hq++) {
+            teacher_head(&r, t, b, hq, q0, q1, &w, &prog);
+            progress_tell(&prog); /* at least once a head */
+        }
     work_free(&w);
-    return outputs_finite(&r, t) ? STILL_OK : STILL_E_NONFINITE;
+    return ref_finish(&prog, &r, t, q0, q1);
 }
 
 static int finite_doubles(const double *p, int64_t n)

@@ -207,6 +207,9 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
 int still_state_create(const still_config *cfg, const still_shape *shape,
                        const still_params *params, int path, still_state **out)
 {
+    int rc = still__no_query_range(cfg); /* a stream has no fixed set of queries */
+    if (rc)
+        return rc;
     return still__state_new(cfg, shape, params, path, out);
 }
 

@@ -46,7 +46,9 @@ class _Config(ctypes.Structure):
                 ("select_per_kv", ctypes.c_int), ("scale", ctypes.c_double),
                 ("eps_den", ctypes.c_double), ("saliency", ctypes.c_int),
                 ("phantom_sink", ctypes.c_int), ("isa", ctypes.c_int),
-                ("threads", ctypes.c_int)]
+                ("threads", ctypes.c_int),
+                ("query_begin", ctypes.c_int64), ("query_end", ctypes.c_int64),
+                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p)]
 
 
 class _Shape(ctypes.Structure):
@@ -166,6 +168,8 @@ def _config(kw):
     for key, value in kw.items():
         if key not in dict(_Config._fields_):
             raise TypeError("unknown configuration field %r" % key)
+        if key in ("progress", "progress_user"):
+            raise TypeError("%s: a C callback, not settable from Python" % key)
         if isinstance(value, str):
             if key not in _NAMES or value not in _NAMES[key]:
                 raise ValueError("%s=%r: expected one of %s"
@@ -243,7 +247,7 @@ def _call(fn, name, q, k, v, gate, params, selection, dtype, layout, return_sigm
     cfg = _config(kw)
     B, Hq, N, dv = shape.batch, shape.heads_q, shape.seq_len, shape.dim_v
     out_shape = (B, Hq, N, dv) if layout == "BHND" else (B, N, Hq, dv)
-    o = np.empty(out_shape, dtype=dtype)
+    o = np.zeros(out_shape, dtype=dtype)  # rows outside a query range stay 0
     t = _Tensors()
     t.dtype = _F64 if dtype == np.float64 else _F32
     t.q, t.k, t.v, t.o = q.ctypes.data, k.ctypes.data, v.ctypes.data, o.ctypes.data

@@ -163,6 +163,21 @@ class TestStill(unittest.TestCase):
         want = numpy_teacher(*(a.astype(np.float64) for a in (q32, k32, v32)))
         self.assertLessEqual(np.max(np.abs(got - want)), 1e-5 * np.max(np.abs(v32)))
 
+    def test_query_range_writes_only_its_rows(self):
+        """The config fields after threads (query_begin, query_end) reach C
+        where C has them: the rows of a range equal the whole run's, the
+        others are left as they were (zeros from the module)."""
+        q, k, v = random_qkv(self.rng, 1, 2, 1, 70, 8, 4)
+        whole = still.ref_teacher(q, k, v)
+        part = still.ref_teacher(q, k, v, query_begin=20, query_end=45, threads=2)
+        np.testing.assert_array_equal(part[:, :, 20:45], whole[:, :, 20:45])
+        self.assertFalse(np.any(part[:, :, :20]) or np.any(part[:, :, 45:]))
+
+    def test_progress_fields_not_settable(self):
+        q, k, v = random_qkv(self.rng, 1, 1, 1, 8, 4, 4)
+        with self.assertRaises(TypeError):
+            still.ref_forward(q, k, v, progress=1)
+
 
 if __name__ == "__main__":
     print("libstill %s from %s" % (still.version(), still.library_path))

@@ -32,8 +32,12 @@ double still__ref_saliency_window(const still__resolved *r, const double *q_t,
 double still__ref_saliency_authors(const still__resolved *r, const double *q_t,
                                    const double *keys, int64_t key0, int64_t t);
 
-/* sigma [N] of every token of one head: SPEC §4, or App. A.1 when
- * r->saliency == STILL_SALIENCY_AUTHORS. */
+/* sigma of token t of one head, q [N][d], k [N][d]: SPEC §4, or App. A.1
+ * when r->saliency == STILL_SALIENCY_AUTHORS. */
+double still__ref_saliency_of(const still__resolved *r, const double *q, const double *k,
+                              int64_t t);
+
+/* sigma [N] of every token of one head (still__ref_saliency_of each). */
 void still__ref_saliency(const still__resolved *r, const double *q, const double *k,
                          int64_t N, double *sigma);
 
@@ -83,6 +87,15 @@ double still__ref_omega(const still_params *params, int64_t head);
 void still__ref_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden,
                                 int64_t heads_q, int64_t dim_v, const double *X,
                                 const double *Wg, double *G);
+
+/* SPEC §5-6: the output o_t [dv] of query t of query head `head` given its
+ * sigma [N], selection sel [N] and key features phi_k [N][m]; phi_q [m]
+ * and exact [N] are scratch. */
+void still__ref_query_forward(const still__resolved *r, const still_params *params,
+                              int64_t head, int64_t t, const double *q, const double *k,
+                              const double *v, const double *gate, const double *sigma,
+                              const uint8_t *sel, const double *phi_k, double *phi_q,
+                              uint8_t *exact, double *o_t);
 
 /* SPEC §5-6: the output o [N][dv] of query head `head` given its sigma [N]
  * and selection sel [N] (gate NULL = ones); phi_q [m], phi_k [N][m] and

@@ -118,16 +118,20 @@ double still__ref_saliency_authors(const still__resolved *r, const double *q_t,
     return sigma;
 }
 
+double still__ref_saliency_of(const still__resolved *r, const double *q, const double *k,
+                              int64_t t)
+{
+    const int64_t d = r->shape.dim_qk;
+    if (r->saliency == STILL_SALIENCY_AUTHORS)
+        return still__ref_saliency_authors(r, q + t * d, k, 0, t);
+    /* SPEC §4: W_t = {max(0, t-w+1)..t} */
+    int64_t first = t - r->w + 1 > 0 ? t - r->w + 1 : 0;
+    return still__ref_saliency_window(r, q + t * d, k + first * d, t - first + 1);
+}
+
 void still__ref_saliency(const still__resolved *r, const double *q, const double *k,
                          int64_t N, double *sigma)
 {
-    const int64_t d = r->shape.dim_qk;
-    for (int64_t t = 0; t < N; t++) {
-        if (r->saliency == STILL_SALIENCY_AUTHORS) {
-            sigma[t] = still__ref_saliency_authors(r, q + t * d, k, 0, t);
-        } else { /* SPEC §4: W_t = {max(0, t-w+1)..t} */
-            int64_t first = t - r->w + 1 > 0 ? t - r->w + 1 : 0;
-            sigma[t] = still__ref_saliency_window(r, q + t * d, k + first * d, t - first + 1);
-        }
-    }
+    for (int64_t t = 0; t < N; t++)
+        sigma[t] = still__ref_saliency_of(r, q, k, t);
 }

@@ -103,7 +103,7 @@ START_TEST(test_strerror_every_code_named_and_distinct)
                          STILL_E_NONFINITE, STILL_E_NOMEM,    STILL_E_OVERFLOW,  STILL_E_ISA,
                          STILL_E_DTYPE,    STILL_E_SELECTION, STILL_E_IO,        STILL_E_FORMAT,
                          STILL_E_VERSION,  STILL_E_CHECKSUM,  STILL_E_STATE,     STILL_E_PARAMS,
-                         STILL_E_UNSUPPORTED};
+                         STILL_E_UNSUPPORTED, STILL_E_CANCELED};
     const int n = (int)(sizeof codes / sizeof codes[0]);
     const char *unknown = still_strerror(-9999);
     ck_assert_ptr_nonnull(unknown);

@@ -115,6 +115,9 @@ int cmd_info(int argc, char **argv)
                                         : openblas_get_parallel() == 1 ? "pthreads" : "OpenMP");
     printf("SLEEF           %d.%d.%d\n", SLEEF_VERSION_MAJOR, SLEEF_VERSION_MINOR,
            SLEEF_VERSION_PATCHLEVEL);
+    printf("MPI             %s\n", tool_mpi_available()
+                                        ? "yes: mpirun -np P still run --path ref splits the queries"
+                                        : "no (configure found no Open MPI)");
     print_cpu();
     print_isa();
     return TOOL_EXIT_OK;

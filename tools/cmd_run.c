@@ -106,14 +106,29 @@ int cmd_run(int argc, char **argv)
     }
     const still_params *params = o.params ? &in.params : NULL;
     still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in};
+    int idle = 0;
+    if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle)))
+        goto done;
+    tool_progress progress;
+    tool_progress_begin(&progress, cmd, o.progress && tool_mpi()->rank == 0);
+    o.cfg.progress = tool_progress_report;
+    o.cfg.progress_user = &progress;
     double t0 = tool_now();
-    if (o.decode)
+    if (idle)
+        rc = STILL_OK; /* under MPI, more processes than queries */
+    else if (o.decode)
         rc = run_decode(&o, &in, params, out, sigma);
     else if (o.path == TOOL_PATH_FAST)
         rc = still_forward(&o.cfg, s, params, &t);
     else
         rc = still_ref_forward(&o.cfg, s, params, &t);
+    tool_progress_end(&progress);
+    rc = tool_mpi_collect(cmd, rc, out, s, es);
     double seconds = tool_now() - t0;
+    if (rc > 0)
+        goto done; /* another process failed: said */
+    if (rc == STILL_OK && tool_mpi()->rank != 0)
+        goto done; /* rank 0 writes the outputs */
     if (rc) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path %s refused: %s (%s)",
                        o.path == TOOL_PATH_FAST ? "fast" : "ref", o.decode ? "decode" : "prefill",
@@ -142,11 +157,14 @@ int cmd_run(int argc, char **argv)
         goto done;
     char shape[160];
     tool_shape_text(outs[0].ndim, outs[0].shape, shape, sizeof shape);
-    printf("still run: %s path, %s, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, %.3f s; "
+    char split[48] = "";
+    if (tool_mpi()->size > 1)
+        snprintf(split, sizeof split, " over %d processes", tool_mpi()->size);
+    printf("still run: %s path, %s, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, %.3f s%s; "
            "wrote %s %s %s\n", o.path == TOOL_PATH_FAST ? "fast" : "ref",
            o.decode ? "decode" : "prefill", (long long)s->batch, (long long)s->heads_q,
            (long long)s->heads_kv, (long long)s->seq_len, (long long)s->dim_qk,
-           (long long)s->dim_v, seconds, o.out, still__dtype_name(outs[0].dtype), shape);
+           (long long)s->dim_v, seconds, split, o.out, still__dtype_name(outs[0].dtype), shape);
 done:
     free(out);
     free(sigma);

@@ -53,10 +53,28 @@ int cmd_teacher(int argc, char **argv)
         return tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory for the output");
     }
     still_tensors t = {in.dtype, in.q, in.k, in.v, NULL, out, NULL, NULL, NULL};
+    int idle = 0;
+    if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle))) {
+        free(out);
+        tool_attn_free(&in);
+        return rc;
+    }
+    tool_progress progress;
+    tool_progress_begin(&progress, cmd, o.progress && tool_mpi()->rank == 0);
+    o.cfg.progress = tool_progress_report;
+    o.cfg.progress_user = &progress;
     double t0 = tool_now();
-    rc = o.path == TOOL_PATH_FAST ? still_teacher(&o.cfg, s, &t) : still_ref_teacher(&o.cfg, s, &t);
+    if (idle)
+        rc = STILL_OK; /* under MPI, more processes than queries */
+    else
+        rc = o.path == TOOL_PATH_FAST ? still_teacher(&o.cfg, s, &t)
+                                      : still_ref_teacher(&o.cfg, s, &t);
+    tool_progress_end(&progress);
+    rc = tool_mpi_collect(cmd, rc, out, s, es);
     double seconds = tool_now() - t0;
-    if (rc) {
+    if (rc > 0 || (rc == STILL_OK && tool_mpi()->rank != 0)) {
+        /* another process failed (said), or rank 0 writes the output */
+    } else if (rc) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path refused: %s (%s)",
                        o.path == TOOL_PATH_FAST ? "fast" : "ref", still_strerror(rc),
                        tool_status_name(rc));
@@ -69,10 +87,11 @@ int cmd_teacher(int argc, char **argv)
             char shape[160];
             tool_shape_text(out1.ndim, out1.shape, shape, sizeof shape);
             printf("still teacher: %s path, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, "
-                   "%.3f s; wrote %s %s %s\n", o.path == TOOL_PATH_FAST ? "fast" : "ref",
+                   "%.3f s%s; wrote %s %s %s\n", o.path == TOOL_PATH_FAST ? "fast" : "ref",
                    (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
                    (long long)s->seq_len, (long long)s->dim_qk, (long long)s->dim_v, seconds,
-                   o.out, still__dtype_name(out1.dtype), shape);
+                   tool_mpi()->size > 1 ? " over several processes" : "", o.out,
+                   still__dtype_name(out1.dtype), shape);
         }
     }
     free(out);

@@ -46,7 +46,30 @@ static void usage(FILE *f)
                "  5  an output file could not be written\n");
 }
 
+/* The commands that split across MPI processes (tool_mpi.c). */
+static int splits_under_mpi(const char *name)
+{
+    return !strcmp(name, "run") || !strcmp(name, "teacher");
+}
+
+static int dispatch(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+    const tool_mpi_world *mw = tool_mpi_init(&argc, &argv);
+    int status;
+    if (mw->size > 1 && (argc < 2 || !splits_under_mpi(argv[1])))
+        status = mw->rank ? TOOL_EXIT_USAGE
+                          : tool_fail(TOOL_EXIT_USAGE, argc < 2 ? "" : argv[1],
+                                      "only still run and still teacher split across MPI "
+                                      "processes");
+    else
+        status = dispatch(argc, argv);
+    tool_mpi_finalize();
+    return status;
+}
+
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "still: expected a command (see still --help)\n");

@@ -57,18 +57,61 @@ void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, si
 /* Seconds on a monotonic clock. */
 double tool_now(void);
 
+/* ---- progress of long library calls on a terminal (tool_attn.c) ----------- */
+
+/* A still_progress_fn that rewrites one line on stderr ("still run: 42%
+ * ...") when stderr is a terminal, at most 5 times a second, and clears it
+ * when the call ends; silent otherwise.  user: a tool_progress. */
+typedef struct tool_progress {
+    const char *cmd;
+    int on;
+    double start, last;
+} tool_progress;
+void tool_progress_begin(tool_progress *p, const char *cmd, int enabled);
+int tool_progress_report(void *user, int64_t done, int64_t total);
+void tool_progress_end(tool_progress *p);
+
+/* ---- the exact path over MPI processes (tool_mpi.c) ----------------------- */
+
+/* This process's place: rank of size; active when MPI was initialized
+ * (started by an MPI launcher, in a build with MPI). */
+typedef struct tool_mpi_world {
+    int rank, size, active;
+} tool_mpi_world;
+const tool_mpi_world *tool_mpi_init(int *argc, char ***argv);
+const tool_mpi_world *tool_mpi(void);
+int tool_mpi_available(void); /* built with MPI */
+void tool_mpi_finalize(void);
+/* This rank's queries [*begin, *end) of N (all of them for one process). */
+void tool_mpi_range(int64_t N, int64_t *begin, int64_t *end);
+/* 1 when ok on every rank (an MPI_MIN reduction). */
+int tool_mpi_agree(int ok);
+/* Rank 0 receives every rank's rows of o [B,Hq,N,D] (elements of es
+ * bytes, in s->layout) into its own o; 0 or -1 (on every rank). */
+int tool_mpi_gather_rows(void *o, const still_shape *s, int64_t D, size_t es);
+/* still run / still teacher under MPI (after parsing, before computing):
+ * sets o->cfg's query range to this rank's, *idle when it has none; an
+ * exit status after one line when the options cannot split. */
+struct tool_attn_opts;
+int tool_mpi_split(const char *cmd, struct tool_attn_opts *o, int64_t N, int *idle);
+/* After the library call with status rc: every rank agrees, then rank 0
+ * gathers the rows of out.  Returns STILL_OK, this rank's rc (< 0) for the
+ * caller to report, or an exit status (> 0) after one line. */
+int tool_mpi_collect(const char *cmd, int rc, void *out, const still_shape *s, size_t es);
+
 /* ---- the attention inputs of SPEC §11 (tool_attn.c) ------------------------ */
 
 enum { TOOL_PATH_REF = 0, TOOL_PATH_FAST = 1 };
 
 /* Every option of `still run` (SPEC §11); teacher and grad parse the same. */
-typedef struct tool_attn_opts {
+typedef struct tool_attn_opts { /* (declared above for tool_mpi_split) */
     const char *q, *k, *v, *gate, *params;
     const char *out, *scores_out, *select_out, *select_in;
     still_config cfg;
     int path;   /* TOOL_PATH_REF (default) or TOOL_PATH_FAST */
     int decode; /* --mode decode */
     int dtype;  /* --dtype: STILL__DT_F4 or _F8; 0 = the path's default */
+    int progress; /* 1 (default): a progress line on a terminal; --no-progress: 0 */
 } tool_attn_opts;
 
 void tool_attn_defaults(tool_attn_opts *o);

@@ -4,7 +4,10 @@
  * v, gate, parameters and a forced selection with every check done before
  * any computation, each failure named in one line.
  */
+#define _POSIX_C_SOURCE 200809L /* isatty */
 #include "tool.h"
+
+#include <unistd.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -40,7 +43,8 @@ const char tool_attn_options_help[] =
     "execution:\n"
     "  --path P             ref (default: exact, double) or fast (float32, SIMD)\n"
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
-    "  --threads T          fast path threads, 0 = OpenMP's default\n"
+    "  --threads T          threads (both paths), 0 = OpenMP's default\n"
+    "  --no-progress        no progress line on stderr (shown only on a terminal)\n"
     "  --mode M             prefill (default) or decode (streaming, token by token)\n"
     "outputs (.npy, written only when everything succeeded):\n"
     "  --dtype D            f4 or f8 for --out (default f8 on the ref path, f4 fast)\n"
@@ -57,6 +61,7 @@ void tool_attn_defaults(tool_attn_opts *o)
     memset(o, 0, sizeof *o);
     still_config_default(&o->cfg);
     o->path = TOOL_PATH_REF;
+    o->progress = 1;
 }
 
 /* Looks val up in names[]; -1 (after a usage error) when absent. */
@@ -121,6 +126,10 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
 
     if (!strcmp(a, "--no-npmap")) {
         o->cfg.npmap = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--no-progress")) {
+        o->progress = 0;
         return 1;
     }
     if (!strcmp(a, "--select-per-kv")) { /* SPEC §5 */
@@ -484,4 +493,37 @@ int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape
     if (last > 0)
         shape[n++] = last;
     return n;
+}
+
+/* ---- progress on a terminal ------------------------------------------------- */
+
+void tool_progress_begin(tool_progress *p, const char *cmd, int enabled)
+{
+    p->cmd = cmd;
+    p->on = enabled && isatty(STDERR_FILENO);
+    p->start = tool_now();
+    p->last = -1.0;
+}
+
+int tool_progress_report(void *user, int64_t done, int64_t total)
+{
+    tool_progress *p = user;
+    double now = tool_now();
+    if (!p->on || (now - p->last < 0.2 && done < total))
+        return 0;
+    p->last = now;
+    double frac = total > 0 ? (double)done / (double)total : 1.0;
+    double left = frac > 0 ? (now - p->start) * (1.0 - frac) / frac : 0.0;
+    fprintf(stderr, "\rstill %s: %5.1f%% (%lld of %lld rows, %.0f s, about %.0f s left)  ",
+            p->cmd, 100.0 * frac, (long long)done, (long long)total, now - p->start, left);
+    fflush(stderr);
+    return 0;
+}
+
+void tool_progress_end(tool_progress *p)
+{
+    if (p->on && p->last >= 0.0) {
+        fputs("\r\033[K", stderr); /* the line is cleared: results come on stdout */
+        fflush(stderr);
+    }
 }

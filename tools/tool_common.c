@@ -36,6 +36,7 @@ const char *tool_status_name(int rc)
         {STILL_E_FORMAT, "STILL_E_FORMAT"},       {STILL_E_VERSION, "STILL_E_VERSION"},
         {STILL_E_CHECKSUM, "STILL_E_CHECKSUM"},   {STILL_E_STATE, "STILL_E_STATE"},
         {STILL_E_PARAMS, "STILL_E_PARAMS"},       {STILL_E_UNSUPPORTED, "STILL_E_UNSUPPORTED"},
+        {STILL_E_CANCELED, "STILL_E_CANCELED"},
     };
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (names[i].rc == rc)
