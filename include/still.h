@@ -100,8 +100,15 @@ typedef struct still_config {
     int saliency;      /* STILL_SALIENCY_SPEC (default) or _AUTHORS */
     int phantom_sink;  /* SPEC App. A.2; default 0 */
     int isa;           /* fast path ISA; default STILL_ISA_AUTO */
-    int threads;       /* fast path threads; 0 (default) = OpenMP's default */
+    int threads;       /* fast path threads, 0..STILL_THREADS_MAX; 0 (default)
+                          = OpenMP's default (OMP_NUM_THREADS); a call uses
+                          at most this many, fewer when it has fewer units
+                          or the environment cannot start them (libstill(3)) */
 } still_config;
+
+/* The most threads one call of the fast path uses (and the largest
+ * cfg.threads): more would only cost memory and start-up time. */
+#define STILL_THREADS_MAX 1024
 
 /* ---- shapes ------------------------------------------------------------ */
 /* q [B,Hq,N,d], k [B,Hk,N,d], v [B,Hk,N,dv], gate and o [B,Hq,N,dv] in

@@ -155,7 +155,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     static const struct { const char *opt; int64_t lo, hi; } ints[] = {
         {"--chunk", 1, INT64_C(1) << 40}, {"--topk", 0, INT64_C(1) << 40},
         {"--window", 2, INT64_C(1) << 40}, {"--local", 0, INT64_C(1) << 40},
-        {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, 4096},
+        {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, STILL_THREADS_MAX},
     };
     for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
         if (!tool_is_option(a, ints[k].opt))
