@@ -12,6 +12,13 @@
  * still_strerror() names it.  The library never prints, aborts or exits,
  * keeps no global mutable state, and every function is reentrant.
  * Arrays are owned by the caller.
+ *
+ * Threads (libstill(3), THREAD SAFETY): any functions may run at once in
+ * any threads.  Inputs (config, shape, params, q, k, v, gate, selections,
+ * teachers) are only read and may be shared by concurrent calls; each
+ * output array belongs to one running call.  A still_state is used by one
+ * thread at a time: append and destroy must not overlap any other call on
+ * it, while the const calls (position, bytes, save) may share it.
  */
 #ifndef STILL_H
 #define STILL_H
@@ -217,6 +224,10 @@ STILL_API int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidd
  */
 enum { STILL_PATH_REF = 0, STILL_PATH_FAST = 1 };
 
+/* One state per thread at a time: still_state_append/destroy must not run
+ * on a state concurrently with any other call on it (the caller serializes
+ * them); the const still_state calls only read it.  Distinct states need
+ * no locking. */
 typedef struct still_state still_state;
 
 STILL_API int still_state_create(const still_config *cfg, const still_shape *shape,
