@@ -40,7 +40,7 @@ const char tool_attn_options_help[] =
     "execution:\n"
     "  --path P             ref (default: exact, double) or fast (float32, SIMD)\n"
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
-    "  --threads T          fast path threads, 0 = OpenMP's default\n"
+    "  --threads T          fast path threads 0..1024, 0 = OpenMP's default\n"
     "  --mode M             prefill (default) or decode (streaming, token by token)\n"
     "outputs (.npy, written only when everything succeeded):\n"
     "  --dtype D            f4 or f8 for --out (default f8 on the ref path, f4 fast)\n"
