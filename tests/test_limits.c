@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include "harden.h"
+#include "fast.h"
 #include "io.h"
 #include "state.h"
 
@@ -157,14 +158,16 @@ START_TEST(test_absurd_thread_counts_are_refused)
 END_TEST
 
 /* The team OpenMP's default asks for (omp_set_num_threads: what
- * OMP_NUM_THREADS sets) is bounded by the work units and STILL_THREADS_MAX:
- * at 100000 libgomp overflowed the caller's stack (SIGSEGV) and at 2^31-1
- * exited the process ("Out of memory"), with 2 units as with 1200.  Every
- * call ends with STILL_OK and the bits of one thread (SPEC I7). */
+ * OMP_NUM_THREADS sets) is bounded by the work units: at 100000 libgomp
+ * overflowed the caller's stack (SIGSEGV) and at 2^31-1 exited the process
+ * ("Out of memory"), on 2 units.  Every call ends with STILL_OK and the
+ * bits of one thread (SPEC I7).  (Two units keep the test light under
+ * valgrind; tests/test_threads_env.sh runs 1200 units, past
+ * STILL_THREADS_MAX, and the bound itself is checked below.) */
 START_TEST(test_absurd_default_thread_counts_are_bounded)
 {
     static const int counts[] = {100000, INT_MAX};
-    static const int64_t heads[] = {2, 1200};
+    static const int64_t heads[] = {2};
     const int saved = omp_get_max_threads();
     for (size_t ih = 0; ih < sizeof heads / sizeof heads[0]; ih++) {
         const still_shape s = {1, heads[ih], heads[ih], 8, 4, 4, STILL_LAYOUT_BHND};
@@ -216,6 +219,33 @@ START_TEST(test_absurd_default_thread_counts_are_bounded)
         omp_set_num_threads(saved);
         free(q), free(want), free(want_t), free(o);
     }
+}
+END_TEST
+
+/* lib/threads.c: a team is never more than the units, STILL_THREADS_MAX or
+ * cfg.threads, and at least 1, whatever OpenMP's default is.  (The
+ * environment's own limits -- OMP_STACKSIZE, RLIMIT_AS -- can only lower
+ * it; tests/test_threads_env.sh runs them.) */
+START_TEST(test_team_is_bounded_by_units_and_threads_max)
+{
+    const int saved = omp_get_max_threads();
+    static const int defaults[] = {1, 3, 100000, INT_MAX};
+    static const int64_t units[] = {0, 1, 2, 1000, 1200, INT64_MAX};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
+        omp_set_num_threads(defaults[i]);
+        for (size_t j = 0; j < sizeof units / sizeof units[0]; j++)
+            for (int threads = 0; threads <= STILL_THREADS_MAX; threads += 341) {
+                const int asked = threads ? threads : defaults[i];
+                int64_t most = asked < STILL_THREADS_MAX ? asked : STILL_THREADS_MAX;
+                if (most > units[j])
+                    most = units[j] > 1 ? units[j] : 1;
+                const int team = still__fast_threads(threads, units[j]);
+                ck_assert_msg(team >= 1 && team <= most,
+                              "threads %d, default %d, %lld units: team %d, at most %lld", threads,
+                              defaults[i], (long long)units[j], team, (long long)most);
+            }
+    }
+    omp_set_num_threads(saved);
 }
 END_TEST
 
@@ -833,6 +863,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_overflowing_feature_map_and_gate_sizes_are_refused);
     tcase_add_test(tc, test_absurd_thread_counts_are_refused);
     tcase_add_test(tc, test_absurd_default_thread_counts_are_bounded);
+    tcase_add_test(tc, test_team_is_bounded_by_units_and_threads_max);
     suite_add_tcase(s, tc);
     tc = tcase_create("nomem");
     tcase_set_timeout(tc, 120);
