@@ -12,6 +12,13 @@
  * still_strerror() names it.  The library never prints, aborts or exits,
  * keeps no global mutable state, and every function is reentrant.
  * Arrays are owned by the caller.
+ *
+ * Threads (libstill(3), THREAD SAFETY): any functions may run at once in
+ * any threads.  Inputs (config, shape, params, q, k, v, gate, selections,
+ * teachers) are only read and may be shared by concurrent calls; each
+ * output array belongs to one running call.  A still_state is used by one
+ * thread at a time: append and destroy must not overlap any other call on
+ * it, while the const calls (position, bytes, save) may share it.
  */
 #ifndef STILL_H
 #define STILL_H
@@ -111,7 +118,11 @@ typedef struct still_config {
     int saliency;      /* STILL_SALIENCY_SPEC (default) or _AUTHORS */
     int phantom_sink;  /* SPEC App. A.2; default 0 */
     int isa;           /* fast path ISA; default STILL_ISA_AUTO */
-    int threads;       /* threads of both paths; 0 (default) = OpenMP's default */
+    int threads;       /* threads of both paths, 0..STILL_THREADS_MAX; 0
+                          (default) = OpenMP's default (OMP_NUM_THREADS); a
+                          call uses at most this many, fewer when it has fewer
+                          units or the environment cannot start them
+                          (libstill(3)) */
     /* The reference path at scale (each query's output depends only on the
      * inputs, so the queries split across calls, processes or machines):
      * still_ref_forward and still_ref_teacher write the outputs of the
@@ -123,6 +134,10 @@ typedef struct still_config {
     still_progress_fn progress; /* optional, NULL (default): no reports */
     void *progress_user;        /* passed to progress */
 } still_config;
+
+/* The most threads one call of the fast path uses (and the largest
+ * cfg.threads): more would only cost memory and start-up time. */
+#define STILL_THREADS_MAX 1024
 
 /* ---- shapes ------------------------------------------------------------ */
 /* q [B,Hq,N,d], k [B,Hk,N,d], v [B,Hk,N,dv], gate and o [B,Hq,N,dv] in
@@ -231,6 +246,10 @@ STILL_API int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidd
  */
 enum { STILL_PATH_REF = 0, STILL_PATH_FAST = 1 };
 
+/* One state per thread at a time: still_state_append/destroy must not run
+ * on a state concurrently with any other call on it (the caller serializes
+ * them); the const still_state calls only read it.  Distinct states need
+ * no locking. */
 typedef struct still_state still_state;
 
 STILL_API int still_state_create(const still_config *cfg, const still_shape *shape,

@@ -94,10 +94,10 @@ static int cfg_ok(const still_config *c)
     if (!isfinite(c->scale) || !isfinite(c->eps_den) || c->eps_den < 0.0)
         return STILL_E_CONFIG;
     /* an absurd team size kills the process inside the OpenMP runtime
-       (libgomp: SIGSEGV at 100000 threads, abort at 2e9): refuse it, with
-       the bound of the tool's --threads */
+       (libgomp: SIGSEGV at 100000 threads, exit at 2e9): refuse it; the
+       environment's default is bounded instead (lib/threads.c) */
     if (c->isa < STILL_ISA_AUTO || c->isa > STILL_ISA_NEON || c->threads < 0 ||
-        c->threads > 4096)
+        c->threads > STILL_THREADS_MAX)
         return STILL_E_CONFIG;
     return STILL_OK;
 }

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <omp.h>
-
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 static int detected = STILL_ISA_GENERIC; /* written once, under detect_once */
 
@@ -97,9 +95,4 @@ int still__kernels_select(int isa, const still__kernels **out)
         return STILL_E_ISA;
     *out = table_of(isa);
     return STILL_OK;
-}
-
-int still__fast_threads(int threads)
-{
-    return threads > 0 ? threads : omp_get_max_threads();
 }

@@ -217,13 +217,17 @@ void still__fast_topk(const double *sigma, int64_t C, int64_t k, uint8_t *sel);
 
 /* ---- threads ---------------------------------------------------------------- */
 
-/* Threads of a parallel region: cfg->threads, or OpenMP's default (0). */
-int still__fast_threads(int threads);
+/* The team of a parallel region over `units` work units (lib/threads.c):
+ * cfg->threads, or OpenMP's default when 0, bounded by the units,
+ * STILL_THREADS_MAX and what the environment lets the runtime start; 1
+ * means "run on the calling thread" (the region's if clause). */
+int still__fast_threads(int threads, int64_t units);
 
 /* ---- the fast teacher (lib/fast_teacher.c) --------------------------------- */
 
 /* SPEC §1 for every (batch, query head), flash-style: query blocks against
- * key tiles with an online softmax, no N x N matrix.  Inputs validated. */
+ * key tiles with an online softmax, no N x N matrix.  Inputs validated;
+ * threads is cfg->threads (still__fast_threads bounds it). */
 int still__fast_teacher_run(const still__resolved *r, const still__kernels *kern, int threads,
                             const float *q, const float *k, const float *v, float *o);
 

@@ -120,10 +120,10 @@ int still_forward(const still_config *cfg, const still_shape *shape, const still
         (rc = still__fast_ctx_init(&ctx, &r, params, kern, r.shape.seq_len)))
         return rc;
     const int64_t units = r.shape.batch * (r.per_kv ? r.shape.heads_kv : r.shape.heads_q);
-    const int threads = still__fast_threads(cfg ? cfg->threads : 0);
+    const int threads = still__fast_threads(cfg ? cfg->threads : 0, units);
     int err = STILL_OK;
 
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         still__fast_scratch ws;
         int my_rc = still__fast_scratch_init(&ctx, &ws);
@@ -166,7 +166,7 @@ int still_teacher(const still_config *cfg, const still_shape *shape, const still
         (rc = still__check_tensors(&r, NULL, &inputs, 0)) ||
         (rc = still__kernels_select(only.isa, &kern)))
         return rc;
-    if ((rc = still__fast_teacher_run(&r, kern, still__fast_threads(only.threads), t->q, t->k,
+    if ((rc = still__fast_teacher_run(&r, kern, only.threads, t->q, t->k,
                                       t->v, t->o)))
         return rc;
     /* o is dense [B][Hq][N][dv] in either layout: one pass */
@@ -211,7 +211,8 @@ int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden, int64_
                         Wg + h * dim_v * hidden, (int)hidden, 0.0f,
                         G + (b * heads_q + h) * seq_len * dim_v, (int)dim_v);
     const int64_t total = (int64_t)ng, piece = 1 << 16;
-#pragma omp parallel for schedule(static)
+    const int threads = still__fast_threads(0, (total + piece - 1) / piece);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t i = 0; i < total; i += piece)
         kern->sigmoid(total - i < piece ? total - i : piece, G + i);
     return STILL_OK;

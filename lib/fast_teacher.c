@@ -128,9 +128,10 @@ int still__fast_teacher_run(const still__resolved *r, const still__kernels *K, i
     const still__strides sk = still__strides_of(sh->layout, sh->heads_kv, N, sh->dim_qk);
     const still__strides sv = still__strides_of(sh->layout, sh->heads_kv, N, sh->dim_v);
     const still__strides so = still__strides_of(sh->layout, Hq, N, sh->dim_v);
+    const int team = still__fast_threads(threads, items);
     int rc = STILL_OK;
 
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(team) if (team > 1)
     {
         teacher_scratch s;
         int my_rc = scratch_init(sh->dim_qk, sh->dim_v, &s);

@@ -3,7 +3,7 @@
  * into contiguous double arrays, call the per-formula functions of ref/
  * and scatter the results; the loops over formulas live in ref/. */
 #include "internal.h"
-#include "fast.h" /* still__fast_threads: the threads of both paths */
+#include "fast.h" /* still__fast_threads: the bounded team of both paths */
 #include "../ref/ref.h"
 
 #include <math.h>
@@ -65,9 +65,10 @@ static int work_alloc(const still__resolved *r, int threads, ref_work *w)
 #define REF_SHORT 256
 static int ref_threads(const still_config *cfg, int64_t N)
 {
+    const int64_t blocks = (N + REF_BLOCK - 1) / REF_BLOCK; /* the units of a head */
     if (cfg && cfg->threads > 0)
-        return still__fast_threads(cfg->threads);
-    return N < REF_SHORT ? 1 : still__fast_threads(0);
+        return still__fast_threads(cfg->threads, blocks);
+    return N < REF_SHORT ? 1 : still__fast_threads(0, blocks);
 }
 
 /* The progress of one call: rows done by all threads, reported to the

@@ -52,9 +52,7 @@ static int fast_init(still_state *st)
         (rc = still__fast_ctx_init(&w->ctx, &st->r, &st->params, kern, 0)))
         return rc;
     w->ctx_ready = 1;
-    w->threads = still__fast_threads(st->cfg.threads);
-    if (w->threads > st->units) /* a region over the units uses no more */
-        w->threads = (int)st->units;
+    w->threads = still__fast_threads(st->cfg.threads, st->units);
     if (!(w->u = calloc((size_t)st->units, sizeof *w->u)) ||
         !(w->scratch = calloc((size_t)w->threads, sizeof *w->scratch)))
         return STILL_E_NOMEM;

@@ -22,6 +22,25 @@ Parameters are a dict named as in SPEC §11 ("fq.W" [Hq,f,d], "fq.b",
 "fq.u", "fk.*", "window.w").  Errors raise StillError with the library's
 status code and still_strerror() text.
 
+Every argument is checked here before the library sees it, so that the C
+code never reads past an array and an error names what is wrong:
+  - arrays must hold real numbers: float16/32/64 and integer arrays are
+    converted to the path's type (float64 on the ref path, float32 on the
+    fast path, so float64 inputs of forward()/teacher() are rounded to
+    float32); complex, bool, object, string and other dtypes raise
+    DtypeError.  Any strides or byte order are accepted (copied to C order).
+  - shapes must fit q and the configuration: k and v [B,Hk,N,*] with Hk
+    dividing Hq, gate [B,Hq,N,dv], selection [B,Hq,N] of 0/1 (bool or
+    integers), fq.W [Hq,f,d], fq.b [Hq,f] ([Hq,d] without fq.W), fq.u
+    [Hq,d], the same for fk.*, window.w [Hq]; 3-D arguments when q is 3-D.
+    Anything else raises ShapeError naming the array, the shape expected
+    and the shape given.
+  - configuration fields must fit their C types (no silent truncation) and
+    threads must be 0..THREADS_MAX: ConfigError otherwise.
+  - a selection must hold only 0 and 1: ArgumentError otherwise.
+All of these are ArgumentErrors (ValueErrors); DtypeError is a TypeError
+as well.
+
 The library is found through the environment variable STILL_LIB (a path to
 libstill.so), else in the build tree next to this file (../lib/.libs), else
 by the system's library search (ctypes.util.find_library).
@@ -32,7 +51,8 @@ import os
 
 import numpy as np
 
-__all__ = ["StillError", "ref_forward", "forward", "ref_teacher", "teacher",
+__all__ = ["StillError", "ArgumentError", "ShapeError", "DtypeError", "ConfigError",
+           "THREADS_MAX", "ref_forward", "forward", "ref_teacher", "teacher",
            "version", "strerror", "library_path"]
 
 # ---- the C types of include/still.h (field order and types must match) ----
@@ -86,6 +106,7 @@ _NAMES = {
     "isa": {"auto": 0, "generic": 1, "avx2": 2, "avx512": 3, "neon": 4},
 }
 E_UNSUPPORTED = -16
+THREADS_MAX = 1024  # STILL_THREADS_MAX of still.h: the largest cfg.threads
 
 
 class StillError(RuntimeError):
@@ -95,6 +116,28 @@ class StillError(RuntimeError):
         self.code = code
         self.func = func
         super().__init__("%s: %s (%d)" % (func, strerror(code), code))
+
+
+class ArgumentError(ValueError):
+    """An argument refused before the library is called; .name is the
+    argument (an array, a parameter or a configuration field)."""
+
+    def __init__(self, name, message):
+        self.name = name
+        super().__init__("%s: %s" % (name, message))
+
+
+class ShapeError(ArgumentError):
+    """An array whose shape does not fit q or the configuration."""
+
+
+class DtypeError(ArgumentError, TypeError):
+    """An array whose elements are not real numbers."""
+
+
+class ConfigError(ArgumentError):
+    """A configuration field out of the range of its C type (or threads
+    outside 0..THREADS_MAX)."""
 
 
 # ---- loading the library -----------------------------------------------------
@@ -162,44 +205,91 @@ def strerror(code):
 # ---- arguments -----------------------------------------------------------------
 
 
+_INT_RANGE = {ctypes.c_int64: (-2 ** 63, 2 ** 63 - 1), ctypes.c_int: (-2 ** 31, 2 ** 31 - 1)}
+
+
 def _config(kw):
     cfg = _Config()
     _config_default(ctypes.byref(cfg))
+    types = dict(_Config._fields_)
     for key, value in kw.items():
-        if key not in dict(_Config._fields_):
+        if key not in types:
             raise TypeError("unknown configuration field %r" % key)
         if key in ("progress", "progress_user"):
             raise TypeError("%s: a C callback, not settable from Python" % key)
         if isinstance(value, str):
             if key not in _NAMES or value not in _NAMES[key]:
-                raise ValueError("%s=%r: expected one of %s"
-                                 % (key, value, sorted(_NAMES.get(key, {}))))
+                raise ConfigError(key, "%r: expected one of %s"
+                                  % (value, sorted(_NAMES.get(key, {}))))
             value = _NAMES[key][value]
+        if types[key] is ctypes.c_double:
+            if isinstance(value, (complex, np.complexfloating)) or \
+                    not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ConfigError(key, "expected a real number, got %r" % (value,))
+            value = float(value)
+        else:
+            if not isinstance(value, (int, np.integer)):
+                raise ConfigError(key, "expected an integer, got %r" % (value,))
+            value = int(value)
+            lo, hi = (0, THREADS_MAX) if key == "threads" else _INT_RANGE[types[key]]
+            if not lo <= value <= hi:
+                raise ConfigError(key, "%d is out of range %d..%d" % (value, lo, hi))
         setattr(cfg, key, value)
     return cfg
 
 
-def _as4(a, name, dtype):
-    a = np.ascontiguousarray(a, dtype=dtype)
-    if a.ndim == 3:
-        a = a[np.newaxis]
-    if a.ndim != 4:
-        raise ValueError("%s: expected 3 or 4 dimensions, got shape %s" % (name, a.shape))
-    return a
+def _real(a, name, dtype):
+    """a as a C-ordered array of dtype, refusing anything but real numbers."""
+    try:
+        a = np.asarray(a)
+    except ValueError as e:  # ragged nested sequences
+        raise ShapeError(name, "not an array: %s" % e) from None
+    if a.dtype.kind not in "fiu":
+        raise DtypeError(name, "expected real numbers (float16/32/64 or integers, "
+                         "converted to %s), got dtype %s" % (np.dtype(dtype).name, a.dtype))
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _shape(q, k, v, layout):
+def _expect(a, name, want, three_d):
+    """ShapeError unless a has shape want (want without B when three_d)."""
+    shown = tuple(want[1:]) if three_d else tuple(want)
+    if a.shape != shown:
+        raise ShapeError(name, "expected shape %s, got %s" % (list(shown), list(a.shape)))
+
+
+def _as4(a, name, dtype, three_d):
+    a = _real(a, name, dtype)
+    if a.ndim != (3 if three_d else 4):
+        raise ShapeError(name, "expected %d dimensions like q, got shape %s"
+                         % (3 if three_d else 4, list(a.shape)))
+    return a[np.newaxis] if three_d else a
+
+
+def _shape(q, k, v, layout, three_d):
     if layout not in _LAYOUTS:
         raise ValueError("layout must be 'BHND' or 'BNHD'")
+    names = "[B,Hq,N,d]" if layout == "BHND" else "[B,N,Hq,d]"
+    if q.ndim not in (3, 4) or min(q.shape, default=0) < 1:
+        raise ShapeError("q", "expected %s (3-D without B), every size >= 1, got shape %s"
+                         % (names, list(q.shape)))
+    q4 = q[np.newaxis] if three_d else q
     if layout == "BHND":
-        (B, Hq, N, d), Hk, dv = q.shape, k.shape[1], v.shape[3]
-        kv_ok = k.shape == (B, Hk, N, d) and v.shape == (B, Hk, N, dv)
+        B, Hq, N, d = q4.shape
+        Hk = k.shape[-3] if k.ndim >= 3 else 0
+        dv = v.shape[-1] if v.ndim >= 1 else 0
+        kshape, vshape = (B, Hk, N, d), (B, Hk, N, dv)
     else:
-        (B, N, Hq, d), Hk, dv = q.shape, k.shape[2], v.shape[3]
-        kv_ok = k.shape == (B, N, Hk, d) and v.shape == (B, N, Hk, dv)
-    if not kv_ok:
-        raise ValueError("shapes do not fit: q %s, k %s, v %s (layout %s)"
-                         % (q.shape, k.shape, v.shape, layout))
+        B, N, Hq, d = q4.shape
+        Hk = k.shape[-2] if k.ndim >= 2 else 0
+        dv = v.shape[-1] if v.ndim >= 1 else 0
+        kshape, vshape = (B, N, Hk, d), (B, N, Hk, dv)
+    if Hk < 1 or Hq % Hk:
+        raise ShapeError("k", "expected %s with Hk dividing Hq = %d, got shape %s"
+                         % (list(kshape[1:] if three_d else kshape), Hq, list(k.shape)))
+    _expect(k, "k", kshape, three_d)
+    if dv < 1:
+        raise ShapeError("v", "expected dv >= 1, got shape %s" % list(v.shape))
+    _expect(v, "v", vshape, three_d)
     return _Shape(B, Hq, Hk, N, d, dv, _LAYOUTS[layout])
 
 
@@ -207,8 +297,9 @@ def _ptr(a, ctype=ctypes.c_double):
     return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctype))
 
 
-def _params(params, keep):
-    """A still_params from a dict of SPEC §11 names; keep holds the arrays."""
+def _params(params, keep, shape):
+    """A still_params from a dict of SPEC §11 names, every array checked
+    against the shape of q; keep holds the arrays."""
     p = _Params()
     _params_default(ctypes.byref(p))
     if params is None:
@@ -218,32 +309,54 @@ def _params(params, keep):
     if unknown:
         raise KeyError("unknown parameter names %s (expected %s)"
                        % (sorted(unknown), sorted(known)))
+    Hq, d = shape.heads_q, shape.dim_qk
 
-    def arr(name):
+    def arr(name, want):
+        """params[name] as float64 of shape want (None: the rows f are free)."""
         if name not in params:
             return None
-        a = np.ascontiguousarray(params[name], dtype=np.float64)
+        a = _real(params[name], name, np.float64)
+        if a.ndim != len(want) or any(w is not None and n != w for n, w in zip(a.shape, want)) \
+                or (len(want) == 3 and a.shape[1] < 1):
+            shown = ["f" if w is None else w for w in want]
+            raise ShapeError(name, "expected shape %s (Hq = %d, d = %d), got %s"
+                             % (shown, Hq, d, list(a.shape)))
         keep.append(a)
         return a
 
     for prefix, fm in (("fq", p.fq), ("fk", p.fk)):
-        W, b, u = arr(prefix + ".W"), arr(prefix + ".b"), arr(prefix + ".u")
-        if W is not None:
-            if W.ndim != 3:
-                raise ValueError("%s.W: expected [Hq,f,d], got shape %s" % (prefix, W.shape))
-            fm.f = W.shape[1]
-        elif b is not None:
-            fm.f = b.shape[-1]
+        W = arr(prefix + ".W", (Hq, None, d))
+        f = W.shape[1] if W is not None else d  # without W the map is the identity
+        b, u = arr(prefix + ".b", (Hq, f)), arr(prefix + ".u", (Hq, d))
+        if W is not None or b is not None:
+            fm.f = f
         fm.W, fm.b, fm.u = _ptr(W), _ptr(b), _ptr(u)
     p.fk_tied = 0 if any(n.startswith("fk.") for n in params) else 1
-    p.window_w = _ptr(arr("window.w"))
+    p.window_w = _ptr(arr("window.w", (Hq,)))
     return p
+
+
+def _selection(selection, want, three_d):
+    """The forced selection as uint8 0/1 of shape want [B,Hq,N]."""
+    try:
+        s = np.asarray(selection)
+    except ValueError as e:
+        raise ShapeError("selection", "not an array: %s" % e) from None
+    if s.dtype.kind not in "biu":
+        raise DtypeError("selection", "expected 0/1 as bool or integers, got dtype %s" % s.dtype)
+    _expect(s, "selection", want, three_d)
+    if s.dtype.kind != "b" and s.size and (s.min() < 0 or s.max() > 1):
+        raise ArgumentError("selection", "expected only 0 and 1, found values %d..%d"
+                            % (s.min(), s.max()))
+    return np.ascontiguousarray(s, dtype=np.uint8).reshape(want)
 
 
 def _call(fn, name, q, k, v, gate, params, selection, dtype, layout, return_sigma,
           return_selected, kw, with_params=True):
-    q, k, v = (_as4(a, n, dtype) for a, n in ((q, "q"), (k, "k"), (v, "v")))
-    shape = _shape(q, k, v, layout)
+    three_d = np.ndim(q) == 3
+    q, k, v = (_real(a, n, dtype) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+    shape = _shape(q, k, v, layout, three_d)
+    q, k, v = (_as4(a, n, dtype, three_d) for a, n in ((q, "q"), (k, "k"), (v, "v")))
     cfg = _config(kw)
     B, Hq, N, dv = shape.batch, shape.heads_q, shape.seq_len, shape.dim_v
     out_shape = (B, Hq, N, dv) if layout == "BHND" else (B, N, Hq, dv)
@@ -253,9 +366,9 @@ def _call(fn, name, q, k, v, gate, params, selection, dtype, layout, return_sigm
     t.q, t.k, t.v, t.o = q.ctypes.data, k.ctypes.data, v.ctypes.data, o.ctypes.data
     keep = []
     if gate is not None:
-        g = _as4(gate, "gate", dtype)
-        if g.shape != out_shape:
-            raise ValueError("gate: expected shape %s, got %s" % (out_shape, g.shape))
+        g = _real(gate, "gate", dtype)
+        _expect(g, "gate", out_shape, three_d)
+        g = _as4(g, "gate", dtype, three_d)
         keep.append(g)
         t.gate = g.ctypes.data
     sigma = np.empty((B, Hq, N), dtype=np.float64) if return_sigma else None
@@ -263,11 +376,11 @@ def _call(fn, name, q, k, v, gate, params, selection, dtype, layout, return_sigm
     t.sigma = _ptr(sigma)
     t.selected = _ptr(selected, ctypes.c_uint8)
     if selection is not None:
-        s = np.ascontiguousarray(selection, dtype=np.uint8).reshape(B, Hq, N)
+        s = _selection(selection, (B, Hq, N), three_d)
         keep.append(s)
         t.selection_in = _ptr(s, ctypes.c_uint8)
     if with_params:
-        p = _params(params, keep)
+        p = _params(params, keep, shape)
         rc = fn(ctypes.byref(cfg), ctypes.byref(shape),
                 None if p is None else ctypes.byref(p), ctypes.byref(t))
     else:

@@ -179,6 +179,137 @@ class TestStill(unittest.TestCase):
             still.ref_forward(q, k, v, progress=1)
 
 
+class TestArguments(unittest.TestCase):
+    """Every argument is checked before the C call: a mis-shaped array is
+    never read past its end (the library would blame the input's values or
+    compute from other memory), and the error names the array and the shape
+    it should have."""
+
+    def setUp(self):
+        rng = np.random.default_rng(7)
+        self.B, self.Hq, self.Hk, self.N, self.d, self.dv, self.f = 1, 2, 1, 16, 4, 3, 5
+        self.q, self.k, self.v = random_qkv(rng, self.B, self.Hq, self.Hk, self.N, self.d, self.dv)
+        Hq, d, f = self.Hq, self.d, self.f
+        self.params = {"fq.W": rng.standard_normal((Hq, f, d)), "fq.b": rng.standard_normal((Hq, f)),
+                       "fq.u": rng.standard_normal((Hq, d)), "window.w": rng.standard_normal(Hq)}
+        self.fk = {"fk.W": rng.standard_normal((Hq, f, d)), "fk.b": rng.standard_normal((Hq, f)),
+                   "fk.u": rng.standard_normal((Hq, d))}
+
+    def refused(self, exc, name, call, *args, **kw):
+        with self.assertRaises(exc) as cm:
+            call(*args, **kw)
+        self.assertEqual(cm.exception.name, name)
+        self.assertTrue(str(cm.exception).startswith(name + ": "), str(cm.exception))
+        return cm.exception
+
+    def test_misshaped_parameters_are_refused_naming_the_array(self):
+        Hq, d, f = self.Hq, self.d, self.f
+        wrong = {"fq.W": [(Hq - 1, f, d), (Hq, f, d + 1), (Hq, f * d), (Hq, 0, d)],
+                 "fq.b": [(Hq, f + 1), (Hq - 1, f), (Hq * f,)],
+                 "fq.u": [(Hq, d - 1), (1, d)],
+                 "window.w": [(Hq - 1,), (Hq, 1)],
+                 "fk.W": [(Hq - 1, f, d)], "fk.b": [(Hq, f - 1)], "fk.u": [(Hq, d + 2)]}
+        for name, shapes in wrong.items():
+            for sh in shapes:
+                params = dict(self.params, **self.fk)
+                params[name] = np.zeros(sh)
+                for fn in (still.ref_forward, still.forward):
+                    e = self.refused(still.ShapeError, name, fn, self.q, self.k, self.v,
+                                     params=params, chunk=4, topk=1)
+                    self.assertIn("got %s" % list(sh), str(e))
+
+    def test_error_says_the_expected_parameter_shape(self):
+        params = dict(self.params, **{"fq.W": np.zeros((self.Hq + 1, self.f, self.d))})
+        e = self.refused(still.ShapeError, "fq.W", still.ref_forward, self.q, self.k, self.v,
+                         params=params)
+        self.assertIn("[2, 'f', 4]", str(e))
+        # fq.b without fq.W: the map is the identity, so b is [Hq, d]
+        e = self.refused(still.ShapeError, "fq.b", still.ref_forward, self.q, self.k, self.v,
+                         params={"fq.b": np.zeros((self.Hq, self.f))})
+        self.assertIn("[2, 4]", str(e))
+
+    def test_well_shaped_parameters_still_run(self):
+        for params in (self.params, dict(self.params, **self.fk), {"fq.b": np.zeros((2, 4))}):
+            o = still.ref_forward(self.q, self.k, self.v, params=params, chunk=4, topk=1)
+            self.assertEqual(o.shape, (1, 2, 16, 3))
+            self.assertTrue(np.isfinite(o).all())
+
+    def test_misshaped_inputs_are_refused_naming_the_array(self):
+        q, k, v = self.q, self.k, self.v
+        cases = [("k", q, k[:, :, :-1], v), ("k", q, k[..., :-1], v), ("v", q, k, v[:, :, :-1]),
+                 ("k", q, np.concatenate([k] * 3, axis=1), np.concatenate([v] * 3, axis=1)),
+                 ("k", q, k[0], v), ("v", q, k, v[0]), ("q", q[..., :0], k[..., :0], v),
+                 ("q", q[np.newaxis], k, v)]
+        for name, qq, kk, vv in cases:
+            for fn in (still.ref_forward, still.forward, still.ref_teacher, still.teacher):
+                self.refused(still.ShapeError, name, fn, qq, kk, vv)
+
+    def test_misshaped_gate_and_selection_are_refused(self):
+        q, k, v = self.q, self.k, self.v
+        for g in (np.ones((1, 2, 16, 4)), np.ones((1, 2, 15, 3)), np.ones((2, 16, 3))):
+            self.refused(still.ShapeError, "gate", still.ref_forward, q, k, v, gate=g)
+        # as many elements as [B,Hq,N] but another shape: once reshaped silently
+        for sel in (np.zeros((1, 16, 2), np.uint8), np.zeros(32, np.uint8),
+                    np.zeros((1, 2, 17), np.uint8)):
+            self.refused(still.ShapeError, "selection", still.ref_forward, q, k, v,
+                         selection=sel, chunk=4, topk=1)
+
+    def test_selection_values_other_than_0_and_1_are_refused(self):
+        _, sel = still.ref_forward(self.q, self.k, self.v, chunk=4, topk=1, return_selected=True)
+        for bad in (2, 256, -1):  # 256 once wrapped to 0 in uint8, 2 counted as 1
+            s = sel.astype(np.int64)
+            s[0, 0, 1] = bad
+            self.refused(still.ArgumentError, "selection", still.ref_forward, self.q, self.k,
+                         self.v, selection=s, chunk=4, topk=1)
+        self.refused(still.DtypeError, "selection", still.ref_forward, self.q, self.k, self.v,
+                     selection=sel.astype(np.float64), chunk=4, topk=1)
+        # bool and wider integer selections of 0/1 are accepted as they are
+        want = still.ref_forward(self.q, self.k, self.v, chunk=4, topk=1, selection=sel)
+        for s in (sel.astype(bool), sel.astype(np.int32)):
+            got = still.ref_forward(self.q, self.k, self.v, chunk=4, topk=1, selection=s)
+            self.assertTrue(np.array_equal(got, want))
+
+    def test_complex_object_and_bool_arrays_are_refused(self):
+        q, k, v = self.q, self.k, self.v
+        for bad in (q + 1j, q.astype(object), q > 0, q.astype("U8")):
+            for fn in (still.ref_forward, still.forward, still.teacher):
+                e = self.refused(still.DtypeError, "q", fn, bad, k, v)
+                self.assertIsInstance(e, TypeError)
+        self.refused(still.DtypeError, "v", still.ref_forward, q, k, v + 0j)
+        self.refused(still.DtypeError, "gate", still.ref_forward, q, k, v,
+                     gate=np.ones((1, 2, 16, 3), complex))
+        params = dict(self.params, **{"fq.u": self.params["fq.u"] + 0j})
+        self.refused(still.DtypeError, "fq.u", still.ref_forward, q, k, v, params=params)
+
+    def test_other_real_dtypes_and_layouts_are_converted(self):
+        # float16 and integers are converted, any strides and byte order are
+        # copied: the results are those of the same values in float64
+        q, k, v = (np.round(a * 4) for a in (self.q, self.k, self.v))
+        want = still.ref_forward(q, k, v, chunk=4, topk=1)
+        for conv in (lambda a: a.astype(np.float16), lambda a: a.astype(np.int32),
+                     lambda a: a.astype(">f8"), lambda a: np.asfortranarray(a)):
+            got = still.ref_forward(conv(q), conv(k), conv(v), chunk=4, topk=1)
+            self.assertTrue(np.array_equal(got, want))
+
+    def test_out_of_range_config_fields_are_refused_not_truncated(self):
+        q, k, v = self.q, self.k, self.v
+        for fn in (still.ref_forward, still.forward, still.teacher):
+            # 2**32 + 2 once became 2 threads; -1 and THREADS_MAX + 1 are refused
+            for t in (2 ** 32 + 2, 2 ** 31, -1, still.THREADS_MAX + 1, 1.5, "2"):
+                self.refused(still.ConfigError, "threads", fn, q, k, v, threads=t)
+            self.refused(still.ConfigError, "chunk", fn, q, k, v, chunk=2 ** 64 + 4)
+            self.refused(still.ConfigError, "topk", fn, q, k, v, topk=-2 ** 63 - 1)
+            self.refused(still.ConfigError, "scale", fn, q, k, v, scale=1j)
+            self.refused(still.ConfigError, "routing", fn, q, k, v, routing="nope")
+        for t in (0, 1, still.THREADS_MAX):
+            try:
+                still.forward(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32),
+                              threads=t)
+            except still.StillError as e:
+                if e.code != still.E_UNSUPPORTED:
+                    raise
+
+
 if __name__ == "__main__":
     print("libstill %s from %s" % (still.version(), still.library_path))
     unittest.main(verbosity=2)

@@ -28,11 +28,14 @@
  */
 #define _GNU_SOURCE
 #include "harden.h"
+#include "fast.h"
 #include "io.h"
 #include "state.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
+#include <omp.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -129,10 +132,11 @@ START_TEST(test_overflowing_feature_map_and_gate_sizes_are_refused)
 END_TEST
 
 /* cfg.threads is a team size for OpenMP: libgomp overflowed its stack
- * (SIGSEGV) at 100000 and aborted at 2e9 before the library refused them. */
+ * (SIGSEGV) at 100000 and aborted at 2e9 before the library refused them;
+ * the range is 0..STILL_THREADS_MAX. */
 START_TEST(test_absurd_thread_counts_are_refused)
 {
-    static const int counts[] = {4097, 100000, 2000000000};
+    static const int counts[] = {STILL_THREADS_MAX + 1, 4097, 100000, 2000000000, -1, INT_MIN};
     static float q[16], o[16];
     still_shape s = {1, 1, 1, 4, 4, 4, STILL_LAYOUT_BHND};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
@@ -150,6 +154,98 @@ START_TEST(test_absurd_thread_counts_are_refused)
         ck_assert_int_eq(still_state_create(&cfg, &s, NULL, STILL_PATH_FAST, &st), STILL_E_CONFIG);
         ck_assert(st == NULL);
     }
+}
+END_TEST
+
+/* The team OpenMP's default asks for (omp_set_num_threads: what
+ * OMP_NUM_THREADS sets) is bounded by the work units: at 100000 libgomp
+ * overflowed the caller's stack (SIGSEGV) and at 2^31-1 exited the process
+ * ("Out of memory"), on 2 units.  Every call ends with STILL_OK and the
+ * bits of one thread (SPEC I7).  (Two units keep the test light under
+ * valgrind; tests/test_threads_env.sh runs 1200 units, past
+ * STILL_THREADS_MAX, and the bound itself is checked below.) */
+START_TEST(test_absurd_default_thread_counts_are_bounded)
+{
+    static const int counts[] = {100000, INT_MAX};
+    static const int64_t heads[] = {2};
+    const int saved = omp_get_max_threads();
+    for (size_t ih = 0; ih < sizeof heads / sizeof heads[0]; ih++) {
+        const still_shape s = {1, heads[ih], heads[ih], 8, 4, 4, STILL_LAYOUT_BHND};
+        const size_t n = (size_t)hd_nq(&s);
+        uint64_t seed = 11;
+        float *q = hd_falloc((int64_t)n), *want = hd_falloc((int64_t)n),
+              *want_t = hd_falloc((int64_t)n), *o = hd_falloc((int64_t)n);
+        for (size_t i = 0; i < n; i++)
+            q[i] = (float)(hd_unit(&seed) - 0.5);
+        still_config cfg;
+        still_config_default(&cfg);
+        cfg.chunk = 4;
+        cfg.topk = 1;
+        still_tensors t = {0};
+        t.dtype = STILL_F32;
+        t.q = t.k = t.v = q;
+        cfg.threads = 1;
+        t.o = want;
+        int rc1 = still_forward(&cfg, &s, NULL, &t);
+        t.o = want_t;
+        int rc2 = still_teacher(&cfg, &s, &t);
+        if (rc1 == STILL_E_UNSUPPORTED || rc2 == STILL_E_UNSUPPORTED) {
+            free(q), free(want), free(want_t), free(o);
+            return; /* no fast path in this build */
+        }
+        ck_assert_int_eq(rc1, STILL_OK);
+        ck_assert_int_eq(rc2, STILL_OK);
+        cfg.threads = 0; /* OpenMP's default */
+        for (size_t ic = 0; ic < sizeof counts / sizeof counts[0]; ic++) {
+            omp_set_num_threads(counts[ic]);
+            t.o = o;
+            ck_assert_int_eq(still_forward(&cfg, &s, NULL, &t), STILL_OK);
+            ck_assert_msg(!memcmp(o, want, n * sizeof *o), "forward, Hq %lld, %d threads",
+                          (long long)heads[ih], counts[ic]);
+            ck_assert_int_eq(still_teacher(&cfg, &s, &t), STILL_OK);
+            ck_assert_msg(!memcmp(o, want_t, n * sizeof *o), "teacher, Hq %lld, %d threads",
+                          (long long)heads[ih], counts[ic]);
+            still_state *st = NULL;
+            ck_assert_int_eq(still_state_create(&cfg, &s, NULL, STILL_PATH_FAST, &st), STILL_OK);
+            ck_assert_int_eq(still_state_append(st, s.seq_len, &t), STILL_OK);
+            still_state_destroy(st);
+            ck_assert_msg(!memcmp(o, want, n * sizeof *o), "state, Hq %lld, %d threads",
+                          (long long)heads[ih], counts[ic]);
+            /* X [1][8][4] = q's first rows, Wg [Hq*4][4] = q */
+            float *G = hd_falloc(heads[ih] * 8 * 4);
+            ck_assert_int_eq(still_gate_projection(1, 8, 4, heads[ih], 4, q, q, G), STILL_OK);
+            free(G);
+        }
+        omp_set_num_threads(saved);
+        free(q), free(want), free(want_t), free(o);
+    }
+}
+END_TEST
+
+/* lib/threads.c: a team is never more than the units, STILL_THREADS_MAX or
+ * cfg.threads, and at least 1, whatever OpenMP's default is.  (The
+ * environment's own limits -- OMP_STACKSIZE, RLIMIT_AS -- can only lower
+ * it; tests/test_threads_env.sh runs them.) */
+START_TEST(test_team_is_bounded_by_units_and_threads_max)
+{
+    const int saved = omp_get_max_threads();
+    static const int defaults[] = {1, 3, 100000, INT_MAX};
+    static const int64_t units[] = {0, 1, 2, 1000, 1200, INT64_MAX};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
+        omp_set_num_threads(defaults[i]);
+        for (size_t j = 0; j < sizeof units / sizeof units[0]; j++)
+            for (int threads = 0; threads <= STILL_THREADS_MAX; threads += 341) {
+                const int asked = threads ? threads : defaults[i];
+                int64_t most = asked < STILL_THREADS_MAX ? asked : STILL_THREADS_MAX;
+                if (most > units[j])
+                    most = units[j] > 1 ? units[j] : 1;
+                const int team = still__fast_threads(threads, units[j]);
+                ck_assert_msg(team >= 1 && team <= most,
+                              "threads %d, default %d, %lld units: team %d, at most %lld", threads,
+                              defaults[i], (long long)units[j], team, (long long)most);
+            }
+    }
+    omp_set_num_threads(saved);
 }
 END_TEST
 
@@ -766,6 +862,8 @@ static Suite *limits_suite(void)
     tcase_add_loop_test(tc, test_overflowing_shapes_are_refused_before_reading, 0, N_OVERFLOWING);
     tcase_add_test(tc, test_overflowing_feature_map_and_gate_sizes_are_refused);
     tcase_add_test(tc, test_absurd_thread_counts_are_refused);
+    tcase_add_test(tc, test_absurd_default_thread_counts_are_bounded);
+    tcase_add_test(tc, test_team_is_bounded_by_units_and_threads_max);
     suite_add_tcase(s, tc);
     tc = tcase_create("nomem");
     tcase_set_timeout(tc, 120);

@@ -230,7 +230,8 @@ static int run_teacher_blas(const still_config *cfg, bench_inputs *in)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)end, (int)n, (int)d, scale,
                         k, (int)d, q + a * d, (int)d, 0.0f, S, (int)n);
             float *m = ml, *l = ml + QB, *alpha = ml + 2 * QB;
-#pragma omp parallel for num_threads(cfg->threads) schedule(static)
+            const int team = still__fast_threads(cfg->threads, (n + 15) / 16);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
             for (int64_t t0 = 0; t0 < n; t0 += 16) {
                 const int64_t nt = n - t0 < 16 ? n - t0 : 16;
                 for (int64_t j = a; j < end; j++) /* causal mask */
@@ -580,7 +581,7 @@ int cmd_bench(int argc, char **argv)
                                  "like 1024,4096, found '%s'", val);
         } else if (tool_is_option(a, "--threads")) {
             if (!(val = tool_option_value("bench", argc, argv, &i, "--threads")) ||
-                tool_parse_int64("bench", "--threads", val, 1, 1024, &x))
+                tool_parse_int64("bench", "--threads", val, 1, STILL_THREADS_MAX, &x))
                 return TOOL_EXIT_USAGE;
             o.threads = (int)x;
         } else if (tool_is_option(a, "--isa")) {

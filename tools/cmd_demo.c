@@ -929,7 +929,7 @@ int cmd_demo(int argc, char **argv)
                                  "found '%s'", val);
         } else if (tool_is_option(a, "--threads")) {
             if (!(val = tool_option_value("demo", argc, argv, &i, "--threads")) ||
-                tool_parse_int64("demo", "--threads", val, 0, 4096, &x))
+                tool_parse_int64("demo", "--threads", val, 0, STILL_THREADS_MAX, &x))
                 return TOOL_EXIT_USAGE;
             D.threads = (int)x;
         } else if (tool_is_option(a, "--needle-len")) {

@@ -105,7 +105,11 @@ int cmd_info(int argc, char **argv)
     printf("built with      %s, C %ld, for %s\n", compiler(), (long)__STDC_VERSION__,
            architecture());
 #ifdef _OPENMP
-    printf("OpenMP          %d, %d threads by default\n", _OPENMP, omp_get_max_threads());
+    /* the default team of a call with many units, as the library bounds it
+       (an absurd OMP_NUM_THREADS or OMP_STACKSIZE shows here) */
+    printf("OpenMP          %d, %d threads per call by default "
+           "(OpenMP's default %d, at most %d)\n",
+           _OPENMP, still__fast_threads(0, INT64_MAX), omp_get_max_threads(), STILL_THREADS_MAX);
 #else
     printf("OpenMP          not enabled\n");
 #endif

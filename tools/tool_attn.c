@@ -43,7 +43,7 @@ const char tool_attn_options_help[] =
     "execution:\n"
     "  --path P             ref (default: exact, double) or fast (float32, SIMD)\n"
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
-    "  --threads T          threads (both paths), 0 = OpenMP's default\n"
+    "  --threads T          threads of both paths 0..1024, 0 = OpenMP's default\n"
     "  --no-progress        no progress line on stderr (shown only on a terminal)\n"
     "  --mode M             prefill (default) or decode (streaming, token by token)\n"
     "outputs (.npy, written only when everything succeeded):\n"
@@ -164,7 +164,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     static const struct { const char *opt; int64_t lo, hi; } ints[] = {
         {"--chunk", 1, INT64_C(1) << 40}, {"--topk", 0, INT64_C(1) << 40},
         {"--window", 2, INT64_C(1) << 40}, {"--local", 0, INT64_C(1) << 40},
-        {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, 4096},
+        {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, STILL_THREADS_MAX},
     };
     for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
         if (!tool_is_option(a, ints[k].opt))
