@@ -66,6 +66,7 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
     still_tensors t1 = {in->dtype, q1, k1, v1, in->gate ? g1 : NULL, o1,
                         sigma ? s1 : NULL, NULL, NULL};
     for (int64_t t = 0; t < N && !rc; t++) {
+        tool_progress(t, N, "%s path decode, token", o->path == TOOL_PATH_FAST ? "fast" : "ref");
         move_token(0, in->q, q1, rq, N, s->dim_qk, t, es);
         move_token(0, in->k, k1, rk, N, s->dim_qk, t, es);
         move_token(0, in->v, v1, rk, N, s->dim_v, t, es);
@@ -107,6 +108,9 @@ int cmd_run(int argc, char **argv)
     const still_params *params = o.params ? &in.params : NULL;
     still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in};
     double t0 = tool_now();
+    tool_progress(0, 0, "%s path prefill of %lld tokens x %lld heads ...",
+                  o.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,
+                  (long long)(s->batch * s->heads_q));
     if (o.decode)
         rc = run_decode(&o, &in, params, out, sigma);
     else if (o.path == TOOL_PATH_FAST)
@@ -114,6 +118,7 @@ int cmd_run(int argc, char **argv)
     else
         rc = still_ref_forward(&o.cfg, s, params, &t);
     double seconds = tool_now() - t0;
+    tool_progress_clear();
     if (rc) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path %s refused: %s (%s)",
                        o.path == TOOL_PATH_FAST ? "fast" : "ref", o.decode ? "decode" : "prefill",

@@ -54,8 +54,12 @@ int cmd_teacher(int argc, char **argv)
     }
     still_tensors t = {in.dtype, in.q, in.k, in.v, NULL, out, NULL, NULL, NULL};
     double t0 = tool_now();
+    tool_progress(0, 0, "%s path, %lld tokens x %lld heads ...",
+                  o.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,
+                  (long long)(s->batch * s->heads_q));
     rc = o.path == TOOL_PATH_FAST ? still_teacher(&o.cfg, s, &t) : still_ref_teacher(&o.cfg, s, &t);
     double seconds = tool_now() - t0;
+    tool_progress_clear();
     if (rc) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path refused: %s (%s)",
                        o.path == TOOL_PATH_FAST ? "fast" : "ref", still_strerror(rc),

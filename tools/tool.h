@@ -57,6 +57,31 @@ void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, si
 /* Seconds on a monotonic clock. */
 double tool_now(void);
 
+/* ---- progress (tool_common.c) --------------------------------------------------- */
+
+/* A long command shows where it is on ONE line of stderr, rewritten in
+ * place ("\r"), only when stderr is a terminal and the command was not
+ * given --no-progress; stdout (the results) is line-buffered, so a pipe
+ * sees each result line as it is printed.  The dispatcher calls
+ * tool_progress_start() before a command and tool_progress_clear() after
+ * it; tool_fail() clears the line before its message.  The interface is
+ * that of a progress callback: done of total (total 0: unknown), what. */
+void tool_progress_start(const char *cmd);
+/* argv[i] is --no-progress: switches progress off and returns 1. */
+int tool_progress_option(const char *arg);
+/* Redraws "still <cmd>: <what> [done/total]" (at most 10 times a second,
+ * but always when done == 0 or done == total). */
+void tool_progress(int64_t done, int64_t total, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Erases the line, if one is shown (before a result line on a terminal). */
+void tool_progress_clear(void);
+/* The --help line of --no-progress. */
+#define TOOL_PROGRESS_HELP \
+    "  --no-progress        no progress line on stderr (shown only on a terminal)\n"
+
 /* ---- the attention inputs of SPEC §11 (tool_attn.c) ------------------------ */
 
 enum { TOOL_PATH_REF = 0, TOOL_PATH_FAST = 1 };

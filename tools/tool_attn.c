@@ -42,6 +42,7 @@ const char tool_attn_options_help[] =
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
     "  --threads T          fast path threads, 0 = OpenMP's default\n"
     "  --mode M             prefill (default) or decode (streaming, token by token)\n"
+    TOOL_PROGRESS_HELP
     "outputs (.npy, written only when everything succeeded):\n"
     "  --dtype D            f4 or f8 for --out (default f8 on the ref path, f4 fast)\n"
     "  --out O.npy          the output o [B,Hq,N,dv]                    (required)\n"
@@ -119,6 +120,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     int64_t x;
     int c;
 
+    if (tool_progress_option(a))
+        return 1;
     if (!strcmp(a, "--no-npmap")) {
         o->cfg.npmap = 0;
         return 1;
