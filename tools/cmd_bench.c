@@ -57,6 +57,51 @@ typedef struct bench_inputs {
     still_params params;
 } bench_inputs;
 
+/* The options of `still bench`: one table, read by the parser and printed
+ * by --help, so that the two cannot differ. */
+enum { OPT_INT, OPT_THREADS, OPT_LIST, OPT_ISA, OPT_FLAG, OPT_FILE, OPT_PROGRESS, OPT_DECODE };
+
+typedef struct bench_option {
+    const char *name, *arg; /* "--heads", "H"; arg NULL: a flag */
+    int kind;               /* OPT_* */
+    size_t off;             /* its field in bench_opts (OPT_INT .. OPT_FILE) */
+    int64_t lo, hi;         /* the range of OPT_INT and OPT_THREADS */
+    const char *help;       /* "\n" starts a continuation line */
+} bench_option;
+
+static const bench_option bench_options[] = {
+    {"--n", "N1,N2,...", OPT_LIST, 0, 0, 0, "sequence lengths (default 1024,2048,4096,8192)"},
+    {"--heads", "H", OPT_INT, offsetof(bench_opts, heads), 1, 1024,
+     "query = kv heads (default 8)"},
+    {"--dim", "D", OPT_INT, offsetof(bench_opts, dim), 1, 4096, "d = dv (default 128)"},
+    {"--f", "F", OPT_INT, offsetof(bench_opts, f), 1, 4096,
+     "rows of the random NP-Map W (default 128)"},
+    {"--cap", "M", OPT_INT, offsetof(bench_opts, cap), 1, INT64_C(1) << 24,
+     "max_sel of the capped run (default 1024)"},
+    {"--threads", "T", OPT_THREADS, offsetof(bench_opts, threads), 1, 1024,
+     "threads (default 2)"},
+    {"--isa", "I", OPT_ISA, offsetof(bench_opts, isa), 0, 0,
+     "auto|generic|avx2|avx512|neon (default auto)"},
+    {"--reps", "R", OPT_INT, offsetof(bench_opts, reps), 1, 64,
+     "timed runs per point, after one warm-up (default 3)"},
+    {"--ref-max", "N", OPT_INT, offsetof(bench_opts, ref_max), 0, INT64_C(1) << 24,
+     "largest N for the ref path (default 1024)"},
+    {"--ref-heads", "H", OPT_INT, offsetof(bench_opts, ref_heads), 1, 1024,
+     "heads the ref path is measured with, scaled to --heads\n(default 1)"},
+    {"--teacher-max", "N", OPT_INT, offsetof(bench_opts, teacher_max), 0, INT64_C(1) << 24,
+     "largest N for the teacher (default 16384)"},
+    {"--blas", NULL, OPT_FLAG, offsetof(bench_opts, blas), 0, 0,
+     "also time a teacher built on cblas_sgemm (N <= 4096)"},
+    {"--plot", "FILE.png", OPT_FILE, offsetof(bench_opts, plot), 0, 0,
+     "time vs N of STILL, capped STILL and teacher, drawn by\ngnuplot (without gnuplot on "
+     "PATH: a warning, no plot)"},
+    {"--no-progress", NULL, OPT_PROGRESS, 0, 0, 0,
+     "no progress line on stderr (shown only on a terminal)"},
+    {"--decode", "...", OPT_DECODE, 0, 0, 0,
+     "instead: decode latency and state memory vs full softmax\ndecode (first option; see "
+     "still bench --decode --help)"},
+};
+
 static void bench_usage(FILE *f)
 {
     fprintf(f,
@@ -68,27 +113,21 @@ static void bench_usage(FILE *f)
             "their share of this machine's multiply-add peak, measured in the same run on\n"
             "the ISA in use and --threads threads.  The defaults take about a minute on\n"
             "2 cores; a long run: --n 1024,2048,4096,8192,16384,32768,65536.\n"
-            "\n"
-            "  --n N1,N2,...     sequence lengths (default 1024,2048,4096,8192)\n"
-            "  --heads H         query = kv heads (default 8)\n"
-            "  --dim D           d = dv (default 128)\n"
-            "  --f F             rows of the random NP-Map W (default 128)\n"
-            "  --cap M           max_sel of the capped run (default 1024)\n"
-            "  --threads T       threads (default 2)\n"
-            "  --isa I           auto|generic|avx2|avx512|neon (default auto)\n"
-            "  --reps R          timed runs per point, after one warm-up (default 3)\n"
-            "  --ref-max N       largest N for the ref path (default 1024)\n"
-            "  --ref-heads H     heads the ref path is measured with, scaled to --heads\n"
-            "                    (default 1)\n"
-            "  --teacher-max N   largest N for the teacher (default 16384)\n"
-            "  --blas            also time a teacher built on cblas_sgemm (N <= 4096)\n"
-            "  --plot FILE.png   time vs N of STILL, capped STILL and teacher, drawn by\n"
-            "                    gnuplot (without gnuplot on PATH: a warning, no plot)\n"
-            TOOL_PROGRESS_HELP
-            "  --decode ...      instead: decode latency and state memory vs full softmax\n"
-            "                    decode (first option; see still bench --decode --help)\n"
-            "Exit status: 0, 2 on a usage error, 4 if the library fails, 5 if gnuplot\n"
-            "failed to write the plot (after the whole table).\n");
+            "\n");
+    for (size_t i = 0; i < sizeof bench_options / sizeof *bench_options; i++) {
+        const bench_option *b = &bench_options[i];
+        char head[40];
+        snprintf(head, sizeof head, "%s%s%s", b->name, b->arg ? " " : "", b->arg ? b->arg : "");
+        fprintf(f, "  %-17s ", head);
+        for (const char *p = b->help; *p; p++) {
+            fputc(*p, f);
+            if (*p == '\n')
+                fprintf(f, "%20s", "");
+        }
+        fputc('\n', f);
+    }
+    fprintf(f, "Exit status: 0, 2 on a usage error, 4 if the library fails, 5 if gnuplot\n"
+               "failed to write the plot (after the whole table).\n");
 }
 
 /* ---- inputs ---------------------------------------------------------------- */
@@ -654,63 +693,54 @@ int cmd_bench(int argc, char **argv)
     o.threads = 2, o.isa = STILL_ISA_AUTO;
 
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val;
+        const char *a = argv[i], *val = NULL;
+        const bench_option *b = NULL;
         int64_t x;
         if (tool_is_help(a)) {
             bench_usage(stdout);
             return TOOL_EXIT_OK;
         }
-        if (!strcmp(a, "--blas")) {
-            o.blas = 1;
-            continue;
-        }
-        if (tool_progress_option(a))
-            continue;
-        static const struct { const char *opt; int64_t lo, hi; size_t off; } ints[] = {
-            {"--heads", 1, 1024, offsetof(bench_opts, heads)},
-            {"--dim", 1, 4096, offsetof(bench_opts, dim)},
-            {"--f", 1, 4096, offsetof(bench_opts, f)},
-            {"--cap", 1, (int64_t)1 << 24, offsetof(bench_opts, cap)},
-            {"--reps", 1, 64, offsetof(bench_opts, reps)},
-            {"--ref-max", 0, (int64_t)1 << 24, offsetof(bench_opts, ref_max)},
-            {"--ref-heads", 1, 1024, offsetof(bench_opts, ref_heads)},
-            {"--teacher-max", 0, (int64_t)1 << 24, offsetof(bench_opts, teacher_max)},
-        };
-        int matched = 0;
-        for (size_t j = 0; j < sizeof ints / sizeof *ints && !matched; j++) {
-            if (!tool_is_option(a, ints[j].opt))
-                continue;
-            matched = 1;
-            if (!(val = tool_option_value("bench", argc, argv, &i, ints[j].opt)) ||
-                tool_parse_int64("bench", ints[j].opt, val, ints[j].lo, ints[j].hi, &x))
+        for (size_t j = 0; j < sizeof bench_options / sizeof *bench_options && !b; j++)
+            if (bench_options[j].arg ? tool_is_option(a, bench_options[j].name)
+                                     : !strcmp(a, bench_options[j].name))
+                b = &bench_options[j];
+        if (!b)
+            return tool_fail(TOOL_EXIT_USAGE, "bench", "unknown option '%s' (see still bench "
+                             "--help)", a);
+        if (b->kind == OPT_DECODE) /* only as the first option (handled above) */
+            return tool_fail(TOOL_EXIT_USAGE, "bench", "--decode must be the first option");
+        if (b->arg && !(val = tool_option_value("bench", argc, argv, &i, b->name)))
+            return TOOL_EXIT_USAGE;
+        void *field = (char *)&o + b->off;
+        switch (b->kind) {
+        case OPT_INT:
+        case OPT_THREADS:
+            if (tool_parse_int64("bench", b->name, val, b->lo, b->hi, &x))
                 return TOOL_EXIT_USAGE;
-            *(int64_t *)((char *)&o + ints[j].off) = x;
-        }
-        if (matched)
-            continue;
-        if (tool_is_option(a, "--n")) {
-            if (!(val = tool_option_value("bench", argc, argv, &i, "--n")))
-                return TOOL_EXIT_USAGE;
+            if (b->kind == OPT_INT)
+                *(int64_t *)field = x;
+            else
+                *(int *)field = (int)x;
+            break;
+        case OPT_LIST:
             if (parse_list(val, &o))
                 return tool_fail(TOOL_EXIT_USAGE, "bench", "--n: expected a list of lengths "
                                  "like 1024,4096, found '%s'", val);
-        } else if (tool_is_option(a, "--threads")) {
-            if (!(val = tool_option_value("bench", argc, argv, &i, "--threads")) ||
-                tool_parse_int64("bench", "--threads", val, 1, 1024, &x))
-                return TOOL_EXIT_USAGE;
-            o.threads = (int)x;
-        } else if (tool_is_option(a, "--isa")) {
-            if (!(val = tool_option_value("bench", argc, argv, &i, "--isa")))
-                return TOOL_EXIT_USAGE;
-            if ((o.isa = still__isa_parse(val)) < 0)
+            break;
+        case OPT_ISA:
+            if ((*(int *)field = still__isa_parse(val)) < 0)
                 return tool_fail(TOOL_EXIT_USAGE, "bench", "--isa: expected auto, generic, "
                                  "avx2, avx512 or neon, found '%s'", val);
-        } else if (tool_is_option(a, "--plot")) {
-            if (!(o.plot = tool_option_value("bench", argc, argv, &i, "--plot")))
-                return TOOL_EXIT_USAGE;
-        } else {
-            return tool_fail(TOOL_EXIT_USAGE, "bench", "unknown option '%s' (see still bench "
-                             "--help)", a);
+            break;
+        case OPT_FLAG:
+            *(int *)field = 1;
+            break;
+        case OPT_FILE:
+            *(const char **)field = val;
+            break;
+        default: /* OPT_PROGRESS */
+            tool_progress_option(a);
+            break;
         }
     }
     if (o.heads % o.ref_heads)
