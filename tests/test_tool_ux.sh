@@ -160,6 +160,8 @@ accepted() {
     ! grep -qF "unknown option '$opt'" "$dir/acc.err"
 }
 mkdir "$dir/scratch"
+[ -r "$top/tools/tool_attn.c" ] && [ -r "$top/bench/bench_decode.c" ]
+report $? "the tool's sources are readable (for the parsers' option names)"
 # the unknown marker itself must be refused, or the test would be vacuous
 "$STILL" run --zz-unknown >/dev/null 2>"$dir/acc.err"
 grep -qF "unknown option '--zz-unknown'" "$dir/acc.err"

@@ -548,20 +548,22 @@ static int bench_run(const bench_opts *o)
         if (!rc && (failed = "STILL capped"))
             row->capped = time_median(run_still, &capped, &in, reps, &rc);
         print_cell(N, "STILL capped", row->capped, fl_cap, peak, "");
-        tool_progress(i, o->nn, "N=%lld: teacher", (long long)N);
-        if (!rc && N <= o->teacher_max && (failed = "teacher"))
+        if (!rc && N <= o->teacher_max && (failed = "teacher")) {
+            tool_progress(i, o->nn, "N=%lld: teacher", (long long)N);
             row->teacher = time_median(run_teacher, &base, &in, reps, &rc);
+        }
         char note[96];
         snprintf(note, sizeof note, "STILL/teacher = %.3f",
                  row->teacher > 0 ? row->still / row->teacher : NAN);
         print_cell(N, "teacher", row->teacher, fl_t, peak, row->teacher > 0 ? note : "");
-        tool_progress(i, o->nn, "N=%lld: teacher (cblas_sgemm)", (long long)N);
-        if (!rc && o->blas && N <= 4096 && (failed = "teacher (cblas_sgemm)"))
+        if (!rc && o->blas && N <= 4096 && (failed = "teacher (cblas_sgemm)")) {
+            tool_progress(i, o->nn, "N=%lld: teacher (cblas_sgemm)", (long long)N);
             row->teacher_blas = time_median(run_teacher_blas, &base, &in, reps, &rc);
+        }
         print_cell(N, "teacher (cblas_sgemm)", row->teacher_blas, fl_t, peak, "");
         inputs_free(&in);
-        tool_progress(i, o->nn, "N=%lld: ref path", (long long)N);
         if (!rc && N <= o->ref_max && (failed = "ref")) { /* fewer heads, scaled */
+            tool_progress(i, o->nn, "N=%lld: ref path", (long long)N);
             if (!(rc = inputs_init(&in, N, o->ref_heads, o->dim, o->f))) {
                 double t = time_median(run_ref, &base, &in, 1, &rc);
                 row->ref = t < 0 ? t : t * (double)o->heads / (double)o->ref_heads;
