@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench/run.sh -- the benchmarks of the fast path (issue 3), in one run:
+# bench/run.sh -- the benchmarks of the fast path, in one run:
 #   still info; bench_kernels (our kernels vs cblas_sgemm, one core, with
 #   OpenBLAS's default core and with OPENBLAS_CORETYPE=SkylakeX); the table
 #   of `still bench` with the plot; and the BLAS-dependent lines again with
@@ -29,7 +29,8 @@ for core in default SkylakeX; do
 done | tee "$OUT/kernels.txt"
 echo
 echo "== still bench (OpenBLAS default core)"
-"$STILL" bench --threads "$THREADS" --blas --plot "$OUT/still_bench.png" | tee "$OUT/table.txt"
+"$STILL" bench --threads "$THREADS" --n 1024,2048,4096,8192,16384,32768,65536 \
+    --teacher-max 65536 --ref-max 2048 --reps 5 --blas --plot "$OUT/still_bench.png" | tee "$OUT/table.txt"
 echo
 echo "== still bench, OpenBLAS core SkylakeX: the lines that use BLAS"
 OPENBLAS_CORETYPE=SkylakeX "$STILL" bench --threads "$THREADS" --n 2048,4096 --blas \

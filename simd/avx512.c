@@ -652,7 +652,30 @@ static void gemv_panel(int64_t M, int64_t K, const float *P, const float *x, flo
     }
 }
 
+/* ACC independent chains of fused multiply-adds on registers: enough to
+ * keep two _mm512_fmadd_ps units of latency 4-5 busy. */
+static double peak_fma(int64_t iters, float *sink)
+{
+    enum { ACC = 24 };
+    __m512 acc[ACC];
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (int c = 0; c < ACC; c++)
+        acc[c] = _mm512_set1_ps((float)c);
+    for (int64_t it = 0; it < iters; it++)
+#pragma GCC unroll 32
+        for (int c = 0; c < ACC; c++) /* unrolled: the chains stay in registers */
+            acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+    __m512 sum = acc[0];
+    for (int c = 1; c < ACC; c++)
+        sum = _mm512_add_ps(sum, acc[c]);
+    float lanes[VL];
+    _mm512_storeu_ps(lanes, sum);
+    *sink = lanes[0];
+    return 2.0 * ACC * VL * (double)iters;
+}
+
 const still__kernels still__kernels_avx512 = {
     STILL_ISA_AVX512, "avx512", gemm, softmax_cols, saliency_cols, colsum_acc,
     householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row, gemv_panel,
+    peak_fma,
 };

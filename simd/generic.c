@@ -209,7 +209,28 @@ static void gemv_panel(int64_t M, int64_t K, const float *P, const float *x, flo
     }
 }
 
+/* Independent chains of multiply-adds (unfused here: a multiply and an add
+ * in the order written), so the rate is the machine's for plain C. */
+static double peak_fma(int64_t iters, float *sink)
+{
+    enum { CHAINS = 16 };
+    float acc[CHAINS];
+    const float a = 0.999999f, b = 1e-7f;
+    for (int c = 0; c < CHAINS; c++)
+        acc[c] = (float)c;
+    for (int64_t it = 0; it < iters; it++)
+#pragma GCC unroll 32
+        for (int c = 0; c < CHAINS; c++)
+            acc[c] = acc[c] * a + b;
+    float sum = 0.0f;
+    for (int c = 0; c < CHAINS; c++)
+        sum += acc[c];
+    *sink = sum;
+    return 2.0 * CHAINS * (double)iters;
+}
+
 const still__kernels still__kernels_generic = {
     STILL_ISA_GENERIC, "generic", gemm, softmax_cols, saliency_cols, colsum_acc,
     householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row, gemv_panel,
+    peak_fma,
 };

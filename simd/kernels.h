@@ -99,6 +99,15 @@ typedef struct still__kernels {
      * The lanes of the last panel past M are read (keep them finite: the
      * packer zeroes them) but never stored. */
     void (*gemv_panel)(int64_t M, int64_t K, const float *P, const float *x, float *out);
+
+    /* The machine's multiply-add rate on this ISA, for benchmarks (`still
+     * bench` reports its timings as a share of it): iters rounds of
+     * independent multiply-add chains held in registers, enough of them to
+     * cover the latency of the FMA units (fused on the SIMD ISAs).  Stores
+     * a value that depends on every chain to *sink (so the work cannot be
+     * left out) and returns the number of floating-point operations done
+     * (2 per multiply-add). */
+    double (*peak_fma)(int64_t iters, float *sink);
 } still__kernels;
 
 extern const still__kernels still__kernels_generic;

@@ -477,7 +477,30 @@ static void gemv_panel(int64_t M, int64_t K, const float *P, const float *x, flo
     }
 }
 
+/* ACC independent chains of fused multiply-adds on registers: enough to
+ * keep four FMA pipes of latency 4 busy. */
+static double peak_fma(int64_t iters, float *sink)
+{
+    enum { ACC = 16 };
+    float32x4_t acc[ACC];
+    const float32x4_t a = vdupq_n_f32(0.999999f), b = vdupq_n_f32(1e-7f);
+    for (int c = 0; c < ACC; c++)
+        acc[c] = vdupq_n_f32((float)c);
+    for (int64_t it = 0; it < iters; it++)
+#pragma GCC unroll 32
+        for (int c = 0; c < ACC; c++) /* unrolled: the chains stay in registers */
+            acc[c] = vfmaq_f32(b, acc[c], a);
+    float32x4_t sum = acc[0];
+    for (int c = 1; c < ACC; c++)
+        sum = vaddq_f32(sum, acc[c]);
+    float lanes[VL];
+    vst1q_f32(lanes, sum);
+    *sink = lanes[0];
+    return 2.0 * ACC * VL * (double)iters;
+}
+
 const still__kernels still__kernels_neon = {
     STILL_ISA_NEON, "neon", gemm, softmax_cols, saliency_cols, colsum_acc,
     householder_rows, npmap_rows, sigmoid, transpose, scale_row, combine_row, gemv_panel,
+    peak_fma,
 };

@@ -264,6 +264,7 @@ static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, i
          *o = buf + (nq + nk + nv + no) * es;
     for (int64_t t = P; t < T && !rc;) {
         int64_t n = t == P && first > 0 ? first : 1;
+        tool_progress(t - P, T - P, "%s", n > 1 ? "prefill block" : "decode, token");
         slice_tokens(in->q, rq, N, s->dim_qk, t, n, es, q);
         slice_tokens(in->k, rk, N, s->dim_qk, t, n, es, k);
         slice_tokens(in->v, rk, N, s->dim_v, t, n, es, v);

@@ -48,7 +48,6 @@ typedef struct demo {
     const char *data;   /* directory holding tiny-lm/ */
     int path;           /* PATH_* as asked */
     int fast;           /* 1: the fast path is in use */
-    int progress;       /* stderr is a terminal */
     int threads;
     int needle;         /* run part 2 */
     int64_t needle_len; /* 0: the default lengths */
@@ -72,27 +71,6 @@ typedef struct row {
 } row;
 
 /* ---- small utilities --------------------------------------------------- */
-
-/* Progress on stderr, only when it is a terminal (never in logs). */
-static void progress(const demo *D, const char *fmt, ...)
-{
-    if (!D->progress)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("\r\033[K", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fflush(stderr);
-}
-
-static void progress_done(const demo *D)
-{
-    if (D->progress) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-    }
-}
 
 /* splitmix64: a fixed-seed generator, so every run prints the same numbers. */
 static uint64_t rng_next(uint64_t *s)
@@ -358,7 +336,7 @@ static int64_t far_end(int64_t t, int64_t C, int64_t L)
  *                                  sum_j sel[j] recv[j] / #queries);
  *   *window_kept += the share of far_t within the last w positions.
  * Returns the number of queries counted, or -1 (no memory). */
-static int64_t far_mass(const demo *D, const problem *P, double scale, int64_t C, int64_t L,
+static int64_t far_mass(const problem *P, double scale, int64_t C, int64_t L,
                         int64_t w, int64_t first, int64_t last, double *recv,
                         double *window_kept)
 {
@@ -368,8 +346,7 @@ static int64_t far_mass(const demo *D, const problem *P, double scale, int64_t C
     if (!p)
         return -1;
     for (int64_t h = 0; h < s->heads_q; h++) {
-        progress(D, "teacher attention statistics: head %" PRId64 "/%" PRId64, h + 1,
-                 s->heads_q);
+        tool_progress(h + 1, s->heads_q, "teacher attention statistics, head");
         double *rh = recv + h * s->seq_len;
         for (int64_t t = first; t < last; t++) {
             int64_t end = far_end(t, C, L);
@@ -534,7 +511,7 @@ static int demo_layer(const demo *D, int layer, uint64_t *rng)
     int status, fallback;
     row rows[R_COUNT];
 
-    progress(D, "layer %d: loading", layer);
+    tool_progress(0, 0, "layer %d: loading", layer);
     if ((status = load_layer(D->data, layer, &P, &o_dump)))
         return status;
     const still_shape *s = &P.shape;
@@ -562,12 +539,12 @@ static int demo_layer(const demo *D, int layer, uint64_t *rng)
     }
 
     double t_teacher, target;
-    progress(D, "layer %d: teacher", layer);
+    tool_progress(0, 0, "layer %d: teacher", layer);
     if ((status = attend(D, 1, &cfg, NULL, &P, NULL, NULL, o_teacher, &t_teacher, &fallback)))
         goto done;
     int64_t w = matching_window(C, k, L, first, N, &target);
     double window_kept = 0.0;
-    int64_t queries = far_mass(D, &P, scale, C, L, w, first, N, recv, &window_kept);
+    int64_t queries = far_mass(&P, scale, C, L, w, first, N, recv, &window_kept);
     if (queries <= 0) {
         status = tool_fail(TOOL_EXIT_LIBRARY, "demo", "%s", tool_status_name(STILL_E_NOMEM));
         goto done;
@@ -593,7 +570,7 @@ static int demo_layer(const demo *D, int layer, uint64_t *rng)
         uint8_t *sel_out;
         routing_setup(r, w, sel, &c, rows[r].name, sizeof rows[r].name, &sel_in, &sel_out);
         double secs, unused;
-        progress(D, "layer %d: %s", layer, rows[r].name);
+        tool_progress(0, 0, "layer %d: %s", layer, rows[r].name);
         if ((status = attend(D, 0, &c, NULL, &P, sel_in, sel_out, o, &secs,
                              &rows[r].ref_fallback)))
             goto done;
@@ -601,7 +578,7 @@ static int demo_layer(const demo *D, int layer, uint64_t *rng)
         rows[r].err_default = relative_error(s, o, o_teacher, first);
         still_config c_off = c;
         c_off.act = STILL_ACT_RELU;
-        progress(D, "layer %d: %s, linear branch off", layer, rows[r].name);
+        tool_progress(0, 0, "layer %d: %s, linear branch off", layer, rows[r].name);
         if ((status = attend(D, 0, &c_off, &off, &P, r == R_SALIENCY ? sel[R_SALIENCY] : sel_in,
                              NULL, o, &unused, &fallback)))
             goto done;
@@ -609,12 +586,12 @@ static int demo_layer(const demo *D, int layer, uint64_t *rng)
         rows[r].far_kept = r == R_WINDOW ? window_kept / (double)queries
                                          : selection_share(s, sel[r], recv, queries);
     }
-    progress_done(D);
+    tool_progress_clear();
     print_layer_table(rows, R_COUNT);
     printf("\n");
     status = TOOL_EXIT_OK;
 done:
-    progress_done(D);
+    tool_progress_clear();
     problem_free(&P);
     free(o_dump);
     free(o_teacher);
@@ -737,7 +714,7 @@ static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
     const int64_t d = 64;
 
     memset(&P, 0, sizeof P);
-    progress(D, "needle N=%" PRId64 ": building", N);
+    tool_progress(0, 0, "needle N=%" PRId64 ": building", N);
     o = malloc((size_t)(N * d) * sizeof *o);
     recv = calloc((size_t)N, sizeof *recv);
     p = malloc((size_t)N * sizeof *p);
@@ -761,7 +738,7 @@ static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
 
     /* the teacher's attention of the probes, plain loops: their needle
      * weights, and the oracle selection from the attention they give */
-    progress(D, "needle N=%" PRId64 ": teacher attention of the probes", N);
+    tool_progress(0, 0, "needle N=%" PRId64 ": teacher attention of the probes", N);
     memset(&teacher_row_out, 0, sizeof teacher_row_out);
     for (int64_t t = first; t < N; t++) {
         int64_t end = far_end(t, C, L);
@@ -783,7 +760,7 @@ static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
     }
     /* the library's full teacher: its speed, and a cross-check of its
      * probe outputs against SPEC §10 (fast: 1e-5 max|v|; ref: rounding) */
-    progress(D, "needle N=%" PRId64 ": teacher", N);
+    tool_progress(0, 0, "needle N=%" PRId64 ": teacher", N);
     if ((status = attend(D, 1, &cfg, NULL, &P, NULL, NULL, o, &teacher_row_out.seconds,
                          &teacher_row_out.ref_fallback)))
         goto done;
@@ -808,7 +785,7 @@ static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
         uint8_t *sel_out;
         routing_setup(r, w, sel, &c, rows[r].name, sizeof rows[r].name, &sel_in, &sel_out);
         c.act = STILL_ACT_RELU;
-        progress(D, "needle N=%" PRId64 ": %s", N, rows[r].name);
+        tool_progress(0, 0, "needle N=%" PRId64 ": %s", N, rows[r].name);
         if ((status = attend(D, 0, &c, &off, &P, sel_in, sel_out, o, &rows[r].seconds,
                              &rows[r].ref_fallback)))
             goto done;
@@ -820,7 +797,7 @@ static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
         if (r == R_SALIENCY) {
             /* the same routing with the default, untrained maps */
             needle_row dflt;
-            progress(D, "needle N=%" PRId64 ": saliency, default maps", N);
+            tool_progress(0, 0, "needle N=%" PRId64 ": saliency, default maps", N);
             if ((status = attend(D, 0, &cfg, NULL, &P, NULL, NULL, o, &default_seconds,
                                  &default_fallback)))
                 goto done;
@@ -828,7 +805,7 @@ static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
             default_weight = dflt.weight;
         }
     }
-    progress_done(D);
+    tool_progress_clear();
 
     printf("needle retrieval, N = %" PRId64 " (synthetic: 1 head, d = 64, %d needles at "
            "depths 5%%..85%%,\n  each asked for by one of the last %d queries; STILL C=%" PRId64
@@ -860,7 +837,7 @@ static int demo_needle(const demo *D, int64_t N, uint64_t *rng)
     printf("\n");
     status = TOOL_EXIT_OK;
 done:
-    progress_done(D);
+    tool_progress_clear();
     problem_free(&P);
     free(o);
     free(recv);
@@ -877,7 +854,7 @@ static void demo_usage(FILE *f)
 {
     fprintf(f,
             "usage: still demo [--data DIR] [--path auto|ref|fast] [--threads T]\n"
-            "                  [--needle-len N] [--no-needle] [--seed S]\n"
+            "                  [--needle-len N] [--no-needle] [--seed S] [--no-progress]\n"
             "\n"
             "Runs STILL on real attention inputs shipped with libstill (layers 2 and 5\n"
             "of the tiny-lm model, DIR/tiny-lm/L{2,5}_{q,k,v,o}.npy) and compares\n"
@@ -893,6 +870,7 @@ static void demo_usage(FILE *f)
             "                   is O(N^2))\n"
             "  --no-needle      skip the needle retrieval\n"
             "  --seed S         seed of the random selection and the haystack (default 1)\n"
+            "  --no-progress    no progress line on stderr (shown only on a terminal)\n"
             "  -h, --help       this help\n"
             "\n"
             "Progress goes to stderr when it is a terminal.  Exit status: 0 success,\n"
@@ -903,7 +881,7 @@ static void demo_usage(FILE *f)
 /* `still demo`: argv[0] is "demo". */
 int cmd_demo(int argc, char **argv)
 {
-    demo D = {STILL_DATA_DIR, PATH_AUTO, 0, isatty(2), 0, 1, 0, 1};
+    demo D = {STILL_DATA_DIR, PATH_AUTO, 0, 0, 1, 0, 1};
     int status;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
@@ -944,6 +922,8 @@ int cmd_demo(int argc, char **argv)
             D.seed = (uint64_t)x;
         } else if (!strcmp(a, "--no-needle")) {
             D.needle = 0;
+        } else if (tool_progress_option(a)) {
+            continue;
         } else {
             return tool_fail(TOOL_EXIT_USAGE, "demo", "unknown option '%s' (see still demo "
                              "--help)", a);

@@ -66,6 +66,7 @@ static void golden_usage(FILE *f)
             "\n"
             "  --seed S   generator seed, 0 <= S < 2^63 (default 1)\n"
             "  --path P   ref (default) or, with --verify, fast\n"
+            "  --no-progress  no progress line on stderr (shown only on a terminal)\n"
             "\n"
             "Inputs: every case draws from its own SplitMix64 stream, started at\n"
             "seed XOR FNV-1a-64(case name) XOR draw*0x9E3779B97F4A7C15; u = (x >> 11)\n"
@@ -1376,8 +1377,10 @@ static int generate_set(const char *out_arg, uint64_t seed)
                            gc->name, strerror(errno));
             break;
         }
+        tool_progress(i, GOLDEN_NCASES, "case %s", gc->name);
         if ((rc = generate_case(dir, gc, seed, &rec)))
             break;
+        tool_progress_clear();
         manifest_case(&man, gc, &rec, i + 1 == GOLDEN_NCASES);
         for (int f = 0; f < rec.nfiles; f++)
             bytes += rec.files[f].size;
@@ -1689,11 +1692,13 @@ static int verify_set(const char *set, int path)
     for (int i = 0; i < cases->n; i++) {
         case_report rep = {{NULL, 0, 0, 0}, 0};
         const jval *name = json_get(&cases->items[i], "name", J_STR);
+        tool_progress(i, cases->n, "case %s", name ? name->str : "?");
         if ((rc = verify_case(set, &cases->items[i], path, &rep))) {
             free(rep.line.p);
             json_free(&root);
             return rc;
         }
+        tool_progress_clear();
         printf("  %-15s %s: %s\n", name->str, rep.failed ? "FAIL" : "ok",
                rep.line.p ? rep.line.p : "");
         if (rep.failed) {
@@ -1741,6 +1746,8 @@ int cmd_golden(int argc, char **argv)
         if (tool_is_help(a)) {
             golden_usage(stdout);
             return TOOL_EXIT_OK;
+        } else if (tool_progress_option(a)) {
+            continue;
         } else if (!strcmp(a, "--sha256")) {
             return print_sha256(argc, argv, i + 1);
         } else if (tool_is_option(a, "--out")) {

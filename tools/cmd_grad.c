@@ -352,10 +352,14 @@ int cmd_grad(int argc, char **argv)
     g.dgate = dgate;
     still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in};
     double loss = 0.0, t0 = tool_now();
+    tool_progress(0, 0, "%s path, loss and gradients of %lld tokens x %lld heads ...",
+                  o.a.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,
+                  (long long)(s->batch * s->heads_q));
     rc = o.a.path == TOOL_PATH_FAST
              ? still_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g)
              : still_ref_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g);
     double seconds = tool_now() - t0;
+    tool_progress_clear();
     if (rc) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path refused: %s (%s)",
                        o.a.path == TOOL_PATH_FAST ? "fast" : "ref", still_strerror(rc),

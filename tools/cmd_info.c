@@ -97,8 +97,8 @@ int cmd_info(int argc, char **argv)
             info_usage(stdout);
             return TOOL_EXIT_OK;
         }
-        return tool_fail(TOOL_EXIT_USAGE, "info", "unexpected argument '%s' (see still info "
-                         "--help)", argv[i]);
+        return tool_fail(TOOL_EXIT_USAGE, "info", "%s '%s' (see still info --help)",
+                         argv[i][0] == '-' ? "unknown option" : "unexpected argument", argv[i]);
     }
     printf("libstill        %s (runtime), %s (header)\n", still_version_string(),
            STILL_VERSION_STRING);

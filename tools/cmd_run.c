@@ -66,6 +66,7 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
     still_tensors t1 = {in->dtype, q1, k1, v1, in->gate ? g1 : NULL, o1,
                         sigma ? s1 : NULL, NULL, NULL};
     for (int64_t t = 0; t < N && !rc; t++) {
+        tool_progress(t, N, "%s path decode, token", o->path == TOOL_PATH_FAST ? "fast" : "ref");
         move_token(0, in->q, q1, rq, N, s->dim_qk, t, es);
         move_token(0, in->k, k1, rk, N, s->dim_qk, t, es);
         move_token(0, in->v, v1, rk, N, s->dim_v, t, es);
@@ -109,11 +110,14 @@ int cmd_run(int argc, char **argv)
     int idle = 0;
     if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle)))
         goto done;
-    tool_progress progress;
-    tool_progress_begin(&progress, cmd, o.progress && tool_mpi()->rank == 0);
+    if (tool_mpi()->rank != 0)
+        tool_progress_option("--no-progress"); /* one progress line: rank 0's */
     o.cfg.progress = tool_progress_report;
-    o.cfg.progress_user = &progress;
+    o.cfg.progress_user = "ref path prefill, rows";
     double t0 = tool_now();
+    tool_progress(0, 0, "%s path prefill of %lld tokens x %lld heads ...",
+                  o.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,
+                  (long long)(s->batch * s->heads_q));
     if (idle)
         rc = STILL_OK; /* under MPI, more processes than queries */
     else if (o.decode)
@@ -122,7 +126,7 @@ int cmd_run(int argc, char **argv)
         rc = still_forward(&o.cfg, s, params, &t);
     else
         rc = still_ref_forward(&o.cfg, s, params, &t);
-    tool_progress_end(&progress);
+    tool_progress_clear();
     rc = tool_mpi_collect(cmd, rc, out, s, es);
     double seconds = tool_now() - t0;
     if (rc > 0)

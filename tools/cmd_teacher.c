@@ -59,17 +59,20 @@ int cmd_teacher(int argc, char **argv)
         tool_attn_free(&in);
         return rc;
     }
-    tool_progress progress;
-    tool_progress_begin(&progress, cmd, o.progress && tool_mpi()->rank == 0);
+    if (tool_mpi()->rank != 0)
+        tool_progress_option("--no-progress"); /* one progress line: rank 0's */
     o.cfg.progress = tool_progress_report;
-    o.cfg.progress_user = &progress;
+    o.cfg.progress_user = o.path == TOOL_PATH_FAST ? "fast path" : "ref path, rows";
     double t0 = tool_now();
+    tool_progress(0, 0, "%s path, %lld tokens x %lld heads ...",
+                  o.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,
+                  (long long)(s->batch * s->heads_q));
     if (idle)
         rc = STILL_OK; /* under MPI, more processes than queries */
     else
         rc = o.path == TOOL_PATH_FAST ? still_teacher(&o.cfg, s, &t)
                                       : still_ref_teacher(&o.cfg, s, &t);
-    tool_progress_end(&progress);
+    tool_progress_clear();
     rc = tool_mpi_collect(cmd, rc, out, s, es);
     double seconds = tool_now() - t0;
     if (rc > 0 || (rc == STILL_OK && tool_mpi()->rank != 0)) {

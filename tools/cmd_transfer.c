@@ -56,9 +56,12 @@ static void transfer_usage(FILE *f)
             "  --seed N             its random seed (default 1)\n"
             "  --synthetic-out PRE  also write its inputs PRE-q.npy, PRE-k.npy, PRE-v.npy\n"
             "  --dtype D            f4 or f8 for the parameters (default f8 ref, f4 fast)\n"
-            "\nthe inputs, configuration and execution options of `still run`:\n%s"
+            "  --path P             fast (default here: float32, SIMD) or ref (exact, double)\n"
+            "\nthe inputs, configuration and execution options of `still run` (its --path\n"
+            "default does not apply here):\n%s"
             "\n"
-            "Progress goes to stderr when it is a terminal; a summary to stdout.\n"
+            "Progress goes to stderr when it is a terminal (not with --no-progress); a\n"
+            "summary to stdout.\n"
             "Exit status: 0 success, 2 usage error, 3 input file problem, 4 library\n"
             "error (e.g. the fast path not available), 5 output not written.\n",
             tool_attn_options_help);
@@ -72,6 +75,7 @@ static int parse(const char *cmd, int argc, char **argv, transfer_opts *o, int *
     *help = 0;
     memset(o, 0, sizeof *o);
     tool_attn_defaults(&o->a);
+    o->a.path = TOOL_PATH_FAST; /* training is the fast path's job; --path ref asks the oracle */
     o->steps = 200;
     o->lr = 0.01;
     o->bias = 1;
@@ -608,16 +612,6 @@ static int plot_curve(const char *path, const double *loss, const double *hold, 
 
 /* ---- training ------------------------------------------------------------------ */
 
-static void progress(int64_t step, int64_t steps, double loss, double hold)
-{
-    if (isnan(hold))
-        fprintf(stderr, "\rstill transfer: step %lld/%lld  loss %.4e   ", (long long)step,
-                (long long)steps, loss);
-    else
-        fprintf(stderr, "\rstill transfer: step %lld/%lld  loss %.4e  held-out %.4e   ",
-                (long long)step, (long long)steps, loss, hold);
-}
-
 /* Adam over the whole parameter set; loss[s] and hold[s] after s steps
  * (hold NAN where not evaluated: every steps/100 steps and the last). */
 static int fit(const transfer_opts *o, const problem *p, tool_param_set *ps, double *loss,
@@ -625,7 +619,6 @@ static int fit(const transfer_opts *o, const problem *p, tool_param_set *ps, dou
 {
     still_adam_config adam;
     still_grads g = tool_param_set_grads(ps);
-    const int tty = isatty(STDERR_FILENO);
     const int64_t every = o->steps / 100 > 1 ? o->steps / 100 : 1;
     double *m = calloc((size_t)ps->total, sizeof *m), *v = calloc((size_t)ps->total, sizeof *v);
     int rc = STILL_OK;
@@ -645,11 +638,12 @@ static int fit(const transfer_opts *o, const problem *p, tool_param_set *ps, dou
             rc = holdout_mse(p, &ps->params, &hold[s]);
         if (!rc && s < o->steps)
             rc = still_adam_step(&adam, s + 1, (size_t)ps->total, ps->values, ps->grads, m, v);
-        if (tty && !rc)
-            progress(s, o->steps, loss[s], hold[s]);
+        if (!rc && isnan(hold[s]))
+            tool_progress(s, o->steps, "step, loss %.4e", loss[s]);
+        else if (!rc)
+            tool_progress(s, o->steps, "step, loss %.4e, held-out %.4e", loss[s], hold[s]);
     }
-    if (tty)
-        fputc('\n', stderr);
+    tool_progress_clear();
     free(m);
     free(v);
     return rc;

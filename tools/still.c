@@ -83,9 +83,13 @@ static int dispatch(int argc, char **argv)
         printf("still (libstill) %s\n", still_version_string());
         return TOOL_EXIT_OK;
     }
+    /* results reach a pipe line by line, as they are printed */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) {
+            tool_progress_start(commands[i].name);
             int status = commands[i].run(argc - 1, argv + 1);
+            tool_progress_clear();
             if (fflush(stdout) != 0 && status == TOOL_EXIT_OK)
                 return tool_fail(TOOL_EXIT_OUTPUT, commands[i].name, "cannot write to stdout");
             return status;

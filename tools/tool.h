@@ -57,19 +57,32 @@ void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, si
 /* Seconds on a monotonic clock. */
 double tool_now(void);
 
-/* ---- progress of long library calls on a terminal (tool_attn.c) ----------- */
+/* ---- progress (tool_common.c) --------------------------------------------------- */
 
-/* A still_progress_fn that rewrites one line on stderr ("still run: 42%
- * ...") when stderr is a terminal, at most 5 times a second, and clears it
- * when the call ends; silent otherwise.  user: a tool_progress. */
-typedef struct tool_progress {
-    const char *cmd;
-    int on;
-    double start, last;
-} tool_progress;
-void tool_progress_begin(tool_progress *p, const char *cmd, int enabled);
+/* A long command shows where it is on ONE line of stderr, rewritten in
+ * place ("\r"), only when stderr is a terminal and the command was not
+ * given --no-progress; stdout (the results) is line-buffered, so a pipe
+ * sees each result line as it is printed.  The dispatcher calls
+ * tool_progress_start() before a command and tool_progress_clear() after
+ * it; tool_fail() clears the line before its message.  The interface is
+ * that of a progress callback: done of total (total 0: unknown), what. */
+void tool_progress_start(const char *cmd);
+/* argv[i] is --no-progress: switches progress off and returns 1. */
+int tool_progress_option(const char *arg);
+/* Redraws "still <cmd>: <what> [done/total]" (at most 10 times a second,
+ * but always when done == 0 or done == total). */
+void tool_progress(int64_t done, int64_t total, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Erases the line, if one is shown (before a result line on a terminal). */
+void tool_progress_clear(void);
+/* The --help line of --no-progress. */
+#define TOOL_PROGRESS_HELP \
+    "  --no-progress        no progress line on stderr (shown only on a terminal)\n"
+/* A still_progress_fn feeding tool_progress(): user is the line's text. */
 int tool_progress_report(void *user, int64_t done, int64_t total);
-void tool_progress_end(tool_progress *p);
 
 /* ---- the exact path over MPI processes (tool_mpi.c) ----------------------- */
 
@@ -111,7 +124,6 @@ typedef struct tool_attn_opts { /* (declared above for tool_mpi_split) */
     int path;   /* TOOL_PATH_REF (default) or TOOL_PATH_FAST */
     int decode; /* --mode decode */
     int dtype;  /* --dtype: STILL__DT_F4 or _F8; 0 = the path's default */
-    int progress; /* 1 (default): a progress line on a terminal; --no-progress: 0 */
 } tool_attn_opts;
 
 void tool_attn_defaults(tool_attn_opts *o);

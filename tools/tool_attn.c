@@ -44,8 +44,8 @@ const char tool_attn_options_help[] =
     "  --path P             ref (default: exact, double) or fast (float32, SIMD)\n"
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
     "  --threads T          threads of both paths 0..1024, 0 = OpenMP's default\n"
-    "  --no-progress        no progress line on stderr (shown only on a terminal)\n"
     "  --mode M             prefill (default) or decode (streaming, token by token)\n"
+    TOOL_PROGRESS_HELP
     "outputs (.npy, written only when everything succeeded):\n"
     "  --dtype D            f4 or f8 for --out (default f8 on the ref path, f4 fast)\n"
     "  --out O.npy          the output o [B,Hq,N,dv]                    (required)\n"
@@ -61,7 +61,6 @@ void tool_attn_defaults(tool_attn_opts *o)
     memset(o, 0, sizeof *o);
     still_config_default(&o->cfg);
     o->path = TOOL_PATH_REF;
-    o->progress = 1;
 }
 
 /* Looks val up in names[]; -1 (after a usage error) when absent. */
@@ -124,12 +123,10 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     int64_t x;
     int c;
 
+    if (tool_progress_option(a))
+        return 1;
     if (!strcmp(a, "--no-npmap")) {
         o->cfg.npmap = 0;
-        return 1;
-    }
-    if (!strcmp(a, "--no-progress")) {
-        o->progress = 0;
         return 1;
     }
     if (!strcmp(a, "--select-per-kv")) { /* SPEC §5 */
@@ -495,35 +492,10 @@ int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape
     return n;
 }
 
-/* ---- progress on a terminal ------------------------------------------------- */
-
-void tool_progress_begin(tool_progress *p, const char *cmd, int enabled)
-{
-    p->cmd = cmd;
-    p->on = enabled && isatty(STDERR_FILENO);
-    p->start = tool_now();
-    p->last = -1.0;
-}
+/* ---- progress of a library call ---------------------------------------------- */
 
 int tool_progress_report(void *user, int64_t done, int64_t total)
 {
-    tool_progress *p = user;
-    double now = tool_now();
-    if (!p->on || (now - p->last < 0.2 && done < total))
-        return 0;
-    p->last = now;
-    double frac = total > 0 ? (double)done / (double)total : 1.0;
-    double left = frac > 0 ? (now - p->start) * (1.0 - frac) / frac : 0.0;
-    fprintf(stderr, "\rstill %s: %5.1f%% (%lld of %lld rows, %.0f s, about %.0f s left)  ",
-            p->cmd, 100.0 * frac, (long long)done, (long long)total, now - p->start, left);
-    fflush(stderr);
+    tool_progress(done, total, "%s", (const char *)user);
     return 0;
-}
-
-void tool_progress_end(tool_progress *p)
-{
-    if (p->on && p->last >= 0.0) {
-        fputs("\r\033[K", stderr); /* the line is cleared: results come on stdout */
-        fflush(stderr);
-    }
 }

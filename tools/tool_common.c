@@ -21,6 +21,7 @@ int tool_fail(int status, const char *cmd, const char *fmt, ...)
     for (char *p = msg; *p; p++) /* one line, whatever the file names hold */
         if (*p == '\n' || *p == '\r')
             *p = ' ';
+    tool_progress_clear();
     fprintf(stderr, "still %s: %s\n", cmd, msg);
     return status;
 }
@@ -125,6 +126,67 @@ double tool_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+static struct {
+    const char *cmd;
+    int on, shown;
+    double last;
+} progress;
+
+void tool_progress_start(const char *cmd)
+{
+    progress.cmd = cmd;
+    progress.on = isatty(STDERR_FILENO);
+    progress.shown = 0;
+    progress.last = 0.0;
+}
+
+int tool_progress_option(const char *arg)
+{
+    if (strcmp(arg, "--no-progress"))
+        return 0;
+    tool_progress_clear();
+    progress.on = 0;
+    return 1;
+}
+
+void tool_progress(int64_t done, int64_t total, const char *fmt, ...)
+{
+    char what[160], line[200];
+    if (!progress.on)
+        return;
+    const double now = tool_now();
+    if (progress.shown && done != 0 && done != total && now - progress.last < 0.1)
+        return;
+    progress.last = now;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (total > 0)
+        snprintf(line, sizeof line, "still %s: %s [%lld/%lld]", progress.cmd, what,
+                 (long long)done, (long long)total);
+    else
+        snprintf(line, sizeof line, "still %s: %s", progress.cmd, what);
+    line[79] = '\0'; /* one line of a narrow terminal */
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    fprintf(stderr, "\r%s\033[K", line); /* \033[K: erase the rest of the old line */
+    fflush(stderr);
+    progress.shown = 1;
+}
+
+void tool_progress_clear(void)
+{
+    if (!progress.shown)
+        return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    progress.shown = 0;
 }
 
 /* ---- outputs ----------------------------------------------------------------- */
