@@ -4,6 +4,8 @@
  */
 #include "tool.h"
 
+#include "config.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -57,7 +59,11 @@ int main(int argc, char **argv)
         return TOOL_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("still (libstill) %s\n", still_version_string());
+        printf("still (libstill) %s\n"
+               "Copyright (c) 2026 The libstill authors\n"
+               "MIT licence (SPDX-License-Identifier: MIT): free software, without warranty.\n"
+               "Bug reports: %s\n",
+               still_version_string(), PACKAGE_BUGREPORT);
         return TOOL_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
