@@ -24,7 +24,8 @@ status code and still_strerror() text.
 
 The library is found through the environment variable STILL_LIB (a path to
 libstill.so), else in the build tree next to this file (../lib/.libs), else
-by the system's library search (ctypes.util.find_library).
+where make install put it (for the installed module), else by the system's
+library search (ctypes.util.find_library).
 """
 import ctypes
 import ctypes.util
@@ -98,12 +99,18 @@ class StillError(RuntimeError):
 # ---- loading the library -----------------------------------------------------
 
 
+# make install writes the installed library's directory here.
+_INSTALLED_LIBDIR = None
+
+
 def _candidates():
     env = os.environ.get("STILL_LIB")
     if env:
         return [env]
     here = os.path.dirname(os.path.abspath(__file__))
     paths = [os.path.join(here, os.pardir, "lib", ".libs", "libstill.so")]
+    if _INSTALLED_LIBDIR:
+        paths.append(os.path.join(_INSTALLED_LIBDIR, "libstill.so"))
     found = ctypes.util.find_library("still")
     if found:
         paths.append(found)
