@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # .ci/consumers.sh -- libstill used as its users use it: configured with
 # --prefix, built, installed, and its source and build tree removed; then
 # a pkg-config consumer (shared, and static with --static), a CMake

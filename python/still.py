@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 """still.py -- call libstill from Python on NumPy arrays (ctypes, no build step).
 
 Meant for comparing another implementation of STILL (a GPU port, a PyTorch

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * test_concurrency.c -- the API under threads (issue 7; still.h: "every
  * function is reentrant", no global mutable state; SPEC I7).

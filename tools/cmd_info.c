@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_info.c -- `still info`: what this build of libstill is and runs on:
  * version, compiler and options, OpenMP, OpenBLAS, SLEEF, the CPU's SIMD

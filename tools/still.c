@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * still.c -- the `still` command: dispatches to its subcommands
  * (commands.def) and documents the exit statuses (tool.h).
