@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # .ci/fuzz.sh -- the fuzzing job of issue 7.  Builds libstill out of tree
 # with clang's coverage instrumentation (-fsanitize=fuzzer-no-link) plus
 # ASan and UBSan, links every target tests/fuzz/fuzz_*.c with libFuzzer,

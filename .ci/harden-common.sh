@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # .ci/harden-common.sh -- helpers shared by .ci/sanitize.sh, .ci/valgrind.sh
 # and .ci/fuzz.sh (issue 7).  Sourced, not run.
 

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # .ci/neon.sh -- the NEON job (issue 3): cross-builds libstill for aarch64
 # with aarch64-linux-gnu-gcc and runs, under qemu-aarch64, the Check suites
 # that exercise the fast path's kernels, with the recipe of CONVENTIONS.md:

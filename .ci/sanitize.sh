@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # .ci/sanitize.sh -- the sanitizer job of issue 7: an out-of-tree build with
 # AddressSanitizer + UndefinedBehaviorSanitizer, then the whole Check suite
 # (`make check`) with CK_FORK=no so every test runs in one process and the

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # .ci/valgrind.sh -- the valgrind job of issue 7: a representative subset
 # of the Check suites and the `still` tool on small inputs, under memcheck
 # (--leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1,

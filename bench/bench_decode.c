@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * bench_decode.c -- per-token decode latency and memory of the streaming
  * state (SPEC §7) against full softmax decode over a growing KV cache, at

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * bench_kernels.c -- one core, the products and loops of the fast path at
  * their real shapes (d = dv = 128, C = 64 queries, 256-key tiles, f = 128,

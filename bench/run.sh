@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # bench/run.sh -- the benchmarks of the fast path, in one run:
 #   still info; bench_kernels (our kernels vs cblas_sgemm, one core, with
 #   OpenBLAS's default core and with OPENBLAS_CORETYPE=SkylakeX); the table

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * attention_error.c -- a small program against libstill's public API.
  *
@@ -8,7 +10,8 @@
  * -- the program exits 1 if it does not.
  *
  * Build against an installed libstill:
- *     cc attention_error.c $(pkg-config --cflags --libs still) -o attention_error
+ *     cc attention_error.c $(pkg-config --cflags --libs still) -lm -o attention_error
+ * (-lm because the program calls sqrt itself; libstill needs no flags more).
  */
 #include <still.h>
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* adam.c -- SPEC §8: the Adam step of attention transfer, with bias
  * correction and optional decoupled weight decay (AdamW). */
 #include "internal.h"

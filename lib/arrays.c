@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* arrays.c -- small helpers the ref path's entry points share (ref_api.c,
  * grad_api.c, grad_fast.c, ref/grad.c): overflow-checked array allocation,
  * gathering one head of a [B,H,N,D] tensor into a contiguous double array

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* config.c -- defaults (SPEC §5-6) and the resolved configuration. */
 #include "internal.h"
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* dispatch.c -- picks the kernel table of the fast path (CONVENTIONS: SIMD
  * and dispatch).  Compiled with the baseline flags: it only asks the CPU
  * what it runs (__builtin_cpu_supports on x86-64; AdvSIMD is mandatory on

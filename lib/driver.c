@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* driver.c -- the chunked STILL driver of the fast path (SPEC §4-6,
  * Algorithm 1), one unit (lib/fast.h) at a time.
  *

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* errors.c -- status code names and the version string. */
 #include "internal.h"
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * fast.h -- internals of the fast path (float32): ISA dispatch, the chunked
  * STILL driver (SPEC §5-6, Algorithm 1) and the fast teacher (SPEC §1).

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* fast_api.c -- the fast path's public entry points (float32): STILL
  * attention (SPEC §4-6) through the chunked driver, the teacher (SPEC §1)
  * and the gating projection (SPEC §6).  Everything is validated before any

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* fast_teacher.c -- SPEC §1 on the fast path: full causal softmax
  * attention, flash-style.  A block of QBLOCK queries runs against key tiles
  * of KTILE keys with an online softmax (the kernels of simd/), so no N x N

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* grad_api.c -- public entry points of SPEC §8 on the ref path: the
  * attention-transfer loss with its exact gradients, and the backward of
  * the gating projection.  Like ref_api.c they validate everything before

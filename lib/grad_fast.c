@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* grad_fast.c -- SPEC §8, the fast twin of ref/grad.c: one query head's
  * transfer loss and exact gradients, by blocks of queries, with every
  * O(N^2) product (logits, kernel values, their products with v and all

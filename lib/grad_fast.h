@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * grad_fast.h -- the fast twin of ref/grad.c (SPEC §8): one query head's
  * transfer loss and gradients with the O(N^2) products in float32 BLAS.

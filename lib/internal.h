@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * internal.h -- cross-file internals of libstill (names start with still__).
  * Not installed.  Shared by lib/, ref/ and the tests, which link the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * io.h -- reading and writing the interchange files of SPEC §11:
  * NumPy .npy arrays and safetensors parameter files.

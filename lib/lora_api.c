@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* lora_api.c -- SPEC §9: a LoRA-adapted projection y = x W^T + (alpha/r)
  * (x A^T) B^T.  The ref entry points check and call ref/lora.c (double
  * loops); the fast ones compute in float32 with cblas_sgemm, called from

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * npy.c -- NumPy .npy arrays (SPEC §11), and the helpers shared by the
  * file formats: element types, conversions, errors, atomic writes.

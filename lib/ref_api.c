@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* ref_api.c -- public entry points of the ref path, the oracle (SPEC §1-6,
  * App. A).  They validate everything before any work, gather each head
  * into contiguous double arrays, call the per-formula functions of ref/

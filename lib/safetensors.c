@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * safetensors.c -- safetensors parameter files (SPEC §11).
  *

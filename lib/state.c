@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* state.c -- the public API of the streaming state (SPEC §7): creation,
  * validation of every append, and the dispatch to the ref (double) or fast
  * (float) units.  Save and load live in state_io.c. */

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * state.h -- internals of the streaming state (SPEC §7), shared by
  * lib/state.c (the public API), lib/state_io.c (save / load), ref/state.c

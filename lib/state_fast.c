@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* state_fast.c -- SPEC §7: the streaming state of the fast path (float32).
  *
  * A thin wrapper of the chunked driver's resumable units (lib/fast.h): the

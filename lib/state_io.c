@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* state_io.c -- SPEC §7: saving and restoring a streaming state as a
  * versioned, checksummed, little-endian byte stream.
  *

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* validate.c -- checks on the arrays of a call, before any work (SPEC §10). */
 #include "internal.h"
 

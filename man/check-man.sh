@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # check-man.sh -- make check: every function exported by include/still.h
 # (declared with STILL_API) has a man page that names it in its NAME
 # section, every page is installed, and every page lints clean with

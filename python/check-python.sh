@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # check-python.sh -- runs python/test_still.py (make check) when a python3
 # with NumPy is available; exits 77 (skipped) otherwise, saying why.
 # STILL_LIB (set by python/Makefile.am) names the libstill.so to test.

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 """still.py -- call libstill from Python on NumPy arrays (ctypes, no build step).
 
 Meant for comparing another implementation of STILL (a GPU port, a PyTorch
@@ -43,7 +45,8 @@ as well.
 
 The library is found through the environment variable STILL_LIB (a path to
 libstill.so), else in the build tree next to this file (../lib/.libs), else
-by the system's library search (ctypes.util.find_library).
+where make install put it (for the installed module), else by the system's
+library search (ctypes.util.find_library).
 """
 import ctypes
 import ctypes.util
@@ -143,12 +146,18 @@ class ConfigError(ArgumentError):
 # ---- loading the library -----------------------------------------------------
 
 
+# make install writes the installed library's directory here.
+_INSTALLED_LIBDIR = None
+
+
 def _candidates():
     env = os.environ.get("STILL_LIB")
     if env:
         return [env]
     here = os.path.dirname(os.path.abspath(__file__))
     paths = [os.path.join(here, os.pardir, "lib", ".libs", "libstill.so")]
+    if _INSTALLED_LIBDIR:
+        paths.append(os.path.join(_INSTALLED_LIBDIR, "libstill.so"))
     found = ctypes.util.find_library("still")
     if found:
         paths.append(found)

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 """Tests of python/still.py against values computed independently in NumPy.
 
 Run:  STILL_LIB=/path/to/libstill.so python3 test_still.py

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* feature_map.c -- SPEC §2: the Norm-Preserved feature map (NP-Map). */
 #include "ref.h"
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* forward.c -- SPEC §5-6 for one query head: feature maps, routing and the
  * hybrid output of one query, and of every query, given sigma and the
  * selection.  Each query depends only on the head's inputs, sigma and the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* gate.c -- SPEC §6: the logistic function, LoLCATs' window factor ω and
  * the gating projection G = sigmoid(X W_g^T). */
 #include "ref.h"

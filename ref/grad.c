@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* grad.c -- SPEC §8: the attention-transfer loss of one head and its exact
  * gradients, by explicit chain rule in double (the oracle of training). */
 #include "train.h"

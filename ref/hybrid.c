@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* hybrid.c -- SPEC §6: the gated shared-normalizer output of one query,
  * and App. A.2: the phantom sink. */
 #include "ref.h"

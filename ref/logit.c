@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* logit.c -- SPEC §0: the attention logit s(t,j) = scale * <q_t, k_j>. */
 #include "ref.h"
 

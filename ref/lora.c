@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* lora.c -- SPEC §9: a LoRA-adapted projection, y = x W^T + (alpha/r)
  * (x A^T) B^T, its backward and the merge of the adapter into W (double
  * loops: the oracle of the BLAS path in lib/lora_api.c). */

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* route.c -- SPEC §5-6: which keys are exact and which linear for query t. */
 #include "ref.h"
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* saliency.c -- SPEC §4: the self-saliency score, and App. A.1: the
  * authors' variant. */
 #include "ref.h"

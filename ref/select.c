@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* select.c -- SPEC §5: top-k selection inside every complete chunk. */
 #include "ref.h"
 

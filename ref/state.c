@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* state.c -- SPEC §7: the streaming state of the oracle, in double.
  *
  * Token by token, with the prefill's rules and the prefill's functions

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* teacher.c -- SPEC §1: full causal softmax attention, the teacher. */
 #include "ref.h"
 

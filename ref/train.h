@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * train.h -- the oracle of the training stages (SPEC §8-9), double
  * precision, written by explicit chain rule.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* avx2.c -- the kernels for AVX2 + FMA, 8 floats per vector.  Compiled
  * with -mavx2 -mfma; vector exp/log from SLEEF's AVX2 functions (sleef.h
  * declares them only under __AVX2__).  Every multiply-add is fused; column

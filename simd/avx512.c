@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* avx512.c -- the kernels for AVX-512F/DQ (+FMA), 16 floats per vector.
  * Compiled with -mavx512f -mavx512dq -mfma; vector exp/log from SLEEF's
  * AVX-512F functions (sleef.h declares them only under __AVX512F__).

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* generic.c -- the portable kernels (plain C11, libm), the fallback table
  * and the baseline the SIMD tables are tested against.  Compiled with the
  * baseline flags and -std=c11, so floating-point contraction is off and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * kernels.h -- the still__kernels table: the inner loops of the fast path
  * (float32) that BLAS does not cover, one table per ISA.

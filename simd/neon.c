@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* neon.c -- the kernels for AdvSIMD (aarch64), 4 floats per vector.  No
  * extra flags: AdvSIMD is part of ARMv8-A.  Vector exp/log from SLEEF's
  * AdvSIMD functions (sleef.h declares them under __ARM_NEON).  Every

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * gen_npy.c -- writes a .npy file of pseudo-random values for the tool
  * tests, with its own header code (independent of lib/npy.c):

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * harden.h -- small helpers shared by the hardening suites (issue 7):
  * test_extremes.c, test_concurrency.c, test_limits.c.  Header-only

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # tap.sh -- what the shell tests share (sourced: . "$(dirname "$0")/tap.sh").
 #
 # tap_start NAME sets the C locale (byte-wise sed and grep on binary .npy

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * test_authors.c -- SPEC Appendix A: the ref path reproduces the authors'
  * prefill (tests/data/authors-compat, computed by a transcription of their

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * test_concurrency.c -- the API under threads: what libstill(3) THREAD
  * SAFETY promises (still.h: "every function is reentrant", no global

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_decode_tool.sh -- `still decode` and `still run --mode decode` end to
 # end (SPEC §7, §11), printing TAP: stopping and resuming through a state
 # file gives the same outputs and the same final state as one run (on both

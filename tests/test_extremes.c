@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * test_extremes.c -- numerical extremes (issue 7, SPEC §1-6, §10).
  *

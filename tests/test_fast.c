@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 /* test_fast.c -- the fast path (still_forward) against the oracle
  * (still_ref_forward), on every ISA this CPU runs, over a grid of

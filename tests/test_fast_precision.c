@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_fast_precision.c -- SPEC §10 at long N: max |o_fast - o_ref| <=
  * 1e-5 max|v| for the fast teacher (SPEC §1) when one early key dominates
  * and thousands of later keys carry weights below float32's half ulp of the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_fast_teacher.c -- the fast teacher (SPEC §1, flash-style) against
  * still_ref_teacher on every ISA this CPU runs, its thread independence
  * (SPEC I7), and the fast gating projection (SPEC §6) against the ref. */

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_golden.sh -- `still golden` end to end, printing TAP.
 #
 # Its SHA-256 is checked against the FIPS 180-2 test vectors and against

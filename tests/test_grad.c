@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_grad.c -- SPEC §8: the exact gradients of the attention-transfer
  * loss on the ref path agree with central finite differences of the ref
  * loss, for every parameter kind, routing, the cap, L, GQA, per-kv

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_grad_adam.c -- SPEC §8: the Adam step.  Two steps on small vectors
  * against the Adam formulas written out here, step by step; decoupled
  * weight decay; determinism; convergence on a quadratic; bad calls. */

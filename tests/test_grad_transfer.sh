@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_grad_transfer.sh -- `still transfer` and `still grad` end to end
 # (SPEC §8, §11), printing TAP.
 #

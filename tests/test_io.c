@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * test_io.c -- the .npy and safetensors readers and writers (SPEC §11).
  *

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * test_limits.c -- resource limits (issue 7; CONVENTIONS: sizes with
  * overflow checks; io.h: "sizes are checked before allocation").

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_lora.c -- SPEC §9: LoRA forward, backward and merge.  The ref
  * backward agrees with central finite differences of the ref forward; the
  * ref forward with the formula written here; the merged projection gives

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_ref_api.c -- the public API of the ref path: versions, status codes,
  * defaults, every error path (SPEC §10: validated before any work),
  * determinism (SPEC I7) and the gating projection (SPEC §6). */

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_ref_featuremap.c -- the NP-Map of SPEC §2 through
  * still_ref_feature_map, against direct computations in the test, and the
  * identity I5 (SPEC §6). */

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_ref_identities.c -- the identities of SPEC §6 (I1-I5), the teacher
  * (SPEC §1), GQA, layouts, dtypes, batching and causality of the ref path. */
 #include "testutil.h"

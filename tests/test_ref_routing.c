@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_ref_routing.c -- delayed selection, the cap, the routing policies and
  * the hybrid output (SPEC §5-6) of the ref path, and forced selections. */
 #include "../ref/ref.h"

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_ref_saliency.c -- the self-saliency score (SPEC §4) and the per-chunk
  * top-k selection (SPEC §5) of the ref path. */
 #include "../ref/ref.h"

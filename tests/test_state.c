@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_state.c -- the streaming state of the ref path (SPEC §7): identity
  * I6 (decode = prefill, for every cut of the sequence into appends), every
  * token in exactly one branch, constant memory with the cap, the API's

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_state_fast.c -- the streaming state of the fast path (SPEC §7, §10):
  * fast decode against the ref prefill within 1e-5·max|v|, identity I6 on
  * the fast path itself (decode = still_forward prefill, bitwise for a fixed

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_state_io.c -- saving and restoring a streaming state (SPEC §7): the
  * stream's explicit little-endian layout, restore + continue = never
  * stopping (bitwise), and every corrupt, truncated or foreign stream

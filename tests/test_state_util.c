@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_state_util.c -- see test_state_util.h. */
 #include "test_state_util.h"
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_state_util.h -- helpers of the streaming-state suites (test_state*.c):
  * feeding a tu_case (testutil.h) through a still_state in blocks. */
 #ifndef STILL_TEST_STATE_UTIL_H

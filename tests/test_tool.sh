@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_tool.sh -- the `still` tool end to end (SPEC §11), printing TAP.
 #
 # Inputs are written by gen_npy (its own .npy header code) and by printf

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* testutil.c -- PRNG, layout conversion and the independent model of SPEC
  * used by the ref-path suites (see testutil.h). */
 #include "testutil.h"

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_bench.c -- `still bench`: the speed of the fast path, side by side in
  * one run.  For each sequence length N, with H heads and d = dv (defaults

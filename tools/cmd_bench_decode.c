@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_bench_decode.c -- `still bench --decode`: the decode benchmark of
  * the streaming state (SPEC §7).  Its one copy of the code is

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_check.c -- `still check A.npy B.npy`: compares an array A (e.g. the
  * output of another implementation) with a reference B, element by

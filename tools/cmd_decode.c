@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_decode.c -- `still decode`: streaming decode that can stop and resume
  * (SPEC §7, §11).

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_demo.c -- `still demo`, the tool's built-in default run.
  *
@@ -34,8 +36,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The data's installed directory ($(pkgdatadir)) and the source tree's
+ * (tests/data), which serves a build that is not installed. */
 #ifndef STILL_DATA_DIR
 #define STILL_DATA_DIR "tests/data"
+#endif
+#ifndef STILL_SOURCE_DATA_DIR
+#define STILL_SOURCE_DATA_DIR STILL_DATA_DIR
 #endif
 
 enum { PATH_AUTO = 0, PATH_REF = 1, PATH_FAST = 2 };
@@ -850,6 +857,14 @@ done:
 
 /* ---- the subcommand -------------------------------------------------------------- */
 
+/* The default of --data: the installed data when it is there, else the
+ * source tree's. */
+static const char *default_data_dir(void)
+{
+    const char *probe = STILL_DATA_DIR "/tiny-lm/L2_q.npy";
+    return access(probe, R_OK) == 0 ? STILL_DATA_DIR : STILL_SOURCE_DATA_DIR;
+}
+
 static void demo_usage(FILE *f)
 {
     fprintf(f,
@@ -875,13 +890,13 @@ static void demo_usage(FILE *f)
             "\n"
             "Progress goes to stderr when it is a terminal.  Exit status: 0 success,\n"
             "2 usage error, 3 the data is missing or malformed, 4 a library error.\n",
-            STILL_DATA_DIR);
+            default_data_dir());
 }
 
 /* `still demo`: argv[0] is "demo". */
 int cmd_demo(int argc, char **argv)
 {
-    demo D = {STILL_DATA_DIR, PATH_AUTO, 0, 0, 1, 0, 1};
+    demo D = {default_data_dir(), PATH_AUTO, 0, 0, 1, 0, 1};
     int status;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;

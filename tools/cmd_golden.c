@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_golden.c -- `still golden`: a versioned set of inputs and reference
  * outputs that another implementation of STILL (a GPU kernel, a port) is

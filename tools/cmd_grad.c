@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_grad.c -- `still grad`: the attention-transfer loss of SPEC §8 and
  * its exact gradients, written as safetensors named as their inputs

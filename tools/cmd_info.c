@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_info.c -- `still info`: what this build of libstill is and runs on:
  * version, compiler and options, OpenMP, OpenBLAS, SLEEF, the CPU's SIMD
@@ -102,6 +104,7 @@ int cmd_info(int argc, char **argv)
     }
     printf("libstill        %s (runtime), %s (header)\n", still_version_string(),
            STILL_VERSION_STRING);
+    printf("licence         MIT (Copyright (c) 2026 The libstill authors)\n");
     printf("built with      %s, C %ld, for %s\n", compiler(), (long)__STDC_VERSION__,
            architecture());
 #ifdef _OPENMP

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_run.c -- `still run`: STILL attention of q, k, v files (SPEC §6, §11).
  *

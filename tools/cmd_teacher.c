@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_teacher.c -- `still teacher`: full causal softmax attention of the
  * same inputs as `still run` (SPEC §1, §11), the reference STILL is

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_transfer.c -- `still transfer`: stage 1 of STILL (SPEC §8), attention
  * transfer.  Fits the feature maps (and window.w) to the frozen softmax

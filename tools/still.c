@@ -1,8 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * still.c -- the `still` command: dispatches to its subcommands
  * (commands.def) and documents the exit statuses (tool.h).
  */
 #include "tool.h"
+
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -80,7 +84,11 @@ static int dispatch(int argc, char **argv)
         return TOOL_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("still (libstill) %s\n", still_version_string());
+        printf("still (libstill) %s\n"
+               "Copyright (c) 2026 The libstill authors\n"
+               "MIT licence (SPDX-License-Identifier: MIT): free software, without warranty.\n"
+               "Bug reports: %s\n",
+               still_version_string(), PACKAGE_BUGREPORT);
         return TOOL_EXIT_OK;
     }
     /* results reach a pipe line by line, as they are printed */

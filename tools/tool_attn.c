@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * tool_attn.c -- the attention inputs of SPEC §11, shared by `still run`,
  * `still teacher` (and later `still grad`): the options, and loading q, k,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* tool_common.c -- messages, option values and outputs of the still tool. */
 #define _POSIX_C_SOURCE 200809L
 #include "tool.h"

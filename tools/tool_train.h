@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * tool_train.h -- shared by `still grad` (cmd_grad.c) and `still transfer`
  * (cmd_transfer.c): the parameter tensors in effect, by their SPEC §11

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * corpus_main.c -- runs a fuzz target's LLVMFuzzerTestOneInput over its
  * committed corpus (tests/fuzz/corpus/<target>/) as a Check suite, one

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * fuzz_npy.c -- libFuzzer target for the .npy reader (lib/npy.c, issue 7).
  *

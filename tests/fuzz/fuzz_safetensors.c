@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * fuzz_safetensors.c -- libFuzzer target for the safetensors reader
  * (lib/safetensors.c, issue 7) and the parameter-file reader built on it.

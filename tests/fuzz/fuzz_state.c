@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * fuzz_state.c -- libFuzzer target for the restore of a streaming state
  * (still_state_load, lib/state_io.c; SPEC §7), issue 7.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * fuzz_tool_args.c -- libFuzzer target for the option parser of the
  * `still` tool (tools/tool_attn.c, tools/tool_common.c; SPEC §11), issue 7.

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 """make_corpus.py -- writes the seed corpus of the .npy, safetensors and
 tool-options fuzz targets (issue 7) into tests/fuzz/corpus/<target>/.  Standard
 library only (no numpy), so the bytes are built by hand from the formats:

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * make_state_corpus.c -- writes the seed corpus of fuzz_state.c (issue 7):
  * streams of still_state_save() after a few appends, for several

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 """Extract the shipped real-data sample from the tiny-lm dumps.
 
 Reads L2.npz and L5.npz of the tiny-lm model (see README.md here) and
