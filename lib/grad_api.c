@@ -6,6 +6,7 @@
  * contiguous double arrays, call the head's backward (ref/grad.c or
  * grad_fast.c) and scatter; the routing is a constant of the forward. */
 #include "internal.h"
+#include "fast.h"
 #include "grad_fast.h"
 
 #include <math.h>
@@ -253,9 +254,12 @@ static int vjp_group(head_vjp_fn fn, const still__resolved *r, const still_param
     return STILL_OK;
 }
 
-/* Both paths: checks, then every (batch, kv head) group through fn;
- * *sq_err receives the transfer loss's sum of squares (0 in a VJP). */
-static int vjp_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
+/* Both paths (fast: F32 only): checks, then every (batch, kv head) group
+ * through fn; *sq_err receives the transfer loss's sum of squares (0 in a
+ * VJP).  The fast path's products are BLAS, not kernels of an ISA, but
+ * cfg->isa is checked as by still_forward: an ISA this machine cannot run
+ * is STILL_E_ISA on every fast entry point. */
+static int vjp_run(head_vjp_fn fn, int fast, const still_config *cfg,
                    const still_shape *shape, const still_params *params, const still_tensors *t,
                    const upstream *src, double *sq_err_out, double *count_out,
                    const still_grads *g)
@@ -263,6 +267,7 @@ static int vjp_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
     still__resolved r;
     still_tensors inputs;
     grad_work w;
+    const still__kernels *kern;
     double placeholder = 0.0, sq_err = 0.0;
     const void *given = src->dout ? src->dout : src->teacher;
     int rc;
@@ -273,7 +278,8 @@ static int vjp_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
     if (!inputs.o)
         inputs.o = &placeholder; /* o is optional here; the check wants one */
     if ((rc = still__resolve(cfg, shape, params, &r)) ||
-        (rc = still__check_tensors(&r, params, &inputs, allow_f64)))
+        (fast && (rc = still__kernels_select(cfg ? cfg->isa : STILL_ISA_AUTO, &kern))) ||
+        (rc = still__check_tensors(&r, params, &inputs, !fast)))
         return rc;
     const double count = (double)r.shape.batch * (double)r.shape.heads_q *
                          (double)r.shape.seq_len * (double)r.shape.dim_v;
@@ -297,7 +303,7 @@ static int vjp_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
 }
 
 /* SPEC §8 on either path: the backward with dO = 2 (o - o_T) / n. */
-static int transfer_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
+static int transfer_run(head_vjp_fn fn, int fast, const still_config *cfg,
                         const still_shape *shape, const still_params *params,
                         const still_tensors *t, const void *teacher, double *loss,
                         const still_grads *g)
@@ -307,14 +313,14 @@ static int transfer_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
     int rc;
     if (!loss)
         return STILL_E_NULL;
-    if ((rc = vjp_run(fn, allow_f64, cfg, shape, params, t, &src, &sq_err, &count, g)))
+    if ((rc = vjp_run(fn, fast, cfg, shape, params, t, &src, &sq_err, &count, g)))
         return rc;
     *loss = sq_err / count; /* SPEC §8: the mean over every output element */
     return STILL_OK;
 }
 
 /* SPEC §18 on either path: the backward of a given dO. */
-static int dout_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
+static int dout_run(head_vjp_fn fn, int fast, const still_config *cfg,
                     const still_shape *shape, const still_params *params,
                     const still_tensors *t, const void *dout, const still_grads *g)
 {
@@ -322,7 +328,7 @@ static int dout_run(head_vjp_fn fn, int allow_f64, const still_config *cfg,
     double sq_err, count;
     if (!dout || !g)
         return STILL_E_NULL;
-    return vjp_run(fn, allow_f64, cfg, shape, params, t, &src, &sq_err, &count, g);
+    return vjp_run(fn, fast, cfg, shape, params, t, &src, &sq_err, &count, g);
 }
 
 static int finite_doubles(const double *p, int64_t n)
@@ -356,7 +362,7 @@ int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
                             const still_params *params, const still_tensors *t,
                             const void *teacher, double *loss, const still_grads *g)
 {
-    return transfer_run(still__ref_head_vjp, 1, cfg, shape, params, t, teacher, loss, g);
+    return transfer_run(still__ref_head_vjp, 0, cfg, shape, params, t, teacher, loss, g);
 }
 
 /* The fast twin: F32 inputs, the O(N^2) products in float32 BLAS. */
@@ -364,19 +370,19 @@ int still_transfer_grad(const still_config *cfg, const still_shape *shape,
                         const still_params *params, const still_tensors *t, const void *teacher,
                         double *loss, const still_grads *g)
 {
-    return transfer_run(still__fast_head_vjp, 0, cfg, shape, params, t, teacher, loss, g);
+    return transfer_run(still__fast_head_vjp, 1, cfg, shape, params, t, teacher, loss, g);
 }
 
 /* SPEC §18 on the ref path: double, F32 or F64 inputs and dO. */
 int still_ref_vjp(const still_config *cfg, const still_shape *shape, const still_params *params,
                   const still_tensors *t, const void *dout, const still_grads *g)
 {
-    return dout_run(still__ref_head_vjp, 1, cfg, shape, params, t, dout, g);
+    return dout_run(still__ref_head_vjp, 0, cfg, shape, params, t, dout, g);
 }
 
 /* The fast twin: F32 inputs and dO, the O(N^2) products in float32 BLAS. */
 int still_vjp(const still_config *cfg, const still_shape *shape, const still_params *params,
               const still_tensors *t, const void *dout, const still_grads *g)
 {
-    return dout_run(still__fast_head_vjp, 0, cfg, shape, params, t, dout, g);
+    return dout_run(still__fast_head_vjp, 1, cfg, shape, params, t, dout, g);
 }
