@@ -30,6 +30,9 @@ typedef struct fast_head {
     float *num_exact, *num_lin, *dnum, *gdnum; /* [BLOCK_ROWS][dv] */
     float *tmp;                        /* [N][max(d, dv, m)] */
     double *m_t, *soft, *den, *dden;   /* [BLOCK_ROWS] */
+    double *lin;                       /* [BLOCK_ROWS]: Σ_Λ kappa + eps_den */
+    double *go;                        /* [BLOCK_ROWS][dv]: dL/do in double */
+    int has_gate;
     double *teacher_blk;               /* [BLOCK_ROWS][dv], when computed here */
     float *teacher_f;                  /* [BLOCK_ROWS][dv] */
     int64_t *argmax;                   /* [BLOCK_ROWS] */
@@ -57,7 +60,7 @@ static void head_free(fast_head *h)
     free(h->q); free(h->k); free(h->v); free(h->gate); free(h->pq); free(h->pk);
     free(h->phi); free(h->dpq); free(h->dpk); free(h->S); free(h->A); free(h->K); free(h->P);
     free(h->num_exact); free(h->num_lin); free(h->dnum); free(h->gdnum); free(h->tmp);
-    free(h->m_t); free(h->soft); free(h->den); free(h->dden); free(h->argmax); free(h->kind);
+    free(h->m_t); free(h->soft); free(h->den); free(h->dden); free(h->lin); free(h->go); free(h->argmax); free(h->kind);
     free(h->teacher_blk); free(h->teacher_f);
     free(h->cache); free(h->order); free(h->order_tmp); free(h->fm_work); free(h->dx);
 }
@@ -99,6 +102,8 @@ static int head_alloc(const still__resolved *r, fast_head *h)
     h->teacher_f = grab(BLOCK_ROWS, dv, sizeof(float), &rc);
     h->m_t = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->soft = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
+    h->lin = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
+    h->go = grab(BLOCK_ROWS, dv, sizeof(double), &rc);
     h->den = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->dden = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->argmax = grab(BLOCK_ROWS, 1, sizeof(int64_t), &rc);
@@ -272,6 +277,7 @@ static void block_forward(fast_head *h, const double *sigma, const uint8_t *sel,
         h->m_t[i] = mx;
         h->argmax[i] = am;
         h->soft[i] = soft;
+        h->lin[i] = lin + r->eps_den;
         h->den[i] = h->omega * soft + lin + r->eps_den;
     }
     sgemm(0, 0, nb, dv, n, 1.0f, h->A, n, h->v, dv, 0.0f, h->num_exact, dv);
@@ -299,6 +305,7 @@ static void block_upstream(fast_head *h, int64_t t0, int64_t nb, const double *t
                 go = 2.0 * diff * up->dloss_scale;
                 up->sq_err += diff * diff;
             }
+            h->go[i * dv + e] = go;
             h->dnum[i * dv + e] = (float)(go / h->den[i]);
             h->gdnum[i * dv + e] = (float)(g * go / h->den[i]);
             h->dden[i] -= go * ot / h->den[i];
@@ -316,10 +323,18 @@ static void block_backward(fast_head *h, int64_t t0, int64_t nb, int want_phi,
     const int64_t n = t0 + nb, d = h->d, m = h->m, dv = h->dv;
     for (int64_t i = 0; i < nb; i++) {
         if (g->domega) {
-            double acc = h->dden[i] * h->soft[i];
-            for (int64_t e = 0; e < dv; e++)
-                acc += (double)h->dnum[i * dv + e] * h->num_exact[i * dv + e];
-            *g->domega += acc;
+            /* do/dω = (num_exact - o soft) / den, with the ω soft of o
+             * cancelled by hand: (num_exact lin - g num_lin soft) / den^2.
+             * The plain form (ref/grad.c) subtracts two nearly equal float
+             * products when the exact keys dominate the denominator. */
+            const double *go = h->go + i * dv;
+            double acc = 0.0;
+            for (int64_t e = 0; e < dv; e++) {
+                double gt = h->has_gate ? h->gate[(t0 + i) * dv + e] : 1.0;
+                acc += go[e] * ((double)h->num_exact[i * dv + e] * h->lin[i] -
+                                gt * (double)h->num_lin[i * dv + e] * h->soft[i]);
+            }
+            *g->domega += acc / (h->den[i] * h->den[i]);
         }
         if (g->dgate)
             for (int64_t e = 0; e < dv; e++)
@@ -400,6 +415,7 @@ int still__fast_head_vjp(const still__resolved *r, const still_params *params, i
         return rc;
     const int64_t N = h.N, d = h.d, dv = h.dv, m = h.m;
     h.omega = still__ref_omega(params, head);
+    h.has_gate = gate != NULL;
     to_float(q, N * d, h.q);
     to_float(k, N * d, h.k);
     to_float(v, N * dv, h.v);
