@@ -30,8 +30,8 @@ typedef struct upstream {
 
 /* The contiguous double arrays of one (batch, kv head) group. */
 typedef struct grad_work {
-    double *q, *k, *v, *gate, *teacher, *o; /* [N][d] or [N][dv]; teacher */
-                                            /* holds dO in a VJP */
+    double *q, *k, *v, *gate, *given, *o;   /* [N][d] or [N][dv]; given: */
+                                            /* dO or the transfer's teacher */
     double *sigma, *sigma_group;            /* [N] */
     double *dq, *dk, *dv, *dgate;           /* [N][d] or [N][dv], one head */
     uint8_t *sel;                           /* [N] */
@@ -39,7 +39,7 @@ typedef struct grad_work {
 
 static void work_free(grad_work *w)
 {
-    free(w->q); free(w->k); free(w->v); free(w->gate); free(w->teacher); free(w->o);
+    free(w->q); free(w->k); free(w->v); free(w->gate); free(w->given); free(w->o);
     free(w->sigma); free(w->sigma_group); free(w->dq); free(w->dk); free(w->dv);
     free(w->dgate); free(w->sel);
     memset(w, 0, sizeof *w);
@@ -54,7 +54,7 @@ static int work_alloc(const still__resolved *r, grad_work *w)
     w->k = still__array_new(N, d, sizeof(double), 1, &rc);
     w->v = still__array_new(N, dv, sizeof(double), 1, &rc);
     w->gate = still__array_new(N, dv, sizeof(double), 1, &rc);
-    w->teacher = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->given = still__array_new(N, dv, sizeof(double), 1, &rc);
     w->o = still__array_new(N, dv, sizeof(double), 1, &rc);
     w->sigma = still__array_new(N, 1, sizeof(double), 1, &rc);
     w->sigma_group = still__array_new(N, 1, sizeof(double), 1, &rc);
@@ -177,9 +177,9 @@ static int vjp_head(head_vjp_fn fn, const still__resolved *r,
         still__gather_head(t->dtype, t->gate, s->layout, s->heads_q, N, dv, b, hq, w->gate);
     const void *given = src->dout ? src->dout : src->teacher;
     if (given) /* dO, or SPEC §8's teacher, a constant; else the head computes it */
-        still__gather_head(t->dtype, given, s->layout, s->heads_q, N, dv, b, hq, w->teacher);
-    still__ref_upstream up = {src->dout ? w->teacher : NULL,
-                              !src->dout && src->teacher ? w->teacher : NULL, dloss_scale, 0.0};
+        still__gather_head(t->dtype, given, s->layout, s->heads_q, N, dv, b, hq, w->given);
+    still__ref_upstream up = {src->dout ? w->given : NULL,
+                              !src->dout && src->teacher ? w->given : NULL, dloss_scale, 0.0};
     if (g) {
         zero(w->dq, N * d);
         zero(w->dk, N * d);
