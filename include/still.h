@@ -293,9 +293,10 @@ STILL_API int still_state_load(const void *buf, size_t len, const still_params *
 /* ==== end of streaming state ============================================== */
 
 /* ==== training (SPEC §8-9): attention transfer, Adam, LoRA ================ */
-/* See still_ref_transfer_grad(3), still_adam_step(3), still_ref_lora_forward(3). */
+/* See still_ref_transfer_grad(3), still_vjp(3), still_adam_step(3),
+ * still_ref_lora_forward(3). */
 
-/* Gradient buffers of the transfer loss: caller-owned double arrays, each
+/* Gradient buffers of the transfer loss and the VJP: caller-owned double arrays, each
  * NULL when not wanted; every non-NULL one is overwritten.  A parameter
  * that is absent from still_params still has a gradient, taken at its
  * default: W = I (f = d), b = 0, u = 0 (where it is 0). */
@@ -334,6 +335,24 @@ STILL_API int still_ref_transfer_grad(const still_config *cfg, const still_shape
 STILL_API int still_transfer_grad(const still_config *cfg, const still_shape *shape,
                                   const still_params *params, const still_tensors *t,
                                   const void *teacher, double *loss, const still_grads *g);
+
+/* The backward pass (SPEC §18), see still_vjp(3): for an upstream gradient
+ * dout = dL/do [B,Hq,N,dv] in the layout and dtype of t (finite, else
+ * STILL_E_NONFINITE), the gradients g (required; each buffer NULL when not
+ * wanted) of L = sum(dout ⊙ o) with respect to q, k, v, the gate values,
+ * the feature maps and window_w, with the routing held fixed as computed
+ * by the forward (or given by t->selection_in).  t->o (optional here)
+ * receives the output o, t->sigma and t->selected as in
+ * still_ref_forward.  still_ref_transfer_grad is this backward with
+ * dout = 2 (o - o_teacher) / (B Hq N dv).  The ref path computes in
+ * double (F32 or F64); the fast path takes F32 and is within
+ * 1e-5 * max|ref| of the ref per gradient tensor on inputs of order 1. */
+STILL_API int still_ref_vjp(const still_config *cfg, const still_shape *shape,
+                            const still_params *params, const still_tensors *t,
+                            const void *dout, const still_grads *g);
+STILL_API int still_vjp(const still_config *cfg, const still_shape *shape,
+                        const still_params *params, const still_tensors *t, const void *dout,
+                        const still_grads *g);
 
 /* Backward of still_ref_gate_projection (SPEC §6): given dG [B][Hq][N][dv]
  * (BHND), writes dX [B][N][hidden] and dWg [Hq*dv][hidden] (either may be

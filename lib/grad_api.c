@@ -1,28 +1,39 @@
 /* SPDX-License-Identifier: MIT */
 /* Copyright (c) 2026 The libstill authors */
-/* grad_api.c -- public entry points of SPEC §8 on the ref path: the
- * attention-transfer loss with its exact gradients, and the backward of
- * the gating projection.  Like ref_api.c they validate everything before
- * any work, gather each head into contiguous double arrays, call ref/
- * (ref/grad.c) and scatter; the selection is a constant of the forward. */
+/* grad_api.c -- public entry points of SPEC §18 and §8: the backward pass
+ * (VJP) for a given upstream gradient dO, the attention-transfer loss with
+ * its exact gradients (the same backward, with dO = 2 (o - o_T) / n formed
+ * row by row), and the backward of the gating projection.  Like ref_api.c
+ * they validate everything before any work, gather each head into
+ * contiguous double arrays, call the head's backward (ref/grad.c or
+ * grad_fast.c) and scatter; the routing is a constant of the forward. */
 #include "internal.h"
+#include "fast.h"
 #include "grad_fast.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One query head's transfer loss and gradients: still__ref_head_transfer
- * (ref/grad.c, double) or still__fast_head_transfer (grad_fast.c, BLAS). */
-typedef int (*head_transfer_fn)(const still__resolved *r, const still_params *params,
-                                int64_t head, const double *q, const double *k,
-                                const double *v, const double *gate, const double *sigma,
-                                const uint8_t *sel, const double *teacher, double dloss_scale,
-                                double *o, double *sq_err, const still__ref_head_grads *g);
+/* One query head's backward: still__ref_head_vjp (ref/grad.c, double) or
+ * still__fast_head_vjp (grad_fast.c, BLAS). */
+typedef int (*head_vjp_fn)(const still__resolved *r, const still_params *params, int64_t head,
+                           const double *q, const double *k, const double *v,
+                           const double *gate, const double *sigma, const uint8_t *sel,
+                           still__ref_upstream *up, double *o, const still__ref_head_grads *g);
+
+/* The upstream gradient of a call: dout given (VJP), or the transfer
+ * loss's against teacher (NULL: computed), arrays [B,Hq,N,dv] in the
+ * layout and dtype of the tensors. */
+typedef struct upstream {
+    const void *dout;
+    const void *teacher;
+} upstream;
 
 /* The contiguous double arrays of one (batch, kv head) group. */
 typedef struct grad_work {
-    double *q, *k, *v, *gate, *teacher, *o; /* [N][d] or [N][dv] */
+    double *q, *k, *v, *gate, *given, *o;   /* [N][d] or [N][dv]; given: */
+                                            /* dO or the transfer's teacher */
     double *sigma, *sigma_group;            /* [N] */
     double *dq, *dk, *dv, *dgate;           /* [N][d] or [N][dv], one head */
     uint8_t *sel;                           /* [N] */
@@ -30,7 +41,7 @@ typedef struct grad_work {
 
 static void work_free(grad_work *w)
 {
-    free(w->q); free(w->k); free(w->v); free(w->gate); free(w->teacher); free(w->o);
+    free(w->q); free(w->k); free(w->v); free(w->gate); free(w->given); free(w->o);
     free(w->sigma); free(w->sigma_group); free(w->dq); free(w->dk); free(w->dv);
     free(w->dgate); free(w->sel);
     memset(w, 0, sizeof *w);
@@ -45,7 +56,7 @@ static int work_alloc(const still__resolved *r, grad_work *w)
     w->k = still__array_new(N, d, sizeof(double), 1, &rc);
     w->v = still__array_new(N, dv, sizeof(double), 1, &rc);
     w->gate = still__array_new(N, dv, sizeof(double), 1, &rc);
-    w->teacher = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->given = still__array_new(N, dv, sizeof(double), 1, &rc);
     w->o = still__array_new(N, dv, sizeof(double), 1, &rc);
     w->sigma = still__array_new(N, 1, sizeof(double), 1, &rc);
     w->sigma_group = still__array_new(N, 1, sizeof(double), 1, &rc);
@@ -149,11 +160,11 @@ static still__ref_head_grads head_grads(const still__resolved *r, const still_pa
 }
 
 /* One query head of a group whose k, v (and, per kv head, sigma and
- * selection) are gathered: teacher, transfer loss and gradients. */
-static int transfer_head(head_transfer_fn fn, const still__resolved *r,
+ * selection) are gathered: its upstream gradient, output and gradients. */
+static int vjp_head(head_vjp_fn fn, const still__resolved *r,
                          const still_params *params, const still_tensors *t,
-                         const void *teacher, const still_grads *g, int64_t b, int64_t hq,
-                         double dloss_scale, grad_work *w, double *sq_err)
+                    const upstream *src, const still_grads *g, int64_t b, int64_t hq,
+                    double dloss_scale, grad_work *w, double *sq_err)
 {
     const still_shape *s = &r->shape;
     const int64_t N = s->seq_len, d = s->dim_qk, dv = s->dim_v, row = b * s->heads_q + hq;
@@ -166,8 +177,11 @@ static int transfer_head(head_transfer_fn fn, const still__resolved *r,
         head_selection(r, t, row, w->sigma, w->sel);
     if (t->gate)
         still__gather_head(t->dtype, t->gate, s->layout, s->heads_q, N, dv, b, hq, w->gate);
-    if (teacher) /* SPEC §8: the teacher, a constant; else the head computes it */
-        still__gather_head(t->dtype, teacher, s->layout, s->heads_q, N, dv, b, hq, w->teacher);
+    const void *given = src->dout ? src->dout : src->teacher;
+    if (given) /* dO, or SPEC §8's teacher, a constant; else the head computes it */
+        still__gather_head(t->dtype, given, s->layout, s->heads_q, N, dv, b, hq, w->given);
+    still__ref_upstream up = {src->dout ? w->given : NULL,
+                              !src->dout && src->teacher ? w->given : NULL, dloss_scale, 0.0};
     if (g) {
         zero(w->dq, N * d);
         zero(w->dk, N * d);
@@ -177,9 +191,10 @@ static int transfer_head(head_transfer_fn fn, const still__resolved *r,
     still__ref_head_grads hg = {0};
     if (g)
         hg = head_grads(r, params, g, hq, w, &domega);
-    if ((rc = fn(r, params, hq, w->q, w->k, w->v, t->gate ? w->gate : NULL, sigma, w->sel,
-                 teacher ? w->teacher : NULL, dloss_scale, w->o, sq_err, g ? &hg : NULL)))
+    if ((rc = fn(r, params, hq, w->q, w->k, w->v, t->gate ? w->gate : NULL, sigma, w->sel, &up,
+                 w->o, g ? &hg : NULL)))
         return rc;
+    *sq_err = up.sq_err;
     if (t->o) {
         still__strides so = still__strides_of(s->layout, s->heads_q, N, dv);
         for (int64_t n = 0; n < N; n++)
@@ -211,10 +226,9 @@ static int transfer_head(head_transfer_fn fn, const still__resolved *r,
 
 /* One (batch, kv head) group; with per-kv selection sigma is the group's
  * mean and the selection is shared (SPEC §5), as in still_ref_forward. */
-static int transfer_group(head_transfer_fn fn, const still__resolved *r,
-                          const still_params *params, const still_tensors *t,
-                          const void *teacher, const still_grads *g, int64_t b, int64_t hk,
-                          double dloss_scale, grad_work *w, double *sq_err)
+static int vjp_group(head_vjp_fn fn, const still__resolved *r, const still_params *params,
+                     const still_tensors *t, const upstream *src, const still_grads *g,
+                     int64_t b, int64_t hk, double dloss_scale, grad_work *w, double *sq_err)
 {
     const still_shape *s = &r->shape;
     const int64_t N = s->seq_len, hq0 = hk * r->group;
@@ -235,56 +249,88 @@ static int transfer_group(head_transfer_fn fn, const still__resolved *r,
     }
     for (int64_t hq = hq0; hq < hq0 + r->group; hq++) {
         double head_err = 0.0;
-        if ((rc = transfer_head(fn, r, params, t, teacher, g, b, hq, dloss_scale, w, &head_err)))
+        if ((rc = vjp_head(fn, r, params, t, src, g, b, hq, dloss_scale, w, &head_err)))
             return rc;
         *sq_err += head_err;
     }
     return STILL_OK;
 }
 
-/* The given teacher output is finite (SPEC §10). */
-static int teacher_finite(const still__resolved *r, int dtype, const void *teacher)
-{
-    const int64_t n = r->shape.batch * r->shape.heads_q * r->shape.seq_len * r->shape.dim_v;
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(still__load(dtype, teacher, i)))
-            return STILL_E_NONFINITE;
-    return STILL_OK;
-}
-
-/* Both paths: checks, then every (batch, kv head) group through fn. */
-static int transfer_run(head_transfer_fn fn, int allow_f64, const still_config *cfg,
-                        const still_shape *shape, const still_params *params,
-                        const still_tensors *t, const void *teacher, double *loss,
-                        const still_grads *g)
+/* Both paths (fast: F32 only): checks, then every (batch, kv head) group
+ * through fn; *sq_err receives the transfer loss's sum of squares (0 in a
+ * VJP).  The fast path's products are BLAS, not kernels of an ISA, but
+ * cfg->isa is checked as by still_forward: an ISA this machine cannot run
+ * is STILL_E_ISA on every fast entry point. */
+static int vjp_run(head_vjp_fn fn, int fast, const still_config *cfg,
+                   const still_shape *shape, const still_params *params, const still_tensors *t,
+                   const upstream *src, double *sq_err_out, double *count_out,
+                   const still_grads *g)
 {
     still__resolved r;
     still_tensors inputs;
     grad_work w;
+    const still__kernels *kern;
     double placeholder = 0.0, sq_err = 0.0;
+    const void *given = src->dout ? src->dout : src->teacher;
     int rc;
 
-    if (!t || !loss)
+    if (!t)
         return STILL_E_NULL;
     inputs = *t;
     if (!inputs.o)
         inputs.o = &placeholder; /* o is optional here; the check wants one */
     if ((rc = still__resolve(cfg, shape, params, &r)) || (rc = still__no_query_range(cfg)) ||
-        (rc = still__check_tensors(&r, params, &inputs, allow_f64)) ||
-        (teacher && (rc = teacher_finite(&r, t->dtype, teacher))) || (rc = work_alloc(&r, &w)))
+        (fast && (rc = still__kernels_select(cfg ? cfg->isa : STILL_ISA_AUTO, &kern))) ||
+        (rc = still__check_tensors(&r, params, &inputs, !fast)))
         return rc;
     const double count = (double)r.shape.batch * (double)r.shape.heads_q *
                          (double)r.shape.seq_len * (double)r.shape.dim_v;
+    /* SPEC §10: dO and a given teacher are finite, like the inputs */
+    if (given && !still__all_finite(t->dtype, given, r.shape.batch * r.shape.heads_q *
+                                                         r.shape.seq_len * r.shape.dim_v))
+        return STILL_E_NONFINITE;
+    if ((rc = work_alloc(&r, &w)))
+        return rc;
     if (g)
         grads_zero(&r, params, g);
     for (int64_t b = 0; b < r.shape.batch && !rc; b++)
         for (int64_t hk = 0; hk < r.shape.heads_kv && !rc; hk++)
-            rc = transfer_group(fn, &r, params, t, teacher, g, b, hk, 1.0 / count, &w, &sq_err);
+            rc = vjp_group(fn, &r, params, t, src, g, b, hk, 1.0 / count, &w, &sq_err);
     work_free(&w);
     if (rc)
         return rc;
+    *sq_err_out = sq_err;
+    *count_out = count;
+    return STILL_OK;
+}
+
+/* SPEC §8 on either path: the backward with dO = 2 (o - o_T) / n. */
+static int transfer_run(head_vjp_fn fn, int fast, const still_config *cfg,
+                        const still_shape *shape, const still_params *params,
+                        const still_tensors *t, const void *teacher, double *loss,
+                        const still_grads *g)
+{
+    const upstream src = {NULL, teacher};
+    double sq_err = 0.0, count = 1.0;
+    int rc;
+    if (!loss)
+        return STILL_E_NULL;
+    if ((rc = vjp_run(fn, fast, cfg, shape, params, t, &src, &sq_err, &count, g)))
+        return rc;
     *loss = sq_err / count; /* SPEC §8: the mean over every output element */
     return STILL_OK;
+}
+
+/* SPEC §18 on either path: the backward of a given dO. */
+static int dout_run(head_vjp_fn fn, int fast, const still_config *cfg,
+                    const still_shape *shape, const still_params *params,
+                    const still_tensors *t, const void *dout, const still_grads *g)
+{
+    const upstream src = {dout, NULL};
+    double sq_err, count;
+    if (!dout || !g)
+        return STILL_E_NULL;
+    return vjp_run(fn, fast, cfg, shape, params, t, &src, &sq_err, &count, g);
 }
 
 static int finite_doubles(const double *p, int64_t n)
@@ -318,7 +364,7 @@ int still_ref_transfer_grad(const still_config *cfg, const still_shape *shape,
                             const still_params *params, const still_tensors *t,
                             const void *teacher, double *loss, const still_grads *g)
 {
-    return transfer_run(still__ref_head_transfer, 1, cfg, shape, params, t, teacher, loss, g);
+    return transfer_run(still__ref_head_vjp, 0, cfg, shape, params, t, teacher, loss, g);
 }
 
 /* The fast twin: F32 inputs, the O(N^2) products in float32 BLAS. */
@@ -326,5 +372,19 @@ int still_transfer_grad(const still_config *cfg, const still_shape *shape,
                         const still_params *params, const still_tensors *t, const void *teacher,
                         double *loss, const still_grads *g)
 {
-    return transfer_run(still__fast_head_transfer, 0, cfg, shape, params, t, teacher, loss, g);
+    return transfer_run(still__fast_head_vjp, 1, cfg, shape, params, t, teacher, loss, g);
+}
+
+/* SPEC §18 on the ref path: double, F32 or F64 inputs and dO. */
+int still_ref_vjp(const still_config *cfg, const still_shape *shape, const still_params *params,
+                  const still_tensors *t, const void *dout, const still_grads *g)
+{
+    return dout_run(still__ref_head_vjp, 0, cfg, shape, params, t, dout, g);
+}
+
+/* The fast twin: F32 inputs and dO, the O(N^2) products in float32 BLAS. */
+int still_vjp(const still_config *cfg, const still_shape *shape, const still_params *params,
+              const still_tensors *t, const void *dout, const still_grads *g)
+{
+    return dout_run(still__fast_head_vjp, 1, cfg, shape, params, t, dout, g);
 }

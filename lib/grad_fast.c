@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Copyright (c) 2026 The libstill authors */
-/* grad_fast.c -- SPEC §8, the fast twin of ref/grad.c: one query head's
- * transfer loss and exact gradients, by blocks of queries, with every
+/* grad_fast.c -- SPEC §18, the fast twin of ref/grad.c: one query head's
+ * backward (VJP) for any upstream gradient, SPEC §8's transfer loss among
+ * them, by blocks of queries, with every
  * O(N^2) product (logits, kernel values, their products with v and all
  * their backward products) a float32 cblas_sgemm.  The routing is that of
  * still__ref_route, computed once per chunk; the maxima, denominators and
@@ -31,6 +32,9 @@ typedef struct fast_head {
     float *num_exact, *num_lin, *dnum, *gdnum; /* [BLOCK_ROWS][dv] */
     float *tmp;                        /* [N][max(d, dv, m)] */
     double *m_t, *soft, *den, *dden;   /* [BLOCK_ROWS] */
+    double *lin;                       /* [BLOCK_ROWS]: Σ_Λ kappa + eps_den */
+    double *go;                        /* [BLOCK_ROWS][dv]: dL/do in double */
+    int has_gate;
     double *teacher_blk;               /* [BLOCK_ROWS][dv], when computed here */
     float *teacher_f;                  /* [BLOCK_ROWS][dv] */
     int64_t *argmax;                   /* [BLOCK_ROWS] */
@@ -58,7 +62,7 @@ static void head_free(fast_head *h)
     free(h->q); free(h->k); free(h->v); free(h->gate); free(h->pq); free(h->pk);
     free(h->phi); free(h->dpq); free(h->dpk); free(h->S); free(h->A); free(h->K); free(h->P);
     free(h->num_exact); free(h->num_lin); free(h->dnum); free(h->gdnum); free(h->tmp);
-    free(h->m_t); free(h->soft); free(h->den); free(h->dden); free(h->argmax); free(h->kind);
+    free(h->m_t); free(h->soft); free(h->den); free(h->dden); free(h->lin); free(h->go); free(h->argmax); free(h->kind);
     free(h->teacher_blk); free(h->teacher_f);
     free(h->cache); free(h->order); free(h->order_tmp); free(h->fm_work); free(h->dx);
 }
@@ -100,6 +104,8 @@ static int head_alloc(const still__resolved *r, fast_head *h)
     h->teacher_f = grab(BLOCK_ROWS, dv, sizeof(float), &rc);
     h->m_t = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->soft = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
+    h->lin = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
+    h->go = grab(BLOCK_ROWS, dv, sizeof(double), &rc);
     h->den = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->dden = grab(BLOCK_ROWS, 1, sizeof(double), &rc);
     h->argmax = grab(BLOCK_ROWS, 1, sizeof(int64_t), &rc);
@@ -273,27 +279,35 @@ static void block_forward(fast_head *h, const double *sigma, const uint8_t *sel,
         h->m_t[i] = mx;
         h->argmax[i] = am;
         h->soft[i] = soft;
+        h->lin[i] = lin + r->eps_den;
         h->den[i] = h->omega * soft + lin + r->eps_den;
     }
     sgemm(0, 0, nb, dv, n, 1.0f, h->A, n, h->v, dv, 0.0f, h->num_exact, dv);
     sgemm(0, 0, nb, dv, n, 1.0f, h->K, n, h->v, dv, 0.0f, h->num_lin, dv);
 }
 
-/* The outputs, the squared error and dL/dnum, dL/dden of the block;
- * teacher is the block's rows [nb][dv]. */
-static double block_loss(fast_head *h, int64_t t0, int64_t nb, const double *teacher,
-                         double dloss_scale, int has_gate, double *o)
+/* The outputs of the block and dL/dnum, dL/dden from its upstream
+ * gradient: the given dO, or SPEC §8's 2 (o - teacher) * dloss_scale with
+ * teacher the block's rows [nb][dv] (adding to up->sq_err). */
+static void block_upstream(fast_head *h, int64_t t0, int64_t nb, const double *teacher,
+                           still__ref_upstream *up, int has_gate, double *o)
 {
     const int64_t dv = h->dv;
-    double sq = 0.0;
     for (int64_t i = 0; i < nb; i++) {
         const int64_t t = t0 + i;
         h->dden[i] = 0.0;
         for (int64_t e = 0; e < dv; e++) {
             double g = has_gate ? h->gate[t * dv + e] : 1.0;
             double ot = (h->omega * h->num_exact[i * dv + e] + g * h->num_lin[i * dv + e]) / h->den[i];
-            double diff = ot - teacher[i * dv + e], go = 2.0 * diff * dloss_scale;
-            sq += diff * diff;
+            double go;
+            if (up->dout) {
+                go = up->dout[t * dv + e];
+            } else {
+                double diff = ot - teacher[i * dv + e];
+                go = 2.0 * diff * up->dloss_scale;
+                up->sq_err += diff * diff;
+            }
+            h->go[i * dv + e] = go;
             h->dnum[i * dv + e] = (float)(go / h->den[i]);
             h->gdnum[i * dv + e] = (float)(g * go / h->den[i]);
             h->dden[i] -= go * ot / h->den[i];
@@ -301,7 +315,6 @@ static double block_loss(fast_head *h, int64_t t0, int64_t nb, const double *tea
                 o[t * dv + e] = ot;
         }
     }
-    return sq;
 }
 
 /* Backward of the block into g (v, gate, omega, logits) and h->dpq, dpk. */
@@ -312,10 +325,18 @@ static void block_backward(fast_head *h, int64_t t0, int64_t nb, int want_phi,
     const int64_t n = t0 + nb, d = h->d, m = h->m, dv = h->dv;
     for (int64_t i = 0; i < nb; i++) {
         if (g->domega) {
-            double acc = h->dden[i] * h->soft[i];
-            for (int64_t e = 0; e < dv; e++)
-                acc += (double)h->dnum[i * dv + e] * h->num_exact[i * dv + e];
-            *g->domega += acc;
+            /* do/dω = (num_exact - o soft) / den, with the ω soft of o
+             * cancelled by hand: (num_exact lin - g num_lin soft) / den^2.
+             * The plain form (ref/grad.c) subtracts two nearly equal float
+             * products when the exact keys dominate the denominator. */
+            const double *go = h->go + i * dv;
+            double acc = 0.0;
+            for (int64_t e = 0; e < dv; e++) {
+                double gt = h->has_gate ? h->gate[(t0 + i) * dv + e] : 1.0;
+                acc += go[e] * ((double)h->num_exact[i * dv + e] * h->lin[i] -
+                                gt * (double)h->num_lin[i * dv + e] * h->soft[i]);
+            }
+            *g->domega += acc / (h->den[i] * h->den[i]);
         }
         if (g->dgate)
             for (int64_t e = 0; e < dv; e++)
@@ -381,14 +402,14 @@ static void maps_backward(fast_head *h, const still_params *params, int which, i
     }
 }
 
-int still__fast_head_transfer(const still__resolved *r, const still_params *params,
-                              int64_t head, const double *q, const double *k, const double *v,
-                              const double *gate, const double *sigma, const uint8_t *sel,
-                              const double *teacher, double dloss_scale, double *o,
-                              double *sq_err, const still__ref_head_grads *g)
+int still__fast_head_vjp(const still__resolved *r, const still_params *params, int64_t head,
+                         const double *q, const double *k, const double *v, const double *gate,
+                         const double *sigma, const uint8_t *sel, still__ref_upstream *up,
+                         double *o, const still__ref_head_grads *g)
 {
     const int want_q = g && (g->dq || g->dfq_W || g->dfq_b || g->dfq_u);
     const int want_k = g && (g->dk || g->dfk_W || g->dfk_b || g->dfk_u);
+    const int compute_teacher = !up->dout && !up->teacher;
     fast_head h;
     int rc;
 
@@ -396,6 +417,7 @@ int still__fast_head_transfer(const still__resolved *r, const still_params *para
         return rc;
     const int64_t N = h.N, d = h.d, dv = h.dv, m = h.m;
     h.omega = still__ref_omega(params, head);
+    h.has_gate = gate != NULL;
     to_float(q, N * d, h.q);
     to_float(k, N * d, h.k);
     to_float(v, N * dv, h.v);
@@ -405,12 +427,12 @@ int still__fast_head_transfer(const still__resolved *r, const still_params *para
     to_float(h.phi, N * m, h.pq);
     still__ref_feature_rows(r, params, STILL_MAP_K, head, N, k, h.phi);
     to_float(h.phi, N * m, h.pk);
-    *sq_err = 0.0;
+    up->sq_err = 0.0;
     for (int64_t t0 = 0; t0 < N; t0 += BLOCK_ROWS) {
         const int64_t nb = N - t0 < BLOCK_ROWS ? N - t0 : BLOCK_ROWS;
-        block_forward(&h, sigma, sel, t0, nb, teacher == NULL);
-        *sq_err += block_loss(&h, t0, nb, teacher ? teacher + t0 * dv : h.teacher_blk,
-                              dloss_scale, gate != NULL, o);
+        block_forward(&h, sigma, sel, t0, nb, compute_teacher);
+        block_upstream(&h, t0, nb, up->teacher ? up->teacher + t0 * dv : h.teacher_blk, up,
+                       gate != NULL, o);
         if (g)
             block_backward(&h, t0, nb, want_q || want_k, g);
     }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Copyright (c) 2026 The libstill authors */
-/* grad.c -- SPEC §8: the attention-transfer loss of one head and its exact
- * gradients, by explicit chain rule in double (the oracle of training). */
+/* grad.c -- SPEC §18: the backward pass (VJP) of one head for any upstream
+ * gradient, SPEC §8's attention-transfer loss among them, by explicit
+ * chain rule in double (the oracle of training). */
 #include "train.h"
 
 #include <math.h>
@@ -369,11 +370,36 @@ static void maps_backward(const still__resolved *r, const still_params *params, 
     }
 }
 
-int still__ref_head_transfer(const still__resolved *r, const still_params *params,
-                             int64_t head, const double *q, const double *k, const double *v,
-                             const double *gate, const double *sigma, const uint8_t *sel,
-                             const double *teacher, double dloss_scale, double *o,
-                             double *sq_err, const still__ref_head_grads *g)
+/* dL/do_t of query t into s->dnum, returning dL/dden: the given dO, or
+ * SPEC §8's 2 (o - teacher) * dloss_scale (adding to up->sq_err). */
+static double row_upstream(const still__resolved *r, int64_t t, const double *q, const double *k,
+                           const double *v, const row_fwd *f, still__ref_upstream *up,
+                           head_scratch *s)
+{
+    const int64_t dv = r->shape.dim_v;
+    const double *teacher_t = up->teacher ? up->teacher + t * dv : s->teacher_t;
+    double dden = 0.0;
+    if (!up->dout && !up->teacher) /* SPEC §1: the full causal softmax of q, k, v */
+        still__ref_teacher_row(r, t, q + t * r->shape.dim_qk, k, v, s->teacher_t);
+    for (int64_t e = 0; e < dv; e++) {
+        double go;
+        if (up->dout) {
+            go = up->dout[t * dv + e];
+        } else { /* SPEC §8: L = mean (o - o^T)^2 */
+            double diff = s->o_t[e] - teacher_t[e];
+            go = 2.0 * diff * up->dloss_scale;
+            up->sq_err += diff * diff;
+        }
+        s->dnum[e] = go / f->den;
+        dden -= go * s->o_t[e] / f->den;
+    }
+    return dden;
+}
+
+int still__ref_head_vjp(const still__resolved *r, const still_params *params, int64_t head,
+                        const double *q, const double *k, const double *v, const double *gate,
+                        const double *sigma, const uint8_t *sel, still__ref_upstream *up,
+                        double *o, const still__ref_head_grads *g)
 {
     const int64_t N = r->shape.seq_len, dv = r->shape.dim_v;
     const double omega = still__ref_omega(params, head);
@@ -386,24 +412,15 @@ int still__ref_head_transfer(const still__resolved *r, const still_params *param
         return rc;
     still__ref_feature_rows(r, params, STILL_MAP_Q, head, N, q, s.phi_q);
     still__ref_feature_rows(r, params, STILL_MAP_K, head, N, k, s.phi_k);
-    *sq_err = 0.0;
+    up->sq_err = 0.0;
     for (int64_t t = 0; t < N; t++) {
         const double *gate_t = gate ? gate + t * dv : NULL;
         still__ref_route(r, sigma, sel, t, s.exact);
         row_fwd f = row_forward(r, t, q, k, v, gate_t, omega, &s);
-        double dden = 0.0;
-        const double *teacher_t = teacher ? teacher + t * dv : s.teacher_t;
-        if (!teacher) /* SPEC §1: the full causal softmax of the same q, k, v */
-            still__ref_teacher_row(r, t, q + t * r->shape.dim_qk, k, v, s.teacher_t);
-        for (int64_t e = 0; e < dv; e++) { /* SPEC §8: L = mean (o - o^T)^2 */
-            double diff = s.o_t[e] - teacher_t[e];
-            double go = 2.0 * diff * dloss_scale;
-            *sq_err += diff * diff;
-            s.dnum[e] = go / f.den;
-            dden -= go * s.o_t[e] / f.den;
-            if (o)
+        double dden = row_upstream(r, t, q, k, v, &f, up, &s);
+        if (o)
+            for (int64_t e = 0; e < dv; e++)
                 o[t * dv + e] = s.o_t[e];
-        }
         if (g)
             row_backward(r, t, q, k, v, gate_t, omega, &f, dden, &s, g);
     }

@@ -45,17 +45,27 @@ typedef struct still__ref_head_grads {
     double *dfk_W, *dfk_b, *dfk_u;
 } still__ref_head_grads;
 
-/* SPEC §6 and §8 for one query head: the hybrid output o [N][dv] (may be
- * NULL) under the routing given by sigma [N] and sel [N] (constants),
- * *sq_err = sum over the head of (o - teacher)^2 (teacher [N][dv], or
- * NULL for the full causal softmax attention of q, k, v), and, with
- * dL/do = 2 (o - teacher) * dloss_scale, the gradients g (NULL: none).
+/* What flows into the backward of one head (SPEC §18): a given upstream
+ * gradient dL/do (the VJP), or that of SPEC §8's transfer loss,
+ * dL/do = 2 (o - teacher) * dloss_scale, formed row by row from the
+ * forward's o so that both are one backward. */
+typedef struct still__ref_upstream {
+    const double *dout;    /* [N][dv] dL/do, or NULL: the transfer loss */
+    const double *teacher; /* transfer: [N][dv], or NULL for the full causal
+                              softmax attention of q, k, v */
+    double dloss_scale;    /* transfer: the factor of 2 (o - teacher) */
+    double sq_err;         /* transfer, written: sum over the head of
+                              (o - teacher)^2 */
+} still__ref_upstream;
+
+/* SPEC §6 and §18 for one query head: the hybrid output o [N][dv] (may be
+ * NULL) under the routing given by sigma [N] and sel [N] (constants) and,
+ * with dL/do from up, the gradients g (NULL: none) of L = sum dL/do ⊙ o.
  * Returns STILL_OK or STILL_E_NOMEM / STILL_E_OVERFLOW (scratch). */
-int still__ref_head_transfer(const still__resolved *r, const still_params *params,
-                             int64_t head, const double *q, const double *k, const double *v,
-                             const double *gate, const double *sigma, const uint8_t *sel,
-                             const double *teacher, double dloss_scale, double *o,
-                             double *sq_err, const still__ref_head_grads *g);
+int still__ref_head_vjp(const still__resolved *r, const still_params *params, int64_t head,
+                        const double *q, const double *k, const double *v, const double *gate,
+                        const double *sigma, const uint8_t *sel, still__ref_upstream *up,
+                        double *o, const still__ref_head_grads *g);
 
 /* SPEC §6 gating projection G = sigmoid(X Wg^T) backward: given dG
  * [B][Hq][N][dv] (BHND), writes dX [B][N][hidden] and dWg [Hq*dv][hidden]

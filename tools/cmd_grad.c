@@ -2,7 +2,8 @@
 /* Copyright (c) 2026 The libstill authors */
 /*
  * cmd_grad.c -- `still grad`: the attention-transfer loss of SPEC §8 and
- * its exact gradients, written as safetensors named as their inputs
+ * its exact gradients, or with --dout the backward pass (VJP, SPEC §18) of
+ * a given upstream gradient, written as safetensors named as their inputs
  * (SPEC §11).  Also the parameter set shared with `still transfer`.
  */
 #include "tool_train.h"
@@ -157,7 +158,7 @@ static void grad_usage(FILE *f)
 {
     fprintf(f,
             "usage: still grad --q Q.npy --k K.npy --v V.npy --grads-out G.safetensors\n"
-            "                  [options]\n"
+            "                  [--dout DO.npy] [options]\n"
             "\n"
             "The attention-transfer loss of SPEC §8, L = mean (o - o_teacher)^2 over every\n"
             "output element (o_teacher: full causal softmax attention of the same q, k, v,\n"
@@ -167,10 +168,17 @@ static void grad_usage(FILE *f)
             "fq.b, fq.u, fk.* (when fk is not tied), window.w -- for the tensors of\n"
             "--params -- then gate (with --gate), q, k and v.\n"
             "\n"
+            "With --dout, the backward pass (VJP, SPEC §18) instead: the gradients of\n"
+            "L = sum(dO * o) for the given upstream gradient dO = dL/do, with the routing\n"
+            "held fixed as computed by the forward (or given by --select-in); the file\n"
+            "holds the same gradients, without `loss`.\n"
+            "\n"
             "options of this command:\n"
             "  --grads-out G        the loss and gradients, safetensors     (required)\n"
             "  --teacher T.npy      a fixed teacher output [B,Hq,N,dv] instead of the\n"
             "                       softmax attention of q, k, v (e.g. stage 2, SPEC §9)\n"
+            "  --dout DO.npy        an upstream gradient dL/do [B,Hq,N,dv] (the shape of o):\n"
+            "                       write its VJP instead of the transfer gradients\n"
             "  --out O.npy          the student output o (optional here)\n"
             "  --dtype D            f4 or f8 for the outputs (default f8 ref, f4 fast)\n"
             "\nthe options of `still run` (except --mode decode):\n%s"
@@ -180,9 +188,10 @@ static void grad_usage(FILE *f)
             tool_attn_options_help);
 }
 
-/* A float .npy of the shape of the output o, in the path's dtype. */
-static int load_teacher(const char *cmd, const char *path, const tool_attn_inputs *in,
-                        void **out)
+/* A float .npy of the shape of the output o (a teacher output or dO, as
+ * `what` says), in the path's dtype. */
+static int load_like_o(const char *cmd, const char *path, const char *what,
+                       const tool_attn_inputs *in, void **out)
 {
     char err[STILL__ERRLEN], found[160], want[160];
     int64_t shape[4];
@@ -196,8 +205,8 @@ static int load_teacher(const char *cmd, const char *path, const tool_attn_input
     if (a.dtype == STILL__DT_U1 || a.ndim != ndim ||
         memcmp(a.shape, shape, (size_t)ndim * sizeof *shape)) {
         still__array_free(&a);
-        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: teacher output must be a float array of "
-                         "shape %s (that of o), found %s %s", path, want,
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s must be a float array of shape %s "
+                         "(that of o), found %s %s", path, what, want,
                          still__dtype_name(a.dtype), found);
     }
     if (in->dtype == STILL_F64)
@@ -264,23 +273,25 @@ static still__array input_view(const tool_attn_inputs *in, int64_t H, int64_t D,
 
 typedef struct grad_opts {
     tool_attn_opts a;
-    const char *grads_out, *teacher;
+    const char *grads_out, *teacher, *dout;
 } grad_opts;
 
 static int parse(const char *cmd, int argc, char **argv, grad_opts *o, int *help)
 {
     *help = 0;
     tool_attn_defaults(&o->a);
-    o->grads_out = o->teacher = NULL;
+    o->grads_out = o->teacher = o->dout = NULL;
     for (int i = 1; i < argc; i++) {
         if (tool_is_help(argv[i])) {
             *help = 1;
             return TOOL_EXIT_OK;
         }
         const char **field = tool_is_option(argv[i], "--grads-out") ? &o->grads_out
-                             : tool_is_option(argv[i], "--teacher") ? &o->teacher : NULL;
+                             : tool_is_option(argv[i], "--teacher") ? &o->teacher
+                             : tool_is_option(argv[i], "--dout") ? &o->dout : NULL;
         if (field) {
-            const char *opt = field == &o->grads_out ? "--grads-out" : "--teacher";
+            const char *opt = field == &o->grads_out ? "--grads-out"
+                              : field == &o->teacher ? "--teacher" : "--dout";
             if (!(*field = tool_option_value(cmd, argc, argv, &i, opt)))
                 return TOOL_EXIT_USAGE;
             continue;
@@ -297,6 +308,9 @@ static int parse(const char *cmd, int argc, char **argv, grad_opts *o, int *help
                          "--help)");
     if (!o->grads_out)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--grads-out is required (see still grad --help)");
+    if (o->teacher && o->dout)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--teacher and --dout exclude each other: the "
+                         "transfer loss or a given upstream gradient");
     if (o->a.decode)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--mode decode: the gradients are those of the "
                          "prefill (SPEC §8)");
@@ -330,11 +344,13 @@ int cmd_grad(int argc, char **argv)
     const still_shape *s = &in.shape;
     const int64_t nq = s->batch * s->heads_q * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
     const size_t es = in.dtype == STILL_F64 ? sizeof(double) : sizeof(float);
-    void *teacher = NULL, *out = NULL;
+    void *teacher = NULL, *dout = NULL, *out = NULL;
     double *dq = NULL, *dk = NULL, *dv = NULL, *dgate = NULL, *sigma = NULL;
     uint8_t *sel = NULL;
     memset(&ps, 0, sizeof ps);
-    if (o.teacher && (rc = load_teacher(cmd, o.teacher, &in, &teacher)))
+    if (o.teacher && (rc = load_like_o(cmd, o.teacher, "teacher output", &in, &teacher)))
+        goto done;
+    if (o.dout && (rc = load_like_o(cmd, o.dout, "dO", &in, &dout)))
         goto done;
     if (tool_param_set_build(o.a.params ? &in.params : NULL, s->heads_q, s->dim_qk, 0, &ps) ||
         !(dq = malloc((size_t)(nq * s->dim_qk) * sizeof *dq)) ||
@@ -357,9 +373,13 @@ int cmd_grad(int argc, char **argv)
     tool_progress(0, 0, "%s path, loss and gradients of %lld tokens x %lld heads ...",
                   o.a.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,
                   (long long)(s->batch * s->heads_q));
-    rc = o.a.path == TOOL_PATH_FAST
-             ? still_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g)
-             : still_ref_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g);
+    if (dout) /* SPEC §18: the VJP of the given dO */
+        rc = o.a.path == TOOL_PATH_FAST ? still_vjp(&o.a.cfg, s, &ps.params, &t, dout, &g)
+                                        : still_ref_vjp(&o.a.cfg, s, &ps.params, &t, dout, &g);
+    else
+        rc = o.a.path == TOOL_PATH_FAST
+                 ? still_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g)
+                 : still_ref_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g);
     double seconds = tool_now() - t0;
     tool_progress_clear();
     if (rc) {
@@ -393,11 +413,13 @@ int cmd_grad(int argc, char **argv)
     const char *names[TOOL_MAX_PARAMS + 5];
     still__array arrays[TOOL_MAX_PARAMS + 5];
     int n = 0;
-    names[n] = "loss";
-    memset(&arrays[n], 0, sizeof arrays[n]);
-    arrays[n].dtype = STILL__DT_F8;
-    arrays[n].count = 1; /* a scalar: shape [] */
-    arrays[n++].data = &loss;
+    if (!dout) { /* the transfer loss; a VJP has none */
+        names[n] = "loss";
+        memset(&arrays[n], 0, sizeof arrays[n]);
+        arrays[n].dtype = STILL__DT_F8;
+        arrays[n].count = 1; /* a scalar: shape [] */
+        arrays[n++].data = &loss;
+    }
     tool_param_set_arrays(&ps, 1, arrays + n);
     for (int i = 0; i < ps.n; i++)
         names[n++] = ps.names[i];
@@ -416,13 +438,19 @@ int cmd_grad(int argc, char **argv)
             unlink(outs[i].path);
         goto done;
     }
+    char what[48];
+    if (dout)
+        snprintf(what, sizeof what, "VJP of --dout");
+    else
+        snprintf(what, sizeof what, "loss %.9g", loss);
     printf("still grad: %s path, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, %.3f s; "
-           "loss %.9g; wrote %s (%d tensors)\n", o.a.path == TOOL_PATH_FAST ? "fast" : "ref",
+           "%s; wrote %s (%d tensors)\n", o.a.path == TOOL_PATH_FAST ? "fast" : "ref",
            (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
-           (long long)s->seq_len, (long long)s->dim_qk, (long long)s->dim_v, seconds, loss,
+           (long long)s->seq_len, (long long)s->dim_qk, (long long)s->dim_v, seconds, what,
            o.grads_out, n);
 done:
     free(teacher);
+    free(dout);
     free(out);
     free(dq);
     free(dk);
