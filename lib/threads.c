@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* threads.c -- how many threads one parallel region of the fast path asks
  * the OpenMP runtime for.
  *

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_check_contract.sh -- still check --contract and --relnorm: the
 # tolerances of SPEC §10 (and §18 for gradient files) taken from the inputs,
 # not typed by hand.  Expected verdicts come from how the arrays were made
@@ -88,7 +90,7 @@ expect 0 "contract: other tokens with the same count pass where every score ties
     "$STILL" check "$dir/sel_shift.npy" "$dir/sel_ref.npy" --contract --chunk 16 \
     --scores-a "$dir/zeros.npy" --scores-b "$dir/zeros.npy"
 
-# Gradient files, tensor by tensor (SPEC §18's bound): the fast gradients
+# Gradient files, tensor by tensor (SPEC §10's bound for §18): the fast gradients
 # against the oracle's pass, those of another top-k do not.
 grad() { # grad NAME PATH [OPTIONS]
     name=$1 path=$2

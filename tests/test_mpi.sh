@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_mpi.sh -- the exact path split by query range across MPI processes:
 # `mpirun -np P still run --path ref` (and still teacher) writes the bytes
 # of the one-process run, for 2 and 3 ranks on loopback, with more ranks

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * test_ref_parallel.c -- the reference path at scale: threads over the
  * queries of a head (SPEC I7: the same bits for every thread count), query

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_spec.sh -- the specification and the code stay in step: every
 # section, identity and appendix part that a source file, a man page, the
 # README or the tool cites ("SPEC §n", "§n-m", "SPEC In", "App. A.n")

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_threads_env.sh -- the tool under hostile OpenMP environments,
 # printing TAP.
 #

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
 # test_tool_ux.sh -- what the `still` tool prints and assumes, printing TAP.
 #
 # - `still bench --plot` without gnuplot on PATH says so in one line on

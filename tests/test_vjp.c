@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /* test_vjp.c -- SPEC §18: the backward pass for any upstream gradient dO.
  * (a) still_ref_vjp against central finite differences of
  *     L = sum(dO ⊙ o) through the oracle's forward (still_ref_forward),

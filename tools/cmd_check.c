@@ -13,7 +13,7 @@
  * --contract applies SPEC §10 instead of hand-set tolerances: outputs
  * within 1e-5 max|v| (v read from --v), selections equal up to near-ties
  * of the two sides' scores, gradient files tensor by tensor within the
- * backward pass's bound (SPEC §18).  --relnorm R compares ||A-B|| / ||B||.
+ * backward pass's bound (SPEC §10, §18).  --relnorm R compares ||A-B|| / ||B||.
  */
 #include "tool.h"
 
@@ -47,7 +47,7 @@ static void check_usage(FILE *f)
             "                  scores (--scores-a, --scores-b) are within\n"
             "                  1e-4 (1 + |sigma|) of the chunk's k-th score;\n"
             "                  .safetensors gradient files: every tensor of B present\n"
-            "                  in A with max|A-B| <= 1e-4 max|B| (SPEC §18)\n"
+            "                  in A with max|A-B| <= 1e-5 max|B| (SPEC §10)\n"
             "  --v V.npy       the values the outputs were computed from (--contract)\n"
             "  --scores-a SA.npy  A's sigma [B,Hq,N] (--contract on selections)\n"
             "  --scores-b SB.npy  B's sigma [B,Hq,N] (--contract on selections)\n"
@@ -273,7 +273,7 @@ static int compare_quiet(const compared *A, const compared *B, const criterion *
 
 #define CONTRACT_OUTPUT_TOL 1e-5 /* SPEC §10: |o_fast - o_ref| <= 1e-5 max|v| */
 #define CONTRACT_TIE_TOL 1e-4    /* SPEC §10: near-tie 1e-4 (1 + |sigma|) */
-#define CONTRACT_GRAD_TOL 1e-4   /* SPEC §18: max|g - g_ref| <= 1e-4 max|g_ref| */
+#define CONTRACT_GRAD_TOL 1e-5   /* SPEC §10: max|g - g_ref| <= 1e-5 max|g_ref| */
 
 static int same_shape(const compared *A, const compared *B)
 {
@@ -419,7 +419,7 @@ static int is_safetensors(const char *path)
 }
 
 /* Gradient (or parameter) files: every tensor of the reference B must be in
- * A with B's shape; each is compared on its own, with SPEC §18's bound
+ * A with B's shape; each is compared on its own, with SPEC §10's bound
  * relative to its own max|B| under --contract. */
 static int compare_tensors(const char *pa, const char *pb, int contract, const criterion *given)
 {
@@ -459,7 +459,7 @@ static int compare_tensors(const char *pa, const char *pb, int contract, const c
             for (int64_t i = 0; i < B.a.count; i++)
                 gmax = fmax(gmax, fabs(B.x[i]));
             char label[160];
-            snprintf(label, sizeof label, "SPEC §18: |A-B| <= 1e-4 max|B|, max|B| = %.9g",
+            snprintf(label, sizeof label, "SPEC §10: |A-B| <= 1e-5 max|B|, max|B| = %.9g",
                      gmax);
             criterion cr = {0.0, CONTRACT_GRAD_TOL * gmax, -1.0, label};
             r = compare_quiet(&A, &B, &cr);

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 The libstill authors */
 /*
  * tool_mpi.c -- the exact path across processes or machines:
  * `mpirun -np P still run --path ref ...` (and `still teacher`).
