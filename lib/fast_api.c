@@ -209,6 +209,10 @@ int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden, int64_
                         Wg + h * dim_v * hidden, (int)hidden, 0.0f,
                         G + (b * heads_q + h) * seq_len * dim_v, (int)dim_v);
     const int64_t total = (int64_t)ng, piece = 1 << 16;
+    /* SPEC §10: a product X Wg^T that overflowed float would pass through
+     * the sigmoid as a valid-looking 0 or 1 (a NaN as NaN) */
+    if (!still__all_finite(STILL_F32, G, total))
+        return STILL_E_NONFINITE;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < total; i += piece)
         kern->sigmoid(total - i < piece ? total - i : piece, G + i);
