@@ -5,9 +5,13 @@
  *
  * Results: float32 holds the logits of inputs of order 1 (SPEC §10) but
  * not, say, of inputs of 1e30 (logits of 1e60).  A call whose output holds
- * a NaN or an infinity returns STILL_E_NONFINITE ("an input or a result is
- * not representable") instead of STILL_OK: one pass over the output, per
- * unit inside the region (issue 7).
+ * a NaN or an infinity returns STILL_E_NONFINITE instead of STILL_OK: one
+ * pass over the output, per unit inside the region (issue 7).  So does a
+ * call where an intermediate overflowed float32 although the output looks
+ * finite -- a logit, a feature map's z or zhat, a denominator, a gate
+ * pre-activation: the driver and the teacher flag them (lib/driver.c,
+ * lib/fast_teacher.c), since a later max, floor, softmax or sigmoid would
+ * make them valid-looking numbers (issue 13).
  *
  * Threads: one OpenMP region per call over the units (batch x query head,
  * or batch x kv head with per-kv selection), cfg->threads of them (0 =
