@@ -182,6 +182,38 @@ static void ov_forward(const ovcase *x, int isa, double s, const char *what, int
     for (int64_t i = 0; rs == STILL_OK && i < no; i++)
         o[i] = of[i];
     ov_judge(rs, o, want, no, ov_tol(x), s, w2, refused);
+
+    /* decode: one token per append (the one-query kernels: the ring of
+     * packed keys, the cache panels); refused if any append is */
+    ck_assert_int_eq(still_state_create(&c, sh, &x->p, STILL_PATH_FAST, &st), STILL_OK);
+    const int64_t N = sh->seq_len, d = sh->dim_qk, dv = sh->dim_v, Hq = sh->heads_q;
+    float q1[16 * 8], k1[8], v1[4], g1[16 * 4], o1[16 * 4];
+    ck_assert(Hq <= 16 && d <= 8 && dv <= 4 && sh->heads_kv == 1 && sh->batch == 1);
+    rs = STILL_OK;
+    for (int64_t tk = 0; tk < N; tk++) {
+        for (int64_t h = 0; h < Hq; h++) {
+            memcpy(q1 + h * d, q + (h * N + tk) * d, (size_t)d * sizeof(float));
+            memcpy(g1 + h * dv, g + (h * N + tk) * dv, (size_t)dv * sizeof(float));
+        }
+        memcpy(k1, k + tk * d, (size_t)d * sizeof(float));
+        memcpy(v1, v + tk * dv, (size_t)dv * sizeof(float));
+        still_tensors t1 = {0};
+        t1.dtype = STILL_F32;
+        t1.q = q1, t1.k = k1, t1.v = v1, t1.gate = g1, t1.o = o1;
+        int r1 = still_state_append(st, 1, &t1);
+        ck_assert_msg(r1 == STILL_OK || r1 == STILL_E_NONFINITE, "%s decode: %s", what,
+                      still_strerror(r1));
+        if (r1)
+            rs = r1;
+        for (int64_t h = 0; h < Hq; h++)
+            for (int64_t e = 0; e < dv; e++)
+                o[(h * N + tk) * dv + e] = o1[h * dv + e];
+    }
+    still_state_destroy(st);
+    snprintf(w2, sizeof w2, "%s decode", what);
+    if (rs == STILL_OK && rc != STILL_OK)
+        ck_abort_msg("%s: STILL_OK where the prefill said %s", w2, still_strerror(rc));
+    ov_judge(rs, o, want, no, ov_tol(x), s, w2, refused);
     free(q), free(k), free(v), free(g), free(of), free(o), free(want), free(sel);
 }
 
