@@ -19,6 +19,7 @@
 #   test_state_fast    the fast streaming state vs the ref (decode = prefill);
 #   test_state_io      save/load of fast states (the ISA recorded);
 #   test_extremes      numerical extremes through the fast path;
+#   test_overflow      float32 overflow is an error, never a wrong result;
 #   test_authors       the fast path on the authors' two cases (SPEC App. A).
 # Not run here, and why:
 #   test_concurrency   8 pthreads starting at once crash qemu-user 7.2 itself
@@ -83,7 +84,8 @@ cd "$BUILD"
 grep -q "^STILL_AARCH64_TRUE=''$" config.log ||
     { echo "neon: configure did not select the aarch64 kernels"; exit 1; }
 say "build"
-progs=(test_fast test_fast_teacher test_state_fast test_state_io test_extremes test_authors)
+progs=(test_fast test_fast_teacher test_state_fast test_state_io test_extremes test_overflow
+       test_authors)
 { make -j2 -C ref && make -j2 -C simd && make -j2 -C lib && make -j2 -C tools still &&
   make -j2 -C tests "${progs[@]}"; } >make.out 2>&1 ||
     { grep -E 'error:|\*\*\*' make.out | head -30; echo "neon: build FAILED"; exit 1; }

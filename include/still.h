@@ -51,7 +51,8 @@ enum {
     STILL_E_NULL = -1,        /* a required pointer is NULL */
     STILL_E_SHAPE = -2,       /* a dimension is out of range or inconsistent */
     STILL_E_CONFIG = -3,      /* a configuration field is out of range */
-    STILL_E_NONFINITE = -4,   /* an input holds NaN or infinity, or an output overflows */
+    STILL_E_NONFINITE = -4,   /* an input holds NaN or infinity, or an intermediate or a
+                                 result overflows its type (float32 on the fast path) */
     STILL_E_NOMEM = -5,       /* an allocation failed */
     STILL_E_OVERFLOW = -6,    /* a size computation overflows */
     STILL_E_ISA = -7,         /* the requested ISA is unknown or unsupported here */

@@ -34,6 +34,7 @@
  */
 #include "fast.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,7 +409,10 @@ static void feature_rows(const still__fast_ctx *ctx, const still__fast_map *fm, 
         zp = ws->zf;
         ldz = f;
     }
-    K->npmap_rows(n, d, f, ctx->r.act, ctx->r.npmap, X, ldx, zp, ldz, phi, ldphi);
+    /* a z or zhat that is not finite (W x + b beyond float, ||x|| beyond
+     * float) would leave the act and the floor a valid-looking phi */
+    if (!K->npmap_rows(n, d, f, ctx->r.act, ctx->r.npmap, X, ldx, zp, ldz, phi, ldphi))
+        ws->overflow = 1;
 }
 
 void still__fast_topk(const double *sigma, int64_t C, int64_t k, uint8_t *sel)
@@ -618,6 +622,17 @@ static void segment_saliency(const still__fast_ctx *ctx, const still__fast_unit 
     if (!band)
         ctx->kern->gemm(rows, n, r->shape.dim_qk, hist_row_k(ctx, u, w0), r->shape.dim_qk, 1,
                         ws->qst, n, ws->win, n, 0);
+    /* SPEC §10: the logits of the windows are finite (an overflowed one
+     * would weigh 0 or nothing in p and p~, and sigma rank wrongly);
+     * key w0 + i is in the windows of queries key - a .. key - a + w - 1 */
+    int ok = 1;
+    for (int64_t i = 0; i < rows; i++) {
+        const int64_t lo = imax(0, w0 + i - a), hi = imin(n, w0 + i - a + r->w);
+        if (lo < hi)
+            ok &= still__finite_f32(S + i * n + lo, hi - lo);
+    }
+    if (!ok)
+        ws->overflow = 1;
     if (r->saliency == STILL_SALIENCY_SPEC)
         ctx->kern->saliency_cols(rows, n, S, n, w0, a, r->w, sig);
     else
@@ -764,8 +779,9 @@ static float *ring_band(const still__fast_ctx *ctx, still__fast_unit *u, int64_t
  * exact); the others become `off`.  For one key the kept queries are one
  * range [lo, hi). */
 static void mask_tile(const still__resolved *r, float *tile, int64_t tn, int64_t n, int64_t k0,
-                      int64_t a, int want_exact, float off)
+                      int64_t a, int want_exact, float off, still__fast_scratch *ws)
 {
+    int ok = 1;
     for (int64_t j = 0; j < tn; j++) {
         const int64_t rel = k0 + j - a; /* the query index of the key itself */
         int64_t lo = rel, hi = n;       /* visible: q >= key */
@@ -786,7 +802,12 @@ static void mask_tile(const still__resolved *r, float *tile, int64_t tn, int64_t
             row[t] = off;
         for (int64_t t = hi; t < n; t++)
             row[t] = off;
+        /* SPEC §10: a kept logit that overflowed to -inf would pass for a
+         * masked entry (weight 0), +inf and NaN for nothing better */
+        ok &= still__finite_f32(row + lo, hi - lo);
     }
+    if (!ok)
+        ws->overflow = 1;
 }
 
 /* The output of query head i of the unit for the segment a..a+n-1 (qst
@@ -822,6 +843,8 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
             K->gemv_panel(tn, d, cache_kp + c0 * d, ws->qst, ws->tile);
         else
             K->gemm(tn, n, d, u->cache_k + c0 * d, d, 1, ws->qst, n, ws->tile, n, 0);
+        if (!still__finite_f32(ws->tile, tn * n)) /* every entry is seen (SPEC §10) */
+            ws->overflow = 1;
         exact_tile(ctx, ws, ws->tile, n, tn, u->cache_v + c0 * dv, dv, -1, a);
     }
     if (raw_has_exact) {
@@ -834,7 +857,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
                 tile = band;
             else
                 raw_tile_gemm(K, tn, n, d, hist_row_k(ctx, u, k0), d, ws->qst, tile, k0, a);
-            mask_tile(r, tile, tn, n, k0, a, 1, -INFINITY);
+            mask_tile(r, tile, tn, n, k0, a, 1, -INFINITY, ws);
             exact_tile(ctx, ws, tile, n, tn, hist_row_v(ctx, u, k0), dv, k0, a);
         }
     }
@@ -875,7 +898,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
                     break; /* inside every window: no linear entry (no-op tiles) */
                 raw_tile_gemm(K, tn, n, m, hist_row_phik(ctx, u, i, k0), m, ws->phiqt, ws->tile,
                               k0, a);
-                mask_tile(r, ws->tile, tn, n, k0, a, 0, 0.0f);
+                mask_tile(r, ws->tile, tn, n, k0, a, 0, 0.0f, ws);
                 K->colsum_acc(tn, n, ws->tile, n, ws->den);
                 raw_tile_values(K, tn, n, dv, ws->tile, hist_row_v(ctx, u, k0), dv, ws->lin, k0,
                                 a);
@@ -885,6 +908,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
 
     /* SPEC §6: o = [ω Σ e^{s-m} v + g ⊙ (φ^T S)] / [ω Σ e^{s-m} + φ^T z + eps_den] */
     const float omega = ctx->omega ? ctx->omega[h] : 1.0f, eps_den = (float)r->eps_den;
+    int den_bad = 0;
     for (int64_t t = 0; t < n; t++) {
         float *acc = ws->acc + (any_exact ? t * dv : 0), *lin = ws->lin + t * dv;
         float mt = ws->mrow[t], lt = ws->lrow[t];
@@ -900,10 +924,13 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
             lt += (float)r->C * expf(-mt);
         }
         float den = omega * lt + (have_linear ? ws->den[t] : 0.0f) + eps_den;
+        den_bad |= !(fabsf(den) <= FLT_MAX); /* an infinite den makes o = 0 (SPEC §10) */
         const float *g = blk->gate ? blk->gate + i * blk->g_hs + (off + t) * blk->g_ns : NULL;
         K->combine_row(dv, omega, acc, have_linear ? lin : NULL, g, den,
                        blk->o + i * blk->o_hs + (off + t) * blk->o_ns);
     }
+    if (den_bad)
+        ws->overflow = 1;
 }
 
 /* The segment a..a+n-1 of chunk a / C (rows off.. of the block). */
@@ -990,6 +1017,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
 
     if (blk->n <= 0)
         return STILL_OK;
+    ws->overflow = 0;
     if (r->routing != STILL_ROUTING_WINDOW && r->k > 0) {
         /* each arrival splits a complete raw chunk, if there is one */
         int64_t need = sat_add(u->cache_n, sat_mul(imin(arrivals(C, u->pos, end),
@@ -1009,7 +1037,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
         segment(ctx, u, ws, blk, off, n, need_sigma);
         off += n;
     }
-    return STILL_OK;
+    return ws->overflow ? STILL_E_NONFINITE : STILL_OK;
 }
 
 void still__fast_unit_refresh(const still__fast_ctx *ctx, still__fast_unit *u,

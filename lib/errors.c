@@ -15,7 +15,7 @@ const char *still_strerror(int code)
     case STILL_E_NULL: return "a required pointer is NULL";
     case STILL_E_SHAPE: return "a dimension is out of range or inconsistent";
     case STILL_E_CONFIG: return "a configuration value is out of range";
-    case STILL_E_NONFINITE: return "an input holds NaN or infinity, or a result overflows";
+    case STILL_E_NONFINITE: return "an input holds NaN or infinity, or an intermediate/result overflows";
     case STILL_E_NOMEM: return "out of memory";
     case STILL_E_OVERFLOW: return "a size computation overflows";
     case STILL_E_ISA: return "the requested ISA is unknown or not supported by this CPU";

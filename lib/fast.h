@@ -175,6 +175,9 @@ typedef struct still__fast_scratch {
     double *dacc, *dl; /* [C][dv], [C]: the exact branch's sums carried
                           across key tiles (lib/driver.c, SPEC §10) */
     uint8_t *sel;   /* [C]: the selection of the chunk being split */
+    int overflow;   /* set by an append when an intermediate is not finite
+                       in float (SPEC §10): the append then reports
+                       STILL_E_NONFINITE */
     void *block;
 } still__fast_scratch;
 
@@ -209,7 +212,11 @@ typedef struct still__fast_block {
 
 /* Appends a block (SPEC §4-6).  The inputs must have been validated
  * (still__check_tensors).  Only the cache can need memory: it is reserved
- * first, so on STILL_E_NOMEM the unit is unchanged. */
+ * first, so on STILL_E_NOMEM the unit is unchanged.  STILL_E_NONFINITE:
+ * the block was appended, but an intermediate that a later max, floor or
+ * exp(-inf) = 0 would have made look valid was not finite in float (a
+ * logit, a feature map's z or zhat, a denominator): the outputs and the
+ * unit's later results are not to be trusted (SPEC §10). */
 int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
                             still__fast_scratch *ws, const still__fast_block *blk);
 

@@ -7,9 +7,13 @@
  *
  * Results: float32 holds the logits of inputs of order 1 (SPEC §10) but
  * not, say, of inputs of 1e30 (logits of 1e60).  A call whose output holds
- * a NaN or an infinity returns STILL_E_NONFINITE ("an input or a result is
- * not representable") instead of STILL_OK: one pass over the output, per
- * unit inside the region (issue 7).
+ * a NaN or an infinity returns STILL_E_NONFINITE instead of STILL_OK: one
+ * pass over the output, per unit inside the region (issue 7).  So does a
+ * call where an intermediate overflowed float32 although the output looks
+ * finite -- a logit, a feature map's z or zhat, a denominator, a gate
+ * pre-activation: the driver and the teacher flag them (lib/driver.c,
+ * lib/fast_teacher.c), since a later max, floor, softmax or sigmoid would
+ * make them valid-looking numbers (issue 13).
  *
  * Threads: one OpenMP region per call over the units (batch x query head,
  * or batch x kv head with per-kv selection), cfg->threads of them (0 =
@@ -213,6 +217,10 @@ int still_gate_projection(int64_t batch, int64_t seq_len, int64_t hidden, int64_
                         Wg + h * dim_v * hidden, (int)hidden, 0.0f,
                         G + (b * heads_q + h) * seq_len * dim_v, (int)dim_v);
     const int64_t total = (int64_t)ng, piece = 1 << 16;
+    /* SPEC §10: a product X Wg^T that overflowed float would pass through
+     * the sigmoid as a valid-looking 0 or 1 (a NaN as NaN) */
+    if (!still__all_finite(STILL_F32, G, total))
+        return STILL_E_NONFINITE;
     const int threads = still__fast_threads(0, (total + piece - 1) / piece);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t i = 0; i < total; i += piece)

@@ -69,8 +69,10 @@ static int scratch_init(int64_t d, int64_t dv, teacher_scratch *s)
 }
 
 /* Queries a..a+n-1 of one head: q rows q [.][q_ns], keys k [.][k_ns],
- * values v [.][v_ns], outputs o [.][o_ns]. */
-static void teacher_block(const still__resolved *r, const still__kernels *K,
+ * values v [.][v_ns], outputs o [.][o_ns].  Returns 0 when a visible logit
+ * is not finite in float (SPEC §10: one of -inf would pass for a masked
+ * entry, of weight 0), else 1. */
+static int teacher_block(const still__resolved *r, const still__kernels *K,
                           teacher_scratch *s, int64_t a, int64_t n, const float *q,
                           int64_t q_ns, const float *k, int64_t k_ns, const float *v,
                           int64_t v_ns, float *o, int64_t o_ns)
@@ -84,6 +86,7 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
         s->l[t] = 0.0;
     }
     memset(s->acc, 0, (size_t)(n * dv) * sizeof(double));
+    int ok = 1;
     for (int64_t k0 = 0; k0 < end; k0 += KTILE) {
         const int64_t tn = end - k0 < KTILE ? end - k0 : KTILE;
         for (int64_t j0 = 0; j0 < tn; j0 += 16) { /* keys after every query: skipped */
@@ -92,10 +95,13 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
                 K->gemm(rows, n - c0, d, k + (k0 + j0) * k_ns, k_ns, 1, s->qst + c0, n,
                         s->tile + j0 * n + c0, n, 0);
         }
-        for (int64_t j = a + 1 - k0 > 0 ? a + 1 - k0 : 0; j < tn; j++) { /* causal mask: */
-            const int64_t hidden = k0 + j - a < n ? k0 + j - a : n;    /* t < key - a */
+        const int64_t seen = a + 1 - k0 > 0 ? (a + 1 - k0 < tn ? a + 1 - k0 : tn) : 0;
+        ok &= still__finite_f32(s->tile, seen * n); /* keys every query sees */
+        for (int64_t j = seen; j < tn; j++) { /* causal mask: */
+            const int64_t hidden = k0 + j - a < n ? k0 + j - a : n; /* t < key - a */
             for (int64_t t = 0; t < hidden; t++)
                 s->tile[j * n + t] = -INFINITY;
+            ok &= still__finite_f32(s->tile + j * n + hidden, n - hidden);
         }
         /* the tile's own sums from zero (float); l = l alpha + lt in double */
         memset(s->lt, 0, (size_t)n * sizeof(float));
@@ -118,6 +124,7 @@ static void teacher_block(const still__resolved *r, const still__kernels *K,
         for (int64_t e = 0; e < dv; e++)
             ot[e] = (float)(acc[e] / s->l[t]);
     }
+    return ok;
 }
 
 int still__fast_teacher_run(const still__resolved *r, const still__kernels *K, int threads,
@@ -131,7 +138,7 @@ int still__fast_teacher_run(const still__resolved *r, const still__kernels *K, i
     const still__strides sv = still__strides_of(sh->layout, sh->heads_kv, N, sh->dim_v);
     const still__strides so = still__strides_of(sh->layout, Hq, N, sh->dim_v);
     const int team = still__fast_threads(threads, items);
-    int rc = STILL_OK;
+    int rc = STILL_OK, overflow = 0;
 
 #pragma omp parallel num_threads(team) if (team > 1)
     {
@@ -150,11 +157,14 @@ int still__fast_teacher_run(const still__resolved *r, const still__kernels *K, i
             const int64_t bh = it % (sh->batch * Hq), b = bh / Hq, h = bh % Hq;
             const int64_t hk = h / r->group, a = blk * QBLOCK;
             const int64_t n = N - a < QBLOCK ? N - a : QBLOCK;
-            teacher_block(r, K, &s, a, n, q + b * sq.b + h * sq.h, sq.n,
+            if (!teacher_block(r, K, &s, a, n, q + b * sq.b + h * sq.h, sq.n,
                           k + b * sk.b + hk * sk.h, sk.n, v + b * sv.b + hk * sv.h, sv.n,
-                          o + b * so.b + h * so.h, so.n);
+                          o + b * so.b + h * so.h, so.n)) {
+#pragma omp atomic write
+                overflow = 1;
+            }
         }
         free(s.block);
     }
-    return rc;
+    return rc ? rc : overflow ? STILL_E_NONFINITE : STILL_OK;
 }

@@ -107,6 +107,24 @@ static void grads_zero(const still__resolved *r, const still_params *params, con
     zero(g->dv, nk * dv);
 }
 
+/* 1 when every gradient written (those grads_zero zeroes) is finite. */
+static int grads_finite(const still__resolved *r, const still_params *params, const still_grads *g)
+{
+    const still_shape *s = &r->shape;
+    const int64_t Hq = s->heads_q, d = s->dim_qk, dv = s->dim_v;
+    const int64_t nq = s->batch * Hq * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    const double *arr[] = {g->dfq_W, g->dfq_b, g->dfq_u, NULL, NULL, NULL,
+                           g->dwindow_w, g->dgate, g->dq, g->dk, g->dv};
+    const int64_t len[] = {Hq * r->f_q * d, Hq * r->f_q, Hq * d, Hq * r->f_k * d, Hq * r->f_k,
+                           Hq * d, Hq, nq * dv, nq * d, nk * d, nk * dv};
+    if (params && !params->fk_tied)
+        arr[3] = g->dfk_W, arr[4] = g->dfk_b, arr[5] = g->dfk_u;
+    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++)
+        if (arr[i] && !still__all_finite(STILL_F64, arr[i], len[i]))
+            return 0;
+    return 1;
+}
+
 /* SPEC §5: the selection of a head from sigma, or the forced one (entries
  * outside complete chunks ignored; ignored altogether by routing window),
  * as still_ref_forward. */
@@ -301,6 +319,11 @@ static int vjp_run(head_vjp_fn fn, int fast, const still_config *cfg,
         return rc;
     *sq_err_out = sq_err;
     *count_out = count;
+    /* SPEC §10: results the output types cannot hold are an error (o in
+     * t->dtype: float32 on the fast path, or a float32 o of the ref) */
+    if ((g && !grads_finite(&r, params, g)) ||
+        (t->o && !still__all_finite(t->dtype, t->o, (int64_t)count)))
+        return STILL_E_NONFINITE;
     return STILL_OK;
 }
 
@@ -318,7 +341,7 @@ static int transfer_run(head_vjp_fn fn, int fast, const still_config *cfg,
     if ((rc = vjp_run(fn, fast, cfg, shape, params, t, &src, &sq_err, &count, g)))
         return rc;
     *loss = sq_err / count; /* SPEC §8: the mean over every output element */
-    return STILL_OK;
+    return isfinite(*loss) ? STILL_OK : STILL_E_NONFINITE; /* SPEC §10 */
 }
 
 /* SPEC §18 on either path: the backward of a given dO. */

@@ -11,6 +11,7 @@
 #include "grad_fast.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@ enum { KEY_FUTURE = 0, KEY_EXACT = 1, KEY_LINEAR = 2 };
 typedef struct fast_head {
     const still__resolved *r;
     int64_t N, d, dv, m;
+    int overflow;                      /* an intermediate float cannot hold
+                                          (SPEC §10): STILL_E_NONFINITE */
     double omega;
     float *q, *k, *v, *gate, *pq, *pk; /* [N][d], [N][d], [N][dv], [N][dv], [N][m], [N][m] */
     double *phi;                       /* [N][m] the maps in double, then dL/dphi */
@@ -223,6 +226,8 @@ static void block_teacher(fast_head *h, int64_t t0, int64_t nb)
         const float *S = h->S + i * n;
         float *P = h->P + i * n;
         double mx = -INFINITY, sum = 0.0;
+        /* an overflowed logit: -inf would weigh 0, inf and NaN worse */
+        h->overflow |= !still__all_finite(STILL_F32, S, t0 + i + 1);
         for (int64_t j = 0; j <= t0 + i; j++)
             mx = fmax(mx, S[j]);
         for (int64_t j = 0; j < n; j++) {
@@ -257,11 +262,15 @@ static void block_forward(fast_head *h, const double *sigma, const uint8_t *sel,
         double mx = -INFINITY, lin = 0.0, soft;
         int64_t am = -1;
         route_row(h, sigma, sel, t, n, kind);
-        for (int64_t j = 0; j <= t; j++)
+        int bad = 0; /* SPEC §10: a kept logit or kernel value float cannot hold */
+        for (int64_t j = 0; j <= t; j++) {
+            bad |= !(kind[j] == KEY_EXACT ? fabsf(S[j]) <= FLT_MAX
+                                          : kind[j] != KEY_LINEAR || fabsf(K[j]) <= FLT_MAX);
             if (kind[j] == KEY_EXACT && S[j] > mx) {
                 mx = S[j];
                 am = j;
             }
+        }
         const int phantom = r->phantom_sink && t < r->C; /* App. A.2 */
         if (isinf(mx) || (phantom && mx < 0.0)) {
             mx = 0.0;
@@ -281,6 +290,7 @@ static void block_forward(fast_head *h, const double *sigma, const uint8_t *sel,
         h->soft[i] = soft;
         h->lin[i] = lin + r->eps_den;
         h->den[i] = h->omega * soft + lin + r->eps_den;
+        h->overflow |= bad || !isfinite(h->den[i]);
     }
     sgemm(0, 0, nb, dv, n, 1.0f, h->A, n, h->v, dv, 0.0f, h->num_exact, dv);
     sgemm(0, 0, nb, dv, n, 1.0f, h->K, n, h->v, dv, 0.0f, h->num_lin, dv);
@@ -427,6 +437,9 @@ int still__fast_head_vjp(const still__resolved *r, const still_params *params, i
     to_float(h.phi, N * m, h.pq);
     still__ref_feature_rows(r, params, STILL_MAP_K, head, N, k, h.phi);
     to_float(h.phi, N * m, h.pk);
+    /* features beyond float (|x| ~ 1e39 after NP rescale) would be inf */
+    h.overflow = !still__all_finite(STILL_F32, h.pq, N * m) ||
+                 !still__all_finite(STILL_F32, h.pk, N * m);
     up->sq_err = 0.0;
     for (int64_t t0 = 0; t0 < N; t0 += BLOCK_ROWS) {
         const int64_t nb = N - t0 < BLOCK_ROWS ? N - t0 : BLOCK_ROWS;
@@ -443,5 +456,5 @@ int still__fast_head_vjp(const still__resolved *r, const still_params *params, i
         maps_backward(&h, params, STILL_MAP_K, head, k, h.dpk, g->dfk_W, g->dfk_b, g->dfk_u,
                       g->dk);
     head_free(&h);
-    return STILL_OK;
+    return h.overflow ? STILL_E_NONFINITE : STILL_OK;
 }

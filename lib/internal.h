@@ -10,6 +10,9 @@
 
 #include "still.h"
 
+#include <float.h>
+#include <math.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +51,19 @@ int still__no_query_range(const still_config *cfg);
  * forced selection has exactly k ones in every complete chunk. */
 /* 1 when the n elements of p (STILL_F32 or STILL_F64) are all finite. */
 int still__all_finite(int dtype, const void *p, int64_t n);
+/* The float scan of still__all_finite, inline for the short spans of the
+ * fast path's intermediates (SPEC §10): |x| <= FLT_MAX is false exactly
+ * for inf and NaN, and the loop has no branch, so it vectorizes. */
+static inline int still__finite_f32(const float *x, int64_t n)
+{
+    int bad = 0;
+#ifdef _OPENMP /* ref/ includes this header and builds without OpenMP */
+#pragma omp simd reduction(| : bad)
+#endif
+    for (int64_t i = 0; i < n; i++)
+        bad |= !(fabsf(x[i]) <= FLT_MAX);
+    return !bad;
+}
 
 int still__check_tensors(const still__resolved *r, const still_params *params,
                          const still_tensors *t, int allow_f64);

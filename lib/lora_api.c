@@ -146,7 +146,8 @@ int still_lora_forward(const still_lora_shape *s, const float *x, const float *W
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->rows, (int)s->out,
                 (int)s->rank, scale, h, (int)s->rank, B, (int)s->rank, 1.0f, y, (int)s->out);
     free(h);
-    return STILL_OK;
+    /* SPEC §10: a result float32 cannot hold is an error, not a success */
+    return finite_f(y, s->rows * s->out) ? STILL_OK : STILL_E_NONFINITE;
 }
 
 int still_lora_backward(const still_lora_shape *s, const float *x, const float *W,
@@ -188,6 +189,9 @@ int still_lora_backward(const still_lora_shape *s, const float *x, const float *
     }
     free(h);
     free(dh);
+    if ((dB && !finite_f(dB, s->out * s->rank)) || (dA && !finite_f(dA, s->rank * s->in)) ||
+        (dx && !finite_f(dx, s->rows * s->in)))
+        return STILL_E_NONFINITE; /* SPEC §10: a gradient float32 cannot hold */
     return STILL_OK;
 }
 
@@ -207,5 +211,5 @@ int still_lora_merge(const still_lora_shape *s, const float *W, const float *A, 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->out, (int)s->in, (int)s->rank,
                 (float)(s->alpha / (double)s->rank), B, (int)s->rank, A, (int)s->in, 1.0f,
                 W_merged, (int)s->in);
-    return STILL_OK;
+    return finite_f(W_merged, s->out * s->in) ? STILL_OK : STILL_E_NONFINITE;
 }

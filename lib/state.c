@@ -258,13 +258,15 @@ int still_state_append(still_state *st, int64_t n, const still_tensors *t)
         checked.o = (void *)t; /* o is optional here; the check reads no o */
     if ((rc = still__check_tensors(&rn, NULL, &checked, st->path == STILL_PATH_REF)))
         return rc;
-    if ((rc = st->ops->append(st, n, t)))
+    rc = st->ops->append(st, n, t);
+    if (rc && rc != STILL_E_NONFINITE)
         return rc;
     st->position += n;
     /* the tokens are taken; an output the dtype cannot hold (float32 and
-     * inputs far beyond order 1, SPEC §10) is reported, not returned as
-     * success (issue 7) */
-    if (t->o && !outputs_finite(&st->r.shape, n, t))
+     * inputs far beyond order 1, SPEC §10), or an intermediate of the fast
+     * path that overflowed float (STILL_E_NONFINITE from the append), is
+     * reported, not returned as success */
+    if (rc || (t->o && !outputs_finite(&st->r.shape, n, t)))
         return STILL_E_NONFINITE;
     return STILL_OK;
 }

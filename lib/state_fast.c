@@ -248,8 +248,13 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
          * costs the next microseconds of work its cached state -- a decode
          * step took 122 us with the region, 91 without (issue 4).  The same
          * units in the same order: the same bits */
-        for (int64_t i = 0; i < st->units && !err; i++)
-            err = append_unit(st, &w->u[i], &w->scratch[0], n, t);
+        for (int64_t i = 0; i < st->units; i++) {
+            /* STILL_E_NONFINITE: the unit took the tokens; so must the
+             * others (lib/fast.h), and the position advances */
+            int rc = append_unit(st, &w->u[i], &w->scratch[0], n, t);
+            if (rc && !err)
+                err = rc;
+        }
         return err;
     }
 #pragma omp parallel num_threads(threads)
@@ -258,7 +263,7 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < st->units; i++) {
             int rc = append_unit(st, &w->u[i], ws, n, t);
-            if (rc) { /* cannot happen: the cache was reserved above */
+            if (rc) { /* STILL_E_NONFINITE only: the cache was reserved above */
 #pragma omp atomic write
                 err = rc;
             }

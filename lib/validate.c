@@ -17,10 +17,7 @@ int still__all_finite(int dtype, const void *p, int64_t n)
         for (int64_t i = 0; i < n; i++)
             bad |= !(fabs(x[i]) <= DBL_MAX);
     } else {
-        const float *x = p;
-#pragma omp simd reduction(| : bad)
-        for (int64_t i = 0; i < n; i++)
-            bad |= !(fabsf(x[i]) <= FLT_MAX);
+        return still__finite_f32(p, n);
     }
     return !bad;
 }

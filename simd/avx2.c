@@ -360,22 +360,22 @@ INLINE void softmax_row(const float *z, int64_t n, float sign, float *out)
     }
 }
 
-static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
-                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
+static int npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                      int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
 {
     const __m256 floor_ = _mm256_set1_ps(STILL__PHI_FLOOR), one = _mm256_set1_ps(1.0f);
     const __m256 zero = _mm256_setzero_ps();
+    int ok = 1;
     for (int64_t r = 0; r < n; r++) {
-        const float *z = Z + r * ldz;
+        const float *z = Z + r * ldz, *x = X + r * ldx;
         float *ph = phi + r * ldphi;
-        float gain = 1.0f;
-        if (npmap) {
-            const float *x = X + r * ldx;
-            gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(dot_row(z, z, f)), STILL__NORM_FLOOR);
-        }
         float *zh = act == STILL_ACT_HEDGEHOG ? ph + f : ph;
+        float gain = 1.0f;
+        const int how = still__np_gain(x, d, z, f, npmap, npmap ? dot_row(x, x, d) : 0.0f,
+                                       dot_row(z, z, f), &gain, zh);
+        ok &= how != 0;
         const __m256 g = _mm256_set1_ps(gain);
-        for (int64_t i = 0; i < f; i += VL) {
+        for (int64_t i = 0; how == 1 && i < f; i += VL) {
             const __m256i mk = tail_mask(f - i);
             mstore(zh + i, mk, _mm256_mul_ps(mload(z + i, mk), g));
         }
@@ -409,6 +409,7 @@ static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, cons
             mstore(ph + i, mk, _mm256_max_ps(mload(ph + i, mk), floor_));
         }
     }
+    return ok;
 }
 
 static void sigmoid(int64_t n, float *x)

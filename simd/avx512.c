@@ -416,27 +416,27 @@ INLINE void softmax_row(const float *z, int64_t n, float sign, float *out)
     }
 }
 
-/* SPEC §2 hedgehog for one row, in three passes: ||z||², max z and min z
- * (zhat = gain·z with gain > 0, so max zhat = gain·max z, and max -zhat =
- * -(gain·min z)); both exponentials and their sums; then the two
- * normalizations with the floor.  phi [2f]: softmax(zhat), softmax(-zhat). */
-INLINE void hedgehog_row(const float *x, int64_t d, const float *z, int64_t f, int npmap,
-                         float *ph)
+/* The max and min of z [f] (masked lanes ignored). */
+INLINE void row_range(const float *z, int64_t f, float *zmax, float *zmin)
 {
-    __m512 sq = _mm512_setzero_ps(), hi = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(INFINITY);
+    __m512 hi = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(INFINITY);
     for (int64_t i = 0; i < f; i += VL) {
         const __mmask16 mk = tail_mask(f - i);
         const __m512 v = _mm512_maskz_loadu_ps(mk, z + i);
-        sq = _mm512_fmadd_ps(v, v, sq);
         hi = _mm512_mask_max_ps(hi, mk, hi, v);
         lo = _mm512_mask_min_ps(lo, mk, lo, v);
     }
-    float gain = 1.0f;
-    if (npmap)
-        gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(_mm512_reduce_add_ps(sq)), STILL__NORM_FLOOR);
+    *zmax = _mm512_reduce_max_ps(hi);
+    *zmin = _mm512_reduce_min_ps(lo);
+}
+
+/* The exponentials and normalizations of hedgehog_row for zhat = gain·z,
+ * given max z and min z. */
+INLINE void hedgehog_map(const float *z, int64_t f, float gain, float zmax, float zmin, float *ph)
+{
     const __m512 g = _mm512_set1_ps(gain);
-    const __m512 m1 = _mm512_set1_ps(gain * _mm512_reduce_max_ps(hi));
-    const __m512 m2 = _mm512_set1_ps(-(gain * _mm512_reduce_min_ps(lo)));
+    const __m512 m1 = _mm512_set1_ps(gain * zmax);
+    const __m512 m2 = _mm512_set1_ps(-(gain * zmin));
     __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
     for (int64_t i = 0; i < f; i += VL) {
         const __mmask16 mk = tail_mask(f - i);
@@ -458,26 +458,54 @@ INLINE void hedgehog_row(const float *x, int64_t d, const float *z, int64_t f, i
     }
 }
 
-static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
-                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
+/* SPEC §2 hedgehog for one row, in three passes: ||z||², max z and min z
+ * (zhat = gain·z with gain > 0, so max zhat = gain·max z, and max -zhat =
+ * -(gain·min z)); both exponentials and their sums; then the two
+ * normalizations with the floor.  phi [2f]: softmax(zhat), softmax(-zhat).
+ * Returns 0 when z or zhat is not finite (still__np_gain). */
+INLINE int hedgehog_row(const float *x, int64_t d, const float *z, int64_t f, int npmap,
+                        float *ph)
+{
+    __m512 sq = _mm512_setzero_ps(), hi = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(INFINITY);
+    for (int64_t i = 0; i < f; i += VL) {
+        const __mmask16 mk = tail_mask(f - i);
+        const __m512 v = _mm512_maskz_loadu_ps(mk, z + i);
+        sq = _mm512_fmadd_ps(v, v, sq);
+        hi = _mm512_mask_max_ps(hi, mk, hi, v);
+        lo = _mm512_mask_min_ps(lo, mk, lo, v);
+    }
+    float gain = 1.0f, zmax = _mm512_reduce_max_ps(hi), zmin = _mm512_reduce_min_ps(lo);
+    const int how = still__np_gain(x, d, z, f, npmap, npmap ? dot_row(x, x, d) : 0.0f,
+                                   _mm512_reduce_add_ps(sq), &gain, ph + f);
+    if (how != 1) { /* zhat formed in double in ph + f (zeros when flagged) */
+        z = ph + f;
+        gain = 1.0f;
+        row_range(z, f, &zmax, &zmin);
+    }
+    hedgehog_map(z, f, gain, zmax, zmin, ph);
+    return how != 0;
+}
+
+static int npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                      int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
 {
     const __m512 floor_ = _mm512_set1_ps(STILL__PHI_FLOOR), one = _mm512_set1_ps(1.0f);
+    int ok = 1;
     if (act == STILL_ACT_HEDGEHOG) { /* the default: fused */
         for (int64_t r = 0; r < n; r++)
-            hedgehog_row(X + r * ldx, d, Z + r * ldz, f, npmap, phi + r * ldphi);
-        return;
+            ok &= hedgehog_row(X + r * ldx, d, Z + r * ldz, f, npmap, phi + r * ldphi);
+        return ok;
     }
     for (int64_t r = 0; r < n; r++) {
-        const float *z = Z + r * ldz;
+        const float *z = Z + r * ldz, *x = X + r * ldx;
         float *ph = phi + r * ldphi;
-        float gain = 1.0f;
-        if (npmap) {
-            const float *x = X + r * ldx;
-            gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(dot_row(z, z, f)), STILL__NORM_FLOOR);
-        }
         float *zh = act == STILL_ACT_HEDGEHOG ? ph + f : ph;
+        float gain = 1.0f;
+        const int how = still__np_gain(x, d, z, f, npmap, npmap ? dot_row(x, x, d) : 0.0f,
+                                       dot_row(z, z, f), &gain, zh);
+        ok &= how != 0;
         const __m512 g = _mm512_set1_ps(gain);
-        for (int64_t i = 0; i < f; i += VL) {
+        for (int64_t i = 0; how == 1 && i < f; i += VL) {
             const __mmask16 mk = tail_mask(f - i);
             _mm512_mask_storeu_ps(zh + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, z + i), g));
         }
@@ -511,6 +539,7 @@ static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, cons
             _mm512_mask_storeu_ps(ph + i, mk, _mm512_max_ps(_mm512_maskz_loadu_ps(mk, ph + i), floor_));
         }
     }
+    return ok;
 }
 
 static void sigmoid(int64_t n, float *x)

@@ -106,12 +106,12 @@ static void householder_rows(int64_t n, int64_t d, const float *X, int64_t ldx,
     }
 }
 
-static float norm2(const float *x, int64_t n)
+static float sumsq(const float *x, int64_t n)
 {
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
         s = s + x[i] * x[i];
-    return sqrtf(s);
+    return s;
 }
 
 /* phi = softmax(sign * z) over n entries (SPEC §2 hedgehog / softmax). */
@@ -128,19 +128,22 @@ static void softmax_signed(const float *z, int64_t n, float sign, float *phi)
         phi[i] = phi[i] / sum;
 }
 
-static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
-                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
+static int npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                      int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
 {
+    int ok = 1;
     for (int64_t i = 0; i < n; i++) {
-        const float *z = Z + i * ldz;
+        const float *z = Z + i * ldz, *x = X + i * ldx;
         float *ph = phi + i * ldphi;
-        float gain = 1.0f;
-        if (npmap) /* SPEC §2 step 3 */
-            gain = norm2(X + i * ldx, d) / fmaxf(norm2(z, f), STILL__NORM_FLOOR);
         /* zhat is formed in phi's second half (hedgehog) or in phi itself */
         float *zh = act == STILL_ACT_HEDGEHOG ? ph + f : ph;
-        for (int64_t o = 0; o < f; o++)
-            zh[o] = z[o] * gain;
+        float gain = 1.0f; /* SPEC §2 step 3 */
+        const int how = still__np_gain(x, d, z, f, npmap, npmap ? sumsq(x, d) : 0.0f,
+                                       sumsq(z, f), &gain, zh);
+        ok &= how != 0;
+        if (how == 1)
+            for (int64_t o = 0; o < f; o++)
+                zh[o] = z[o] * gain;
         int64_t m = f;
         switch (act) {
         case STILL_ACT_HEDGEHOG:
@@ -163,6 +166,7 @@ static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, cons
         for (int64_t o = 0; o < m; o++)
             ph[o] = fmaxf(ph[o], STILL__PHI_FLOOR);
     }
+    return ok;
 }
 
 static void sigmoid(int64_t n, float *x)

@@ -27,6 +27,8 @@
 
 #include "still.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 
 typedef struct still__kernels {
@@ -70,9 +72,13 @@ typedef struct still__kernels {
      * entries, for ||x||) and the pre-activations Z [n][ldz] (f entries),
      * phi [n][ldphi] (m = 2f for hedgehog, f otherwise): the NP rescale
      * ||zhat|| = ||x|| when npmap, then act (STILL_ACT_*), then
-     * max(phi, 1e-12). */
-    void (*npmap_rows)(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
-                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi);
+     * max(phi, 1e-12).  Returns 0 when a row's z or zhat is not finite in
+     * float (an overflow upstream, or ||x|| beyond float's range), whose
+     * phi is then meaningless -- the act and the floor would turn inf and
+     * NaN into valid-looking features (SPEC §10) -- else 1.  The norms
+     * never overflow: still__np_gain. */
+    int (*npmap_rows)(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                      int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi);
 
     /* x[i] = 1 / (1 + exp(-x[i])) for i < n (SPEC §6 gating projection). */
     void (*sigmoid)(int64_t n, float *x);
@@ -129,6 +135,43 @@ extern const still__kernels still__kernels_neon;
 #define STILL__PHI_FLOOR 1e-12f
 /* SPEC §2 step 3: the floor of ||z||. */
 #define STILL__NORM_FLOOR 1e-12f
+
+/* SPEC §2 step 3 for one row, overflow-safe (SPEC §10).  xx and zz are
+ * the row's float sums of squares of x [d] and z [f] (npmap) or zz alone
+ * (no npmap: xx unused).  When both are finite and xx is not tiny (its
+ * squares did not underflow), the float gain is exact enough and zhat =
+ * gain * z cannot overflow (|zhat| <= ||x|| < 2^64): returns 1 with *gain
+ * set, the caller forms zhat.  Otherwise the rare slow path: the norms in
+ * double (a float of 1.8e19 squares to infinity in float, never in
+ * double), zhat formed here into zh [f] in double and rounded once;
+ * returns 2 (zh holds zhat), or 0 when z holds a non-finite entry or an
+ * entry of zhat exceeds float's range.  zh may be z's own storage. */
+static inline int still__np_gain(const float *x, int64_t d, const float *z, int64_t f,
+                                 int npmap, float xx, float zz, float *gain, float *zh)
+{
+    if (zz <= FLT_MAX && (!npmap || (xx <= FLT_MAX && xx >= 0x1p-100f))) {
+        *gain = npmap ? sqrtf(xx) / fmaxf(sqrtf(zz), STILL__NORM_FLOOR) : 1.0f;
+        return 1;
+    }
+    double sx = 0.0, sz = 0.0;
+    for (int64_t p = 0; npmap && p < d; p++)
+        sx += (double)x[p] * (double)x[p];
+    for (int64_t o = 0; o < f; o++)
+        sz += (double)z[o] * (double)z[o];
+    if (!(sz <= DBL_MAX)) { /* z holds inf or NaN */
+        for (int64_t o = 0; o < f; o++)
+            zh[o] = 0.0f; /* defined, and flagged */
+        return 0;
+    }
+    const double g = npmap ? sqrt(sx) / fmax(sqrt(sz), (double)STILL__NORM_FLOOR) : 1.0;
+    int bad = 0;
+    for (int64_t o = 0; o < f; o++) {
+        const double y = (double)z[o] * g;
+        bad |= !(fabs(y) <= (double)FLT_MAX);
+        zh[o] = (float)y;
+    }
+    return bad ? 0 : 2;
+}
 
 /* Keys per panel of gemv_panel (the same for every ISA: one AVX-512
  * vector, two AVX2 vectors, four NEON vectors). */

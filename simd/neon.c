@@ -354,21 +354,21 @@ INLINE void softmax_row(const float *z, int64_t n, float sign, float *out)
         store_n(out + i, n - i, vdivq_f32(load_n(out + i, n - i), s));
 }
 
-static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
-                       int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
+static int npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, const float *X,
+                      int64_t ldx, const float *Z, int64_t ldz, float *phi, int64_t ldphi)
 {
     const float32x4_t floor_ = vdupq_n_f32(STILL__PHI_FLOOR), one = vdupq_n_f32(1.0f);
     const float32x4_t zero = vdupq_n_f32(0.0f);
+    int ok = 1;
     for (int64_t r = 0; r < n; r++) {
-        const float *z = Z + r * ldz;
+        const float *z = Z + r * ldz, *x = X + r * ldx;
         float *ph = phi + r * ldphi;
-        float gain = 1.0f;
-        if (npmap) {
-            const float *x = X + r * ldx;
-            gain = sqrtf(dot_row(x, x, d)) / fmaxf(sqrtf(dot_row(z, z, f)), STILL__NORM_FLOOR);
-        }
         float *zh = act == STILL_ACT_HEDGEHOG ? ph + f : ph;
-        for (int64_t i = 0; i < f; i += VL)
+        float gain = 1.0f;
+        const int how = still__np_gain(x, d, z, f, npmap, npmap ? dot_row(x, x, d) : 0.0f,
+                                       dot_row(z, z, f), &gain, zh);
+        ok &= how != 0;
+        for (int64_t i = 0; how == 1 && i < f; i += VL)
             store_n(zh + i, f - i, vmulq_n_f32(load_n(z + i, f - i), gain));
         int64_t m = f;
         switch (act) {
@@ -394,6 +394,7 @@ static void npmap_rows(int64_t n, int64_t d, int64_t f, int act, int npmap, cons
         for (int64_t i = 0; i < m; i += VL)
             store_n(ph + i, m - i, vmaxq_f32(load_n(ph + i, m - i), floor_));
     }
+    return ok;
 }
 
 static void sigmoid(int64_t n, float *x)

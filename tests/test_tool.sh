@@ -133,6 +133,18 @@ expect 0 "--dtype f4 on the ref path" "$STILL" run $Q --chunk 8 --topk 2 --dtype
 report $? "--dtype f4 writes <f4"
 expect 0 "the f4 output is the f8 one rounded" \
     "$STILL" check "$dir/o_k2f4.npy" "$dir/o_k2.npy" --rtol 1e-7 --atol 0
+# SPEC §10: a ref result beyond float32 (gate and v of 1e30: a gated linear
+# term of ~1e60) is an error for --dtype f4 (exit 4), never an inf written
+"$GEN" "$dir/vbig.npy" f8 3 1e30 2 2 40 6 && "$GEN" "$dir/gbig.npy" f8 4 1e30 2 4 40 6
+report $? "gen_npy writes v and gate of 1e30"
+QBIG="--q $dir/q.npy --k $dir/k.npy --v $dir/vbig.npy --gate $dir/gbig.npy"
+expect 0 "--dtype f8 holds a ref result of ~1e60" "$STILL" run $QBIG --chunk 8 --topk 2 \
+    --local 0 --out "$dir/o_big8.npy"
+rm -f "$dir/o_big4.npy"
+expect 4 "--dtype f4 refuses a ref result beyond float32" "$STILL" run $QBIG --chunk 8 \
+    --topk 2 --local 0 --dtype f4 --out "$dir/o_big4.npy"
+[ ! -e "$dir/o_big4.npy" ] && grep -q "float32" "$dir/stderr"
+report $? "... writes nothing and says why"
 # SPEC §10: the ref path accepts a given selection
 expect 0 "run with --select-in of its own selection" "$STILL" run $Q --chunk 8 --topk 2 \
     --select-in "$dir/sel_k2.npy" --out "$dir/o_forced.npy"

@@ -179,8 +179,10 @@ typedef struct tool_output {
 } tool_output;
 
 /* Writes every output, each atomically; if one fails, the ones already
- * written by this call are removed: all or nothing.  TOOL_EXIT_OK or
- * TOOL_EXIT_OUTPUT (after the one-line error). */
+ * written by this call are removed: all or nothing.  TOOL_EXIT_OK,
+ * TOOL_EXIT_OUTPUT (after the one-line error), or TOOL_EXIT_LIBRARY before
+ * any write when a double result is beyond float32's range for an f4
+ * output (SPEC §10). */
 int tool_write_outputs(const char *cmd, const tool_output *outs, int n);
 
 #endif /* STILL_TOOL_H */

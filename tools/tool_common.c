@@ -226,9 +226,36 @@ static int convert_output(const tool_output *o, const void **data, void **owned)
     return 0;
 }
 
+/* SPEC §10: a float output computed in double (the ref path, f4 asked
+ * for) must hold its values: one beyond float32's range would be stored
+ * as inf, a silent wrong result.  TOOL_EXIT_OK, or TOOL_EXIT_LIBRARY after
+ * the one-line error (as when the library refuses a result its output
+ * type cannot hold: STILL_E_NONFINITE), before any file is written. */
+static int outputs_fit(const char *cmd, const tool_output *outs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const tool_output *o = &outs[i];
+        if (o->dtype != STILL__DT_F4 || o->data_dtype != STILL_F64)
+            continue;
+        const int64_t count = count_of(o);
+        for (int64_t j = 0; j < count; j++) {
+            const double x = ((const double *)o->data)[j];
+            if (isfinite(x) && !isfinite((float)x))
+                return tool_fail(TOOL_EXIT_LIBRARY, cmd,
+                                 "%s: element %lld is %g, beyond float32's range: the result "
+                                 "does not fit --dtype f4 (%s); nothing written",
+                                 o->path, (long long)j, x, tool_status_name(STILL_E_NONFINITE));
+        }
+    }
+    return TOOL_EXIT_OK;
+}
+
 int tool_write_outputs(const char *cmd, const tool_output *outs, int n)
 {
     char err[STILL__ERRLEN];
+    int fit = outputs_fit(cmd, outs, n);
+    if (fit)
+        return fit;
     for (int i = 0; i < n; i++) {
         const void *data;
         void *owned;
