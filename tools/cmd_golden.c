@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
+#include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,112 +83,32 @@ static void golden_usage(FILE *f)
             "manifest or input file problem, 4 library error, 5 output not written.\n");
 }
 
-/* ==== SHA-256 (FIPS 180-4) ==================================================== */
+/* ==== SHA-256 (nettle) ========================================================= */
 
-typedef struct sha256_ctx {
-    uint32_t h[8];
-    uint64_t bytes;           /* message length so far */
-    unsigned char block[64];  /* pending input */
-    size_t fill;
-} sha256_ctx;
-
-/* First 32 bits of the fractional parts of the cube roots of the first 64
- * primes (FIPS 180-4 §4.2.2). */
-static const uint32_t sha256_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-static uint32_t rotr32(uint32_t x, int n)
+/* The digest of a finished context as 64 lowercase hex digits. */
+static void sha256_hex(struct sha256_ctx *c, char hex[65])
 {
-    return (x >> n) | (x << (32 - n));
-}
-
-static void sha256_init(sha256_ctx *c)
-{
-    /* FIPS 180-4 §5.3.3: square roots of the first 8 primes */
-    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->h, h0, sizeof h0);
-    c->bytes = 0;
-    c->fill = 0;
-}
-
-/* One 512-bit block (FIPS 180-4 §6.2.2). */
-static void sha256_compress(uint32_t h[8], const unsigned char *p)
-{
-    uint32_t w[64], s[8];
-    for (int t = 0; t < 16; t++)
-        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
-               (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
-    for (int t = 16; t < 64; t++) {
-        uint32_t s0 = rotr32(w[t - 15], 7) ^ rotr32(w[t - 15], 18) ^ (w[t - 15] >> 3);
-        uint32_t s1 = rotr32(w[t - 2], 17) ^ rotr32(w[t - 2], 19) ^ (w[t - 2] >> 10);
-        w[t] = w[t - 16] + s0 + w[t - 7] + s1;
-    }
-    memcpy(s, h, sizeof s);
-    for (int t = 0; t < 64; t++) {
-        uint32_t e = s[4], a = s[0];
-        uint32_t t1 = s[7] + (rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25)) +
-                      ((e & s[5]) ^ (~e & s[6])) + sha256_k[t] + w[t];
-        uint32_t t2 = (rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22)) +
-                      ((a & s[1]) ^ (a & s[2]) ^ (s[1] & s[2]));
-        memmove(s + 1, s, 7 * sizeof *s);
-        s[4] += t1;
-        s[0] = t1 + t2;
-    }
-    for (int i = 0; i < 8; i++)
-        h[i] += s[i];
-}
-
-static void sha256_update(sha256_ctx *c, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    c->bytes += n;
-    while (n > 0) {
-        size_t take = 64 - c->fill < n ? 64 - c->fill : n;
-        memcpy(c->block + c->fill, p, take);
-        c->fill += take;
-        p += take;
-        n -= take;
-        if (c->fill == 64) {
-            sha256_compress(c->h, c->block);
-            c->fill = 0;
-        }
-    }
-}
-
-/* Padding (FIPS 180-4 §5.1.1) and the digest as 64 hex digits. */
-static void sha256_final(sha256_ctx *c, char hex[65])
-{
-    uint64_t bits = c->bytes * 8;
-    unsigned char pad[72] = {0x80};
-    size_t npad = (c->fill < 56 ? 56 : 120) - c->fill;
-    for (int i = 0; i < 8; i++)
-        pad[npad + (size_t)i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha256_update(c, pad, npad + 8);
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 8 * i, 9, "%08x", (unsigned)c->h[i]);
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_digest(c, sizeof digest, digest);
+    for (size_t i = 0; i < sizeof digest; i++)
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned)digest[i]);
 }
 
 /* The SHA-256 of a file, and its size; -1 (errno set) if unreadable. */
 static int sha256_file(const char *path, char hex[65], uint64_t *size)
 {
     unsigned char buf[1 << 15];
-    sha256_ctx c;
+    struct sha256_ctx c;
+    uint64_t bytes = 0;
     size_t n;
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
     sha256_init(&c);
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        sha256_update(&c, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        sha256_update(&c, n, buf);
+        bytes += n;
+    }
     int bad = ferror(f);
     fclose(f);
     if (bad) {
@@ -195,8 +116,8 @@ static int sha256_file(const char *path, char hex[65], uint64_t *size)
         return -1;
     }
     if (size)
-        *size = c.bytes;
-    sha256_final(&c, hex);
+        *size = bytes;
+    sha256_hex(&c, hex);
     return 0;
 }
 
@@ -1412,10 +1333,10 @@ static int generate_set(const char *out_arg, uint64_t seed)
         return rc;
     }
     char sha[65];
-    sha256_ctx c;
+    struct sha256_ctx c;
     sha256_init(&c);
-    sha256_update(&c, man.p, man.len);
-    sha256_final(&c, sha);
+    sha256_update(&c, man.len, (const uint8_t *)man.p);
+    sha256_hex(&c, sha);
     bytes += man.len;
     printf("wrote %s: %d cases, %d files + manifest.json, %.2f MB in %.2f s\n"
            "manifest.json sha256 %s\n",
