@@ -31,7 +31,7 @@ make -j"$(harden_jobs)" -C ref >make.out 2>&1 && make -j"$(harden_jobs)" -C simd
     make -j"$(harden_jobs)" -C lib >>make.out 2>&1 ||
     { tail -40 make.out; echo "fuzz: library build FAILED"; exit 1; }
 
-LIBS="lib/.libs/libstill_core.a $(pkg-config --libs openblas sleef) -lm -fopenmp"
+LIBS="lib/.libs/libstill_core.a $(pkg-config --libs openblas sleef jansson) -lm -fopenmp"
 INCS="-I$HARDEN_SRC/include -I$HARDEN_SRC/lib -I$HARDEN_SRC/ref -I$HARDEN_SRC/tools -I$BUILD"
 targets=${FUZZ_TARGETS:-$(cd "$HARDEN_SRC/tests/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')}
 extra_src() {  # sources a target needs beside the library

@@ -25,7 +25,7 @@ harden_need() {
 
 # The packages every build of libstill needs (CONVENTIONS: .ci/run).
 HARDEN_BUILD_PKGS=(autoconf automake libtool pkg-config make gcc libc6-dev
-                   libopenblas-dev libsleef-dev check)
+                   libopenblas-dev libsleef-dev check libjansson-dev nettle-dev libpng-dev)
 
 # harden_configure BUILD_DIR CONFIGURE-ARGS...: a fresh out-of-tree build
 # directory, configured.  Generates ./configure once if the tree lacks it.

@@ -52,7 +52,7 @@ rm -rf "$BUILD" "$COPY"
 # ---- packages ------------------------------------------------------------------
 pkgs=(autoconf automake libtool make pkgconf file gcc-aarch64-linux-gnu libc6-dev-arm64-cross
       qemu-user libopenblas-dev:arm64 libsleef-dev:arm64 check:arm64 libsubunit-dev:arm64
-      pkgconf:arm64 libgomp1:arm64)
+      pkgconf:arm64 libgomp1:arm64 libjansson-dev:arm64 nettle-dev:arm64 libpng-dev:arm64)
 dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 missing=()
 for p in "${pkgs[@]}"; do

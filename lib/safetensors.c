@@ -7,15 +7,17 @@
  * UTF-8 JSON object {"name": {"dtype": "F32", "shape": [..],
  * "data_offsets": [begin, end]}, ..., "__metadata__": {"k": "v"}}, padded
  * with spaces, then the data buffer; offsets are relative to its start.
- * The JSON parser below accepts exactly that grammar (RFC 8259 strings
- * with every escape; integers; no floats, booleans or null), and the data
- * buffer must be covered by the tensors without overlaps or holes, as the
- * format requires.  Every size is checked before it is used.
+ * The header is read and written with jansson (strict RFC 8259, UTF-8,
+ * duplicate keys refused); what it accepts beyond that grammar (floats,
+ * booleans, null, other nesting) is refused here, and the data buffer
+ * must be covered by the tensors without overlaps or holes, as the format
+ * requires.  Every size is checked before it is used.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "io.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +37,8 @@ typedef struct st_desc {
 } st_desc;
 
 typedef struct st_toc {
-    st_desc *t;
-    int n, cap;
+    st_desc *t; /* one slot per member of the header */
+    int n;
 } st_toc;
 
 static void toc_free(st_toc *toc)
@@ -45,317 +47,51 @@ static void toc_free(st_toc *toc)
         free(toc->t[i].name);
     free(toc->t);
     toc->t = NULL;
-    toc->n = toc->cap = 0;
+    toc->n = 0;
 }
 
-/* ---- a strict JSON reader for the header ---------------------------------- */
+/* ---- the header, read with jansson ------------------------------------------ */
 
-typedef struct json {
-    const unsigned char *start, *p, *end;
-    const char *name;
-    char *err;
-    size_t errlen;
-} json;
-
-static int json_fail(json *j, const char *what)
+/* jansson's refusal of the text (not JSON, a duplicate key, an integer
+ * beyond int64, invalid UTF-8, \u0000, nesting past its depth limit). */
+static int header_refused(const json_error_t *e, const char *name, char *err, size_t errlen)
 {
-    return still__io_fail(j->err, j->errlen, STILL_E_FORMAT,
-                          "%s: malformed safetensors header at byte %zu: %s", j->name,
-                          (size_t)(j->p - j->start), what);
+    const enum json_error_code code = json_error_code(e);
+    char what[sizeof e->text];
+    if (code == json_error_out_of_memory)
+        return still__io_fail(err, errlen, STILL_E_NOMEM, "%s: out of memory", name);
+    /* jansson quotes the input near the error: keep the line printable */
+    memcpy(what, e->text, sizeof what);
+    what[sizeof what - 1] = '\0';
+    for (char *c = what; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
+    return still__io_fail(err, errlen, STILL_E_FORMAT,
+                          "%s: malformed safetensors header at byte %d: %s", name, e->position,
+                          code == json_error_duplicate_key ? "a key appears twice" : what);
 }
 
-static void json_ws(json *j)
+static int bad_field(const char *name, const char *tensor, const char *what, char *err,
+                     size_t errlen)
 {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
+    return still__io_fail(err, errlen, STILL_E_FORMAT,
+                          "%s: malformed safetensors header: tensor '%s': %s", name, tensor,
+                          what);
 }
 
-static int json_expect(json *j, unsigned char ch, const char *what)
+/* [a, b, ...] of at most max non-negative integers (int64 by jansson). */
+static int uint_array(const json_t *v, uint64_t *vals, size_t max, size_t *n)
 {
-    json_ws(j);
-    if (j->p >= j->end || *j->p != ch)
-        return json_fail(j, what);
-    j->p++;
-    return STILL_OK;
-}
-
-/* Growable byte buffer for decoded strings. */
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static int sbuf_put(sbuf *b, const unsigned char *p, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 32;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s)
-            return STILL_E_NOMEM;
-        b->s = s;
-        b->cap = cap;
+    if (!json_is_array(v) || json_array_size(v) > max)
+        return -1;
+    *n = json_array_size(v);
+    for (size_t i = 0; i < *n; i++) {
+        const json_t *x = json_array_get(v, i);
+        if (!json_is_integer(x) || json_integer_value(x) < 0)
+            return -1;
+        vals[i] = (uint64_t)json_integer_value(x);
     }
-    memcpy(b->s + b->n, p, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-    return STILL_OK;
-}
-
-static int put_utf8(sbuf *b, uint32_t cp)
-{
-    unsigned char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (unsigned char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (unsigned char)(0xc0 | cp >> 6);
-        u[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (unsigned char)(0xe0 | cp >> 12);
-        u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-        u[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        u[0] = (unsigned char)(0xf0 | cp >> 18);
-        u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
-        u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-        u[3] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    return sbuf_put(b, u, n);
-}
-
-static int hex4(json *j, uint32_t *out)
-{
-    uint32_t v = 0;
-    if (j->end - j->p < 4)
-        return json_fail(j, "truncated \\u escape");
-    for (int i = 0; i < 4; i++) {
-        unsigned char c = *j->p++;
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (uint32_t)(c - 'A' + 10);
-        else
-            return json_fail(j, "bad hex digit in \\u escape");
-    }
-    *out = v;
-    return STILL_OK;
-}
-
-/* \uXXXX, with a surrogate pair when it names a code point past U+FFFF. */
-static int json_unicode_escape(json *j, sbuf *b)
-{
-    uint32_t cp, lo;
-    int rc;
-    if ((rc = hex4(j, &cp)))
-        return rc;
-    if (cp >= 0xdc00 && cp <= 0xdfff)
-        return json_fail(j, "lone low surrogate in \\u escape");
-    if (cp >= 0xd800 && cp <= 0xdbff) {
-        if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
-            return json_fail(j, "high surrogate without its low surrogate");
-        j->p += 2;
-        if ((rc = hex4(j, &lo)))
-            return rc;
-        if (lo < 0xdc00 || lo > 0xdfff)
-            return json_fail(j, "high surrogate without its low surrogate");
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-    }
-    if (cp == 0)
-        return json_fail(j, "\\u0000 in a string");
-    return put_utf8(b, cp);
-}
-
-/* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), 0 if
- * it is malformed (overlong, surrogate, past U+10FFFF, truncated). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    size_t n;
-    uint32_t cp, min;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        n = 2; cp = p[0] & 0x1f; min = 0x80;
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        n = 3; cp = p[0] & 0x0f; min = 0x800;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        n = 4; cp = p[0] & 0x07; min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/* A JSON string; *out is a new NUL-terminated UTF-8 string. */
-static int json_string(json *j, char **out)
-{
-    sbuf b = {NULL, 0, 0};
-    int rc = STILL_OK;
-    *out = NULL;
-    if ((rc = json_expect(j, '"', "expected a string")))
-        return rc;
-    if ((rc = sbuf_put(&b, (const unsigned char *)"", 0)))
-        return rc;
-    for (;;) {
-        if (j->p >= j->end) {
-            rc = json_fail(j, "unterminated string");
-            break;
-        }
-        unsigned char c = *j->p;
-        if (c == '"') {
-            j->p++;
-            *out = b.s;
-            return STILL_OK;
-        }
-        if (c < 0x20) {
-            rc = json_fail(j, "control character in a string");
-            break;
-        }
-        if (c == '\\') {
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            const char *e;
-            if (j->end - j->p < 2) {
-                rc = json_fail(j, "unterminated escape");
-                break;
-            }
-            j->p += 2;
-            if (j->p[-1] == 'u') {
-                rc = json_unicode_escape(j, &b);
-            } else if (j->p[-1] != '\0' && (e = strchr(from, j->p[-1])) != NULL) {
-                unsigned char ch = (unsigned char)to[e - from];
-                rc = sbuf_put(&b, &ch, 1);
-            } else {
-                j->p--;
-                rc = json_fail(j, "unknown escape");
-            }
-            if (rc)
-                break;
-            continue;
-        }
-        size_t n = c < 0x80 ? 1 : utf8_len(j->p, j->end);
-        if (n == 0) {
-            rc = json_fail(j, "invalid UTF-8 in a string");
-            break;
-        }
-        if ((rc = sbuf_put(&b, j->p, n)))
-            break;
-        j->p += n;
-    }
-    free(b.s);
-    return rc;
-}
-
-/* A non-negative JSON integer (no sign, fraction, exponent or leading 0). */
-static int json_uint(json *j, uint64_t *out)
-{
-    uint64_t v = 0;
-    json_ws(j);
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9')
-        return json_fail(j, "expected a non-negative integer");
-    if (*j->p == '0' && j->end - j->p > 1 && j->p[1] >= '0' && j->p[1] <= '9')
-        return json_fail(j, "integer with a leading zero");
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        unsigned digit = (unsigned)(*j->p++ - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return still__io_fail(j->err, j->errlen, STILL_E_OVERFLOW,
-                                  "%s: integer in the safetensors header exceeds 2^64-1",
-                                  j->name);
-        v = v * 10 + digit;
-    }
-    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
-        return json_fail(j, "expected an integer, found a fraction or exponent");
-    *out = v;
-    return STILL_OK;
-}
-
-/* [a, b, ...] of at most max integers. */
-static int json_uint_array(json *j, uint64_t *vals, int max, int *n)
-{
-    int rc;
-    *n = 0;
-    if ((rc = json_expect(j, '[', "expected an array")))
-        return rc;
-    json_ws(j);
-    if (j->p < j->end && *j->p == ']') {
-        j->p++;
-        return STILL_OK;
-    }
-    for (;;) {
-        if (*n == max)
-            return json_fail(j, "array too long");
-        if ((rc = json_uint(j, &vals[(*n)++])))
-            return rc;
-        json_ws(j);
-        if (j->p < j->end && *j->p == ']') {
-            j->p++;
-            return STILL_OK;
-        }
-        if ((rc = json_expect(j, ',', "expected ',' or ']' in an array")))
-            return rc;
-    }
-}
-
-/* Calls item(j, key, ctx) for every member of an object; the member's
- * value is item's to parse.  Keys are freed here. */
-typedef int (*json_member_fn)(json *j, const char *key, void *ctx);
-
-static int json_object(json *j, json_member_fn item, void *ctx)
-{
-    int rc;
-    if ((rc = json_expect(j, '{', "expected an object")))
-        return rc;
-    json_ws(j);
-    if (j->p < j->end && *j->p == '}') {
-        j->p++;
-        return STILL_OK;
-    }
-    for (;;) {
-        char *key;
-        if ((rc = json_string(j, &key)))
-            return rc;
-        rc = json_expect(j, ':', "expected ':' after a key");
-        if (!rc)
-            rc = item(j, key, ctx);
-        free(key);
-        if (rc)
-            return rc;
-        json_ws(j);
-        if (j->p < j->end && *j->p == '}') {
-            j->p++;
-            return STILL_OK;
-        }
-        if ((rc = json_expect(j, ',', "expected ',' or '}' in an object")))
-            return rc;
-    }
-}
-
-/* "__metadata__": an object of strings, read and ignored. */
-static int metadata_member(json *j, const char *key, void *ctx)
-{
-    char *value;
-    (void)key;
-    (void)ctx;
-    json_ws(j);
-    if (j->p >= j->end || *j->p != '"')
-        return json_fail(j, "__metadata__ values must be strings");
-    int rc = json_string(j, &value);
-    free(value);
-    return rc;
+    return 0;
 }
 
 static int st_dtype(const char *s)
@@ -371,111 +107,94 @@ static int st_dtype(const char *s)
     return 0;
 }
 
-/* The fields of one tensor; each exactly once. */
-typedef struct desc_ctx {
-    st_desc *d;
-    int seen_dtype, seen_shape, seen_offsets;
-} desc_ctx;
-
-static int desc_member(json *j, const char *key, void *ctx)
+/* {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, exactly
+ * those fields (each once: jansson refuses duplicate keys). */
+static int read_desc(const json_t *obj, st_desc *d, const char *name, char *err, size_t errlen)
 {
-    desc_ctx *c = ctx;
+    const char *key;
+    const json_t *v;
     uint64_t vals[STILL__MAX_NDIM];
-    int n, rc, *seen;
-    if (!strcmp(key, "dtype")) {
-        char *s;
-        seen = &c->seen_dtype;
-        if ((rc = json_string(j, &s)))
-            return rc;
-        c->d->dtype = st_dtype(s);
-        if (!c->d->dtype) {
-            rc = still__io_fail(j->err, j->errlen, STILL_E_DTYPE,
-                                "%s: tensor '%s': dtype '%.32s' not supported, expected F16, "
-                                "BF16, F32 or F64", j->name, c->d->name, s);
+    size_t n;
+    int seen_dtype = 0, seen_shape = 0, seen_offsets = 0;
+    if (!json_is_object(obj))
+        return bad_field(name, d->name, "expected an object", err, errlen);
+    json_object_foreach((json_t *)obj, key, v) {
+        if (!strcmp(key, "dtype")) {
+            if (!json_is_string(v))
+                return bad_field(name, d->name, "dtype must be a string", err, errlen);
+            if (!(d->dtype = st_dtype(json_string_value(v))))
+                return still__io_fail(err, errlen, STILL_E_DTYPE,
+                                      "%s: tensor '%s': dtype '%.32s' not supported, expected "
+                                      "F16, BF16, F32 or F64", name, d->name,
+                                      json_string_value(v));
+            seen_dtype = 1;
+        } else if (!strcmp(key, "shape")) {
+            if (uint_array(v, vals, STILL__MAX_NDIM, &n))
+                return bad_field(name, d->name, "shape must be an array of at most 8 "
+                                 "non-negative integers", err, errlen);
+            for (size_t i = 0; i < n; i++)
+                d->shape[i] = (int64_t)vals[i];
+            d->ndim = (int)n;
+            seen_shape = 1;
+        } else if (!strcmp(key, "data_offsets")) {
+            if (uint_array(v, vals, 2, &n) || n != 2)
+                return bad_field(name, d->name, "data_offsets must be [begin, end] of "
+                                 "non-negative integers", err, errlen);
+            d->begin = vals[0];
+            d->end = vals[1];
+            seen_offsets = 1;
+        } else {
+            return still__io_fail(err, errlen, STILL_E_FORMAT,
+                                  "%s: tensor '%s': unknown field '%.32s', expected dtype, "
+                                  "shape, data_offsets", name, d->name, key);
         }
-        free(s);
-        if (rc)
-            return rc;
-    } else if (!strcmp(key, "shape")) {
-        seen = &c->seen_shape;
-        if ((rc = json_uint_array(j, vals, STILL__MAX_NDIM, &n)))
-            return rc;
-        for (int i = 0; i < n; i++) {
-            if (vals[i] > (uint64_t)INT64_MAX)
-                return still__io_fail(j->err, j->errlen, STILL_E_OVERFLOW,
-                                      "%s: tensor '%s': dimension exceeds 2^63-1", j->name,
-                                      c->d->name);
-            c->d->shape[i] = (int64_t)vals[i];
-        }
-        c->d->ndim = n;
-    } else if (!strcmp(key, "data_offsets")) {
-        seen = &c->seen_offsets;
-        if ((rc = json_uint_array(j, vals, 2, &n)))
-            return rc;
-        if (n != 2)
-            return json_fail(j, "data_offsets must be [begin, end]");
-        c->d->begin = vals[0];
-        c->d->end = vals[1];
-    } else {
-        return still__io_fail(j->err, j->errlen, STILL_E_FORMAT,
-                              "%s: tensor '%s': unknown field '%.32s', expected dtype, shape, "
-                              "data_offsets", j->name, c->d->name, key);
     }
-    if (*seen)
-        return still__io_fail(j->err, j->errlen, STILL_E_FORMAT,
-                              "%s: tensor '%s': field '%s' appears twice", j->name, c->d->name,
-                              key);
-    *seen = 1;
+    if (!seen_dtype || !seen_shape || !seen_offsets)
+        return still__io_fail(err, errlen, STILL_E_FORMAT, "%s: tensor '%s': missing field '%s'",
+                              name, d->name,
+                              !seen_dtype ? "dtype" : !seen_shape ? "shape" : "data_offsets");
     return STILL_OK;
 }
 
-typedef struct top_ctx {
-    st_toc *toc;
-    int seen_metadata;
-} top_ctx;
-
-static int top_member(json *j, const char *key, void *ctx)
+/* The top-level object: tensors in file order, "__metadata__" (an object
+ * of strings) checked and ignored. */
+static int read_header(const json_t *root, st_toc *toc, const char *name, char *err,
+                       size_t errlen)
 {
-    top_ctx *c = ctx;
-    if (!strcmp(key, "__metadata__")) {
-        if (c->seen_metadata)
-            return still__io_fail(j->err, j->errlen, STILL_E_FORMAT,
-                                  "%s: __metadata__ appears twice", j->name);
-        c->seen_metadata = 1;
-        return json_object(j, metadata_member, NULL);
-    }
-    st_toc *toc = c->toc;
-    if (toc->n == toc->cap) {
-        int cap = toc->cap ? 2 * toc->cap : 16;
-        st_desc *t = cap > toc->cap ? realloc(toc->t, (size_t)cap * sizeof *t) : NULL;
-        if (!t)
-            return STILL_E_NOMEM;
-        toc->t = t;
-        toc->cap = cap;
-    }
-    st_desc *d = &toc->t[toc->n];
-    memset(d, 0, sizeof *d);
-    if (!(d->name = malloc(strlen(key) + 1)))
+    const char *key;
+    const json_t *v;
+    if (!json_is_object(root))
+        return still__io_fail(err, errlen, STILL_E_FORMAT,
+                              "%s: malformed safetensors header: expected an object", name);
+    size_t slots = json_object_size(root);
+    if (!(toc->t = calloc(slots ? slots : 1, sizeof *toc->t)))
         return STILL_E_NOMEM;
-    memcpy(d->name, key, strlen(key) + 1);
-    toc->n++;
-    desc_ctx dc = {d, 0, 0, 0};
-    int rc = json_object(j, desc_member, &dc);
-    if (rc)
-        return rc;
-    if (!dc.seen_dtype || !dc.seen_shape || !dc.seen_offsets)
-        return still__io_fail(j->err, j->errlen, STILL_E_FORMAT,
-                              "%s: tensor '%s': missing field '%s'", j->name, d->name,
-                              !dc.seen_dtype ? "dtype" : !dc.seen_shape ? "shape" : "data_offsets");
+    json_object_foreach((json_t *)root, key, v) {
+        if (!strcmp(key, "__metadata__")) {
+            const char *k;
+            const json_t *s;
+            if (!json_is_object(v))
+                return still__io_fail(err, errlen, STILL_E_FORMAT,
+                                      "%s: __metadata__ must be an object", name);
+            json_object_foreach((json_t *)v, k, s)
+                if (!json_is_string(s))
+                    return still__io_fail(err, errlen, STILL_E_FORMAT,
+                                          "%s: __metadata__ values must be strings", name);
+            continue;
+        }
+        st_desc *d = &toc->t[toc->n];
+        if (!(d->name = malloc(strlen(key) + 1)))
+            return STILL_E_NOMEM;
+        memcpy(d->name, key, strlen(key) + 1);
+        toc->n++;
+        int rc = read_desc(v, d, name, err, errlen);
+        if (rc)
+            return rc;
+    }
     return STILL_OK;
 }
 
 /* ---- checks on the table of contents --------------------------------------- */
-
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp((*(const st_desc *const *)a)->name, (*(const st_desc *const *)b)->name);
-}
 
 static int cmp_begin(const void *a, const void *b)
 {
@@ -483,8 +202,8 @@ static int cmp_begin(const void *a, const void *b)
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
-/* Sizes and offsets of every tensor, unique names, and a data buffer of
- * datalen bytes covered exactly once. */
+/* Sizes and offsets of every tensor and a data buffer of datalen bytes
+ * covered exactly once (names are unique: jansson refused duplicates). */
 static int check_toc(const st_toc *toc, uint64_t datalen, const char *name, char *err,
                      size_t errlen)
 {
@@ -516,13 +235,6 @@ static int check_toc(const st_toc *toc, uint64_t datalen, const char *name, char
                                 (unsigned long long)(d->end - d->begin));
         }
     }
-    if (!rc && toc->n > 1) {
-        qsort(order, (size_t)toc->n, sizeof *order, cmp_name);
-        for (int i = 1; i < toc->n && !rc; i++)
-            if (!strcmp(order[i - 1]->name, order[i]->name))
-                rc = still__io_fail(err, errlen, STILL_E_FORMAT,
-                                    "%s: tensor name '%s' appears twice", name, order[i]->name);
-    }
     if (!rc) {
         uint64_t at = 0;
         qsort(order, (size_t)toc->n, sizeof *order, cmp_begin);
@@ -545,21 +257,20 @@ static int check_toc(const st_toc *toc, uint64_t datalen, const char *name, char
 }
 
 /* Parses header text [n bytes] and checks it against a data buffer of
- * datalen bytes. */
+ * datalen bytes.  Beyond JSON itself, jansson refuses duplicate keys
+ * (JSON_REJECT_DUPLICATES), \u0000 (no JSON_ALLOW_NUL), invalid UTF-8 and
+ * integers outside int64; trailing whitespace (the padding) is allowed. */
 static int parse_toc(const unsigned char *text, size_t n, uint64_t datalen, const char *name,
                      st_toc *toc, char *err, size_t errlen)
 {
-    json j = {text, text, text + n, name, err, errlen};
-    top_ctx c = {toc, 0};
-    int rc;
+    json_error_t e;
     memset(toc, 0, sizeof *toc);
-    json_ws(&j);
-    if ((rc = json_object(&j, top_member, &c)))
-        return rc;
-    json_ws(&j); /* the header may be padded with spaces */
-    if (j.p != j.end)
-        return json_fail(&j, "data after the top-level object");
-    return check_toc(toc, datalen, name, err, errlen);
+    json_t *root = json_loadb((const char *)text, n, JSON_REJECT_DUPLICATES, &e);
+    if (!root)
+        return header_refused(&e, name, err, errlen);
+    int rc = read_header(root, toc, name, err, errlen);
+    json_decref(root);
+    return rc ? rc : check_toc(toc, datalen, name, err, errlen);
 }
 
 /* The 8-byte prefix: the header length, bounded by the limit and the file. */
@@ -701,7 +412,7 @@ int still__st_read(const char *path, still__st_file *f, char *err, size_t errlen
     unsigned char pre[8];
     uint64_t hlen;
     size_t size;
-    st_toc toc = {NULL, 0, 0};
+    st_toc toc = {NULL, 0};
     FILE *fp;
     int rc;
     if (!f)
@@ -742,46 +453,51 @@ done:
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static int put_str(sbuf *b, const char *s)
+/* The header of n checked tensors as a jansson object; NULL when out of
+ * memory or when a name is not UTF-8 text (*bad_name: its index). */
+static json_t *header_object(int n, const char *const *names, const still__array *arrays,
+                             int *bad_name)
 {
-    return sbuf_put(b, (const unsigned char *)s, strlen(s));
-}
-
-/* A JSON string literal for a name (quotes, backslashes, controls escaped). */
-static int put_json_string(sbuf *b, const char *s)
-{
-    int rc = put_str(b, "\"");
-    for (; !rc && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            esc[2] = '\0';
-            rc = put_str(b, esc);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            rc = put_str(b, esc);
-        } else {
-            rc = sbuf_put(b, &c, 1);
+    json_t *root = json_object();
+    uint64_t at = 0;
+    *bad_name = -1;
+    for (int i = 0; i < n && root; i++) {
+        const still__array *a = &arrays[i];
+        const uint64_t bytes = (uint64_t)a->count * still__dtype_size(a->dtype);
+        json_t *desc = json_object(), *shape = json_array();
+        /* the _new setters take the value's reference, also when they fail */
+        int bad = !desc || !shape ||
+                  json_object_set_new(desc, "dtype",
+                                      json_string(a->dtype == STILL__DT_F4 ? "F32" : "F64"));
+        for (int d = 0; d < a->ndim && !bad; d++)
+            bad = json_array_append_new(shape, json_integer((json_int_t)a->shape[d]));
+        if (!bad) {
+            bad = json_object_set_new(desc, "shape", shape);
+            shape = NULL;
         }
+        if (!bad)
+            bad = json_object_set_new(desc, "data_offsets",
+                                      json_pack("[II]", (json_int_t)at, (json_int_t)(at + bytes)));
+        json_decref(shape);
+        if (!bad) {
+            if (json_object_set_new(root, names[i], desc)) /* checks the name is UTF-8 */
+                bad = 1, *bad_name = i;
+            desc = NULL;
+        }
+        json_decref(desc);
+        if (bad) {
+            json_decref(root);
+            root = NULL;
+        }
+        at += bytes;
     }
-    return rc ? rc : put_str(b, "\"");
-}
-
-static int put_u64(sbuf *b, uint64_t v)
-{
-    char s[32];
-    snprintf(s, sizeof s, "%llu", (unsigned long long)v);
-    return put_str(b, s);
+    return root;
 }
 
 int still__st_write(const char *path, int n, const char *const *names,
                     const still__array *arrays, char *err, size_t errlen)
 {
     const char *where = path ? path : "(null)";
-    sbuf h = {NULL, 0, 0};
-    uint64_t at = 0;
     int rc;
 
     if (!path || n < 0 || (n > 0 && (!names || !arrays)))
@@ -806,49 +522,43 @@ int still__st_write(const char *path, int n, const char *const *names,
                 return still__io_fail(err, errlen, STILL_E_FORMAT,
                                       "%s: tensor name '%s' given twice", where, names[i]);
     }
-    rc = put_str(&h, "{");
-    for (int i = 0; i < n && !rc; i++) {
-        const still__array *a = &arrays[i];
-        uint64_t bytes = (uint64_t)a->count * still__dtype_size(a->dtype);
-        rc = put_str(&h, i ? "," : "");
-        if (!rc) rc = put_json_string(&h, names[i]);
-        if (!rc) rc = put_str(&h, a->dtype == STILL__DT_F4 ? ":{\"dtype\":\"F32\",\"shape\":["
-                                                           : ":{\"dtype\":\"F64\",\"shape\":[");
-        for (int d = 0; d < a->ndim && !rc; d++) {
-            rc = put_str(&h, d ? "," : "");
-            if (!rc) rc = put_u64(&h, (uint64_t)a->shape[d]);
-        }
-        if (!rc) rc = put_str(&h, "],\"data_offsets\":[");
-        if (!rc) rc = put_u64(&h, at);
-        if (!rc) rc = put_str(&h, ",");
-        if (!rc) rc = put_u64(&h, at + bytes);
-        if (!rc) rc = put_str(&h, "]}");
-        at += bytes;
+    int bad_name;
+    json_t *root = header_object(n, names, arrays, &bad_name);
+    if (!root)
+        return bad_name >= 0 ? still__io_fail(err, errlen, STILL_E_FORMAT,
+                                              "%s: tensor name '%s' is not UTF-8 text", where,
+                                              names[bad_name])
+                             : still__io_fail(err, errlen, STILL_E_NOMEM, "%s: out of memory",
+                                              where);
+    /* compact, in the order given, then spaces up to a multiple of 8 so
+       that the data is 8-byte aligned, as the reference writer does */
+    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
+    size_t text = json_dumpb(root, NULL, 0, flags), hlen = (text + 7) / 8 * 8;
+    char *h = text ? malloc(hlen) : NULL;
+    if (!h || json_dumpb(root, h, text, flags) != text) {
+        json_decref(root);
+        free(h);
+        return still__io_fail(err, errlen, STILL_E_NOMEM, "%s: out of memory", where);
     }
-    if (!rc) rc = put_str(&h, "}");
-    while (!rc && h.n % 8 != 0) /* data 8-byte aligned, as the reference writer does */
-        rc = put_str(&h, " ");
-    if (rc) {
-        free(h.s);
-        return still__io_fail(err, errlen, rc, "%s: out of memory", where);
-    }
+    json_decref(root);
+    memset(h + text, ' ', hlen - text);
     unsigned char len[8];
     for (int i = 0; i < 8; i++)
-        len[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
+        len[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
 
     still__write_part *parts = malloc((size_t)(n + 2) * sizeof *parts);
     if (!parts) {
-        free(h.s);
+        free(h);
         return STILL_E_NOMEM;
     }
     parts[0] = (still__write_part){len, 8, 1};
-    parts[1] = (still__write_part){h.s, h.n, 1};
+    parts[1] = (still__write_part){h, hlen, 1};
     for (int i = 0; i < n; i++)
         parts[i + 2] = (still__write_part){arrays[i].data, (size_t)arrays[i].count,
                                            still__dtype_size(arrays[i].dtype)};
     rc = still__write_atomic(path, parts, n + 2, err, errlen);
     free(parts);
-    free(h.s);
+    free(h);
     return rc;
 }
 

@@ -24,9 +24,11 @@ flip() {
         dd of="$1" bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
 }
 
-# digests MANIFEST: "sha256  case/file" for every file of every case
+# digests MANIFEST: "sha256  case/file" for every file of every case (the
+# manifest has one key per line: a case's keys at 6 spaces, its files' at 8)
 digests() {
-    awk -F'"' '/^      "name": /{c = $4} /"sha256": /{print $(NF-1) "  " c "/" $2}' "$1"
+    awk -F'"' '/^      "name": /{c = $4} /^        "[^"]*": \{$/{f = $2}
+               /^          "sha256": /{print $4 "  " c "/" f}' "$1"
 }
 
 # ---- SHA-256 --------------------------------------------------------------------
@@ -132,7 +134,7 @@ rm -rf "$dir/bad"
 
 # a changed flag with every file intact: only recomputing can see it
 cp -R "$set1" "$dir/bad"
-sed 's/--local 2 /--local 1 /; s/"--local", "2"/"--local", "1"/' "$set1/manifest.json" \
+sed 's/--local 2 /--local 1 /; /^        "--local",$/{n;s/"2"/"1"/;}' "$set1/manifest.json" \
     >"$dir/bad/manifest.json"
 ! cmp -s "$set1/manifest.json" "$dir/bad/manifest.json"
 report $? "(the edited manifest differs)"

@@ -39,6 +39,49 @@ lines=$(wc -l <"$dir/loss.csv")
 report $? "the CSV has a header and one line per step 0..150 ($lines lines)"
 [ "$(head -c 8 "$dir/loss.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]
 report $? "the plot is a PNG"
+# decoded independently (Python's zlib): chunk CRCs, 8-bit RGB, the raster
+# un-filtered; white background, the blue training curve, the red held-out one
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$dir/loss.png" >"$dir/png.txt" 2>&1 <<'EOF'
+import struct, sys, zlib
+b = open(sys.argv[1], 'rb').read()
+i, chunks = 8, []
+while i < len(b):
+    n, = struct.unpack('>I', b[i:i + 4])
+    t, d = b[i + 4:i + 8], b[i + 8:i + 8 + n]
+    assert zlib.crc32(t + d) == struct.unpack('>I', b[i + 8 + n:i + 12 + n])[0], t
+    chunks.append((t, d))
+    i += 12 + n
+assert chunks[0][0] == b'IHDR' and chunks[-1][0] == b'IEND'
+w, h, depth, ctype, _, _, interlace = struct.unpack('>IIBBBBB', chunks[0][1])
+assert (depth, ctype, interlace) == (8, 2, 0), 'not 8-bit RGB'
+raw = zlib.decompress(b''.join(d for t, d in chunks if t == b'IDAT'))
+s = 3 * w
+assert len(raw) == h * (1 + s)
+prev, colours = bytearray(s), {}
+for y in range(h):
+    f, row = raw[y * (1 + s)], bytearray(raw[y * (1 + s) + 1:(y + 1) * (1 + s)])
+    for x in range(s):
+        a, up, c = row[x - 3] if x >= 3 else 0, prev[x], prev[x - 3] if x >= 3 else 0
+        p = a + up - c
+        pred = [0, a, up, (a + up) // 2,
+                a if abs(p - a) <= abs(p - up) and abs(p - a) <= abs(p - c)
+                else up if abs(p - up) <= abs(p - c) else c][f]
+        row[x] = (row[x] + pred) & 255
+    for x in range(0, s, 3):
+        colours[bytes(row[x:x + 3])] = colours.get(bytes(row[x:x + 3]), 0) + 1
+    prev = row
+print(w, h, colours.get(bytes([255, 255, 255]), 0), colours.get(bytes([30, 90, 200]), 0),
+      colours.get(bytes([210, 60, 40]), 0))
+EOF
+    read -r w h white blue red <"$dir/png.txt"
+    echo "# png: $(cat "$dir/png.txt")"
+    [ "$w" = 640 ] && [ "$h" = 400 ] && [ "$white" -gt 200000 ] && [ "$blue" -gt 500 ] &&
+        [ "$red" -gt 500 ]
+    report $? "the PNG decodes: 640x400 RGB, white ground, blue and red curves"
+else
+    skip "the PNG decodes" "python3 not found"
+fi
 
 # the fitted parameters in use: still run, and still grad on all N tokens
 cfg="--chunk 16 --topk 2 --local 1"

@@ -714,6 +714,77 @@ START_TEST(test_st_refuses_duplicate_names_and_unknown_dtype)
 }
 END_TEST
 
+/* jansson parses more than the format allows; each of these is refused
+ * with STILL_E_FORMAT and a one-line message (st_status checks). */
+static char *nested(const char *pre, int depth, const char *open, const char *close,
+                    const char *post)
+{
+    size_t n = strlen(pre) + (size_t)depth * (strlen(open) + strlen(close)) + strlen(post) + 1;
+    char *s = malloc(n), *p = s;
+    ck_assert_ptr_nonnull(s);
+    p += sprintf(p, "%s", pre);
+    for (int i = 0; i < depth; i++)
+        p += sprintf(p, "%s", open);
+    for (int i = 0; i < depth; i++)
+        p += sprintf(p, "%s", close);
+    sprintf(p, "%s", post);
+    return s;
+}
+
+START_TEST(test_st_refuses_json_beyond_the_format)
+{
+#define T(fields) "{\"a\": {\"dtype\": \"F32\", " fields "}}"
+    const char *bad[] = {
+        T("\"shape\": [1], \"data_offsets\": [0, 4.0]"),                  /* a float */
+        T("\"shape\": [1], \"data_offsets\": [0, 4e0]"),                  /* an exponent */
+        T("\"shape\": [1E400], \"data_offsets\": [0, 4]"),                /* a huge real */
+        T("\"shape\": [true], \"data_offsets\": [0, 4]"),
+        T("\"shape\": null, \"data_offsets\": [0, 4]"),
+        T("\"shape\": {\"0\": 1}, \"data_offsets\": [0, 4]"),
+        T("\"shape\": [1], \"data_offsets\": \"0 4\""),
+        T("\"shape\": [9223372036854775808], \"data_offsets\": [0, 4]"),  /* 2^63 */
+        T("\"shape\": [1], \"data_offsets\": [0, 99999999999999999999999]"),
+        T("\"shape\": [-9223372036854775809], \"data_offsets\": [0, 4]"),
+        T("\"shape\": [1], \"data_offsets\": [-4, 0]"),
+        "{\"a\": [\"F32\", [1], [0, 4]]}",                                    /* not an object */
+        "{\"a\": 1}",
+        "{\"__metadata__\": {\"k\": {\"n\": \"v\"}}}",                         /* nested */
+        "{\"__metadata__\": {\"k\": [\"v\"]}}",
+        "{\"__metadata__\": {\"k\": null}}",
+        "{\"__metadata__\": [\"k\", \"v\"]}",
+        "{\"__metadata__\": {\"k\": \"a\", \"k\": \"b\"}}",                    /* duplicate */
+        "{\"\\udc00\": {}}",                                                  /* lone low */
+        "{\"\xed\xa0\x80\": {}}",                                             /* UTF-8 surrogate */
+        "{\"\xf4\x90\x80\x80\": {}}",                                         /* past U+10FFFF */
+        "{\"a\nb\": {}}",                                                     /* a raw newline */
+        "{\"a\": {\"dtype\": \"F\\u0000\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+    };
+#undef T
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_msg(st_json_status(bad[i], 4) == STILL_E_FORMAT, "accepted #%zu: %s", i, bad[i]);
+    /* NUL bytes after the object are not padding */
+    char err[STILL__ERRLEN];
+    unsigned char z[4] = {0};
+    buf b = st_bytes("{}  ", z, 0);
+    b.b[8 + 2] = '\0';
+    ck_assert_int_eq(st_status(b, err), STILL_E_FORMAT);
+    /* depth bombs: past jansson's nesting limit, and just under it */
+    char *deep[3] = {
+        nested("{\"__metadata__\": {\"k\": ", 200000, "[", "]", "}}"),
+        nested("{\"a\": ", 200000, "{\"b\": ", "}", "}"),
+        nested("{\"a\": {\"dtype\": \"F32\", \"shape\": ", 2000, "[", "]",
+               ", \"data_offsets\": [0, 4]}}"),
+    };
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(st_json_status(deep[i], 4) == STILL_E_FORMAT, "depth bomb %d accepted", i);
+        free(deep[i]);
+    }
+    /* whitespace of every JSON kind is padding; -0 is the integer 0 */
+    ck_assert_int_eq(st_json_status(" \t\n\r{\"a\": {\"dtype\": \"F32\", \"shape\": [1], "
+                                    "\"data_offsets\": [-0, 4]}} \t\n\r", 4), STILL_OK);
+}
+END_TEST
+
 START_TEST(test_st_refuses_bad_header_length)
 {
     char err[STILL__ERRLEN];
@@ -970,6 +1041,7 @@ static Suite *io_suite(void)
     tcase_add_test(st, test_st_refuses_bad_json);
     tcase_add_test(st, test_st_refuses_offsets_out_of_range_and_size_mismatch);
     tcase_add_test(st, test_st_refuses_duplicate_names_and_unknown_dtype);
+    tcase_add_test(st, test_st_refuses_json_beyond_the_format);
     tcase_add_test(st, test_st_refuses_bad_header_length);
     suite_add_tcase(s, st);
     TCase *pr = tcase_create("params");

@@ -29,7 +29,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <math.h>
+#include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,112 +87,32 @@ static void golden_usage(FILE *f)
             "manifest or input file problem, 4 library error, 5 output not written.\n");
 }
 
-/* ==== SHA-256 (FIPS 180-4) ==================================================== */
+/* ==== SHA-256 (nettle) ========================================================= */
 
-typedef struct sha256_ctx {
-    uint32_t h[8];
-    uint64_t bytes;           /* message length so far */
-    unsigned char block[64];  /* pending input */
-    size_t fill;
-} sha256_ctx;
-
-/* First 32 bits of the fractional parts of the cube roots of the first 64
- * primes (FIPS 180-4 §4.2.2). */
-static const uint32_t sha256_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-static uint32_t rotr32(uint32_t x, int n)
+/* The digest of a finished context as 64 lowercase hex digits. */
+static void sha256_hex(struct sha256_ctx *c, char hex[65])
 {
-    return (x >> n) | (x << (32 - n));
-}
-
-static void sha256_init(sha256_ctx *c)
-{
-    /* FIPS 180-4 §5.3.3: square roots of the first 8 primes */
-    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->h, h0, sizeof h0);
-    c->bytes = 0;
-    c->fill = 0;
-}
-
-/* One 512-bit block (FIPS 180-4 §6.2.2). */
-static void sha256_compress(uint32_t h[8], const unsigned char *p)
-{
-    uint32_t w[64], s[8];
-    for (int t = 0; t < 16; t++)
-        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
-               (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
-    for (int t = 16; t < 64; t++) {
-        uint32_t s0 = rotr32(w[t - 15], 7) ^ rotr32(w[t - 15], 18) ^ (w[t - 15] >> 3);
-        uint32_t s1 = rotr32(w[t - 2], 17) ^ rotr32(w[t - 2], 19) ^ (w[t - 2] >> 10);
-        w[t] = w[t - 16] + s0 + w[t - 7] + s1;
-    }
-    memcpy(s, h, sizeof s);
-    for (int t = 0; t < 64; t++) {
-        uint32_t e = s[4], a = s[0];
-        uint32_t t1 = s[7] + (rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25)) +
-                      ((e & s[5]) ^ (~e & s[6])) + sha256_k[t] + w[t];
-        uint32_t t2 = (rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22)) +
-                      ((a & s[1]) ^ (a & s[2]) ^ (s[1] & s[2]));
-        memmove(s + 1, s, 7 * sizeof *s);
-        s[4] += t1;
-        s[0] = t1 + t2;
-    }
-    for (int i = 0; i < 8; i++)
-        h[i] += s[i];
-}
-
-static void sha256_update(sha256_ctx *c, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    c->bytes += n;
-    while (n > 0) {
-        size_t take = 64 - c->fill < n ? 64 - c->fill : n;
-        memcpy(c->block + c->fill, p, take);
-        c->fill += take;
-        p += take;
-        n -= take;
-        if (c->fill == 64) {
-            sha256_compress(c->h, c->block);
-            c->fill = 0;
-        }
-    }
-}
-
-/* Padding (FIPS 180-4 §5.1.1) and the digest as 64 hex digits. */
-static void sha256_final(sha256_ctx *c, char hex[65])
-{
-    uint64_t bits = c->bytes * 8;
-    unsigned char pad[72] = {0x80};
-    size_t npad = (c->fill < 56 ? 56 : 120) - c->fill;
-    for (int i = 0; i < 8; i++)
-        pad[npad + (size_t)i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha256_update(c, pad, npad + 8);
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 8 * i, 9, "%08x", (unsigned)c->h[i]);
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_digest(c, sizeof digest, digest);
+    for (size_t i = 0; i < sizeof digest; i++)
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned)digest[i]);
 }
 
 /* The SHA-256 of a file, and its size; -1 (errno set) if unreadable. */
 static int sha256_file(const char *path, char hex[65], uint64_t *size)
 {
     unsigned char buf[1 << 15];
-    sha256_ctx c;
+    struct sha256_ctx c;
+    uint64_t bytes = 0;
     size_t n;
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
     sha256_init(&c);
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        sha256_update(&c, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        sha256_update(&c, n, buf);
+        bytes += n;
+    }
     int bad = ferror(f);
     fclose(f);
     if (bad) {
@@ -198,8 +120,8 @@ static int sha256_file(const char *path, char hex[65], uint64_t *size)
         return -1;
     }
     if (size)
-        *size = c.bytes;
-    sha256_final(&c, hex);
+        *size = bytes;
+    sha256_hex(&c, hex);
     return 0;
 }
 
@@ -247,22 +169,6 @@ static void text_printf(text *t, const char *fmt, ...)
     }
 }
 
-/* A JSON string literal. */
-static void text_json_string(text *t, const char *s)
-{
-    text_printf(t, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            text_printf(t, "\\%c", c);
-        else if (c < 0x20)
-            text_printf(t, "\\u%04x", c);
-        else
-            text_printf(t, "%c", c);
-    }
-    text_printf(t, "\"");
-}
-
 /* The shortest %g text that reads back as exactly x (x finite). */
 static void format_double(char *buf, size_t n, double x)
 {
@@ -273,260 +179,18 @@ static void format_double(char *buf, size_t n, double x)
     }
 }
 
-/* ==== a small JSON reader for --verify ========================================== */
+/* ==== reading the manifest (jansson) ============================================= */
 
-enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-typedef struct jval {
-    int type;
-    double num;          /* J_NUM, J_BOOL (0 or 1) */
-    char *str;           /* J_STR */
-    int n;               /* J_ARR, J_OBJ: number of items */
-    char **keys;         /* J_OBJ */
-    struct jval *items;  /* J_ARR, J_OBJ */
-} jval;
-
-typedef struct jparser {
-    const char *s, *end;
-    int depth;
-    const char *error;
-} jparser;
-
-static void json_free(jval *v)
+/* The member `key` of an object if it has the type wanted (JSON_REAL: any
+ * number), else NULL. */
+static const json_t *member(const json_t *obj, const char *key, json_type type)
 {
+    const json_t *v = obj ? json_object_get(obj, key) : NULL;
     if (!v)
-        return;
-    free(v->str);
-    for (int i = 0; i < v->n; i++) {
-        if (v->keys)
-            free(v->keys[i]);
-        json_free(&v->items[i]);
-    }
-    free(v->keys);
-    free(v->items);
-    memset(v, 0, sizeof *v);
-}
-
-static int jfail(jparser *p, const char *what)
-{
-    if (!p->error)
-        p->error = what;
-    return -1;
-}
-
-static void jws(jparser *p)
-{
-    while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r'))
-        p->s++;
-}
-
-static int jvalue(jparser *p, jval *v);
-
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* A string; \u escapes of the Basic Multilingual Plane only (the manifest
- * writes only ASCII). */
-static int jstring(jparser *p, char **out)
-{
-    text t = {NULL, 0, 0, 0};
-    p->s++; /* the opening quote */
-    while (p->s < p->end && *p->s != '"') {
-        unsigned char c = (unsigned char)*p->s++;
-        if (c < 0x20) {
-            free(t.p);
-            return jfail(p, "a control character in a string");
-        }
-        if (c != '\\') {
-            text_printf(&t, "%c", c);
-            continue;
-        }
-        if (p->s >= p->end)
-            break;
-        c = (unsigned char)*p->s++;
-        const char *simple = strchr("\"\\/bfnrt", c);
-        if (simple && c) {
-            static const char repl[] = "\"\\/\b\f\n\r\t";
-            text_printf(&t, "%c", repl[simple - "\"\\/bfnrt"]);
-        } else if (c == 'u' && p->end - p->s >= 4) {
-            unsigned cp = 0;
-            for (int i = 0; i < 4; i++) {
-                int h = hexval(p->s[i]);
-                if (h < 0) {
-                    free(t.p);
-                    return jfail(p, "a bad \\u escape");
-                }
-                cp = cp * 16 + (unsigned)h;
-            }
-            p->s += 4;
-            if (cp == 0 || (cp >= 0xd800 && cp <= 0xdfff)) {
-                free(t.p);
-                return jfail(p, "a \\u escape of NUL or a surrogate");
-            }
-            if (cp < 0x80)
-                text_printf(&t, "%c", (char)cp);
-            else if (cp < 0x800)
-                text_printf(&t, "%c%c", (char)(0xc0 | cp >> 6), (char)(0x80 | (cp & 0x3f)));
-            else
-                text_printf(&t, "%c%c%c", (char)(0xe0 | cp >> 12),
-                            (char)(0x80 | ((cp >> 6) & 0x3f)), (char)(0x80 | (cp & 0x3f)));
-        } else {
-            free(t.p);
-            return jfail(p, "a bad escape in a string");
-        }
-    }
-    if (p->s >= p->end) {
-        free(t.p);
-        return jfail(p, "an unterminated string");
-    }
-    p->s++;
-    text_printf(&t, "%s", ""); /* an empty string still gets a buffer */
-    if (t.failed) {
-        free(t.p);
-        return jfail(p, "out of memory");
-    }
-    *out = t.p;
-    return 0;
-}
-
-static int jnumber(jparser *p, jval *v)
-{
-    const char *start = p->s;
-    char buf[64];
-    if (p->s < p->end && *p->s == '-')
-        p->s++;
-    if (p->s >= p->end || !(*p->s >= '0' && *p->s <= '9'))
-        return jfail(p, "a malformed number");
-    while (p->s < p->end && strchr("0123456789.eE+-", *p->s) && *p->s)
-        p->s++;
-    size_t n = (size_t)(p->s - start);
-    if (n >= sizeof buf)
-        return jfail(p, "a number too long");
-    memcpy(buf, start, n);
-    buf[n] = '\0';
-    char *end;
-    v->type = J_NUM;
-    v->num = strtod(buf, &end);
-    if (*end || !isfinite(v->num))
-        return jfail(p, "a malformed number");
-    return 0;
-}
-
-/* Arrays and objects: items separated by commas up to `close`. */
-static int jcontainer(jparser *p, jval *v, char close)
-{
-    int cap = 0;
-    v->type = close == ']' ? J_ARR : J_OBJ;
-    p->s++;
-    jws(p);
-    if (p->s < p->end && *p->s == close) {
-        p->s++;
-        return 0;
-    }
-    for (;;) {
-        if (v->n == cap) {
-            cap = cap ? 2 * cap : 8;
-            jval *items = realloc(v->items, (size_t)cap * sizeof *items);
-            if (!items)
-                return jfail(p, "out of memory");
-            v->items = items;
-            if (close == '}') {
-                char **keys = realloc(v->keys, (size_t)cap * sizeof *keys);
-                if (!keys)
-                    return jfail(p, "out of memory");
-                v->keys = keys;
-            }
-        }
-        memset(&v->items[v->n], 0, sizeof *v->items);
-        if (close == '}') {
-            jws(p);
-            if (p->s >= p->end || *p->s != '"')
-                return jfail(p, "an object key that is not a string");
-            if (jstring(p, &v->keys[v->n]))
-                return -1;
-            v->n++; /* owns the key from here on */
-            jws(p);
-            if (p->s >= p->end || *p->s++ != ':')
-                return jfail(p, "a missing ':' after an object key");
-            if (jvalue(p, &v->items[v->n - 1]))
-                return -1;
-        } else {
-            v->n++;
-            if (jvalue(p, &v->items[v->n - 1]))
-                return -1;
-        }
-        jws(p);
-        if (p->s < p->end && *p->s == ',') {
-            p->s++;
-            continue;
-        }
-        if (p->s < p->end && *p->s == close) {
-            p->s++;
-            return 0;
-        }
-        return jfail(p, close == ']' ? "a missing ',' or ']'" : "a missing ',' or '}'");
-    }
-}
-
-static int jvalue(jparser *p, jval *v)
-{
-    memset(v, 0, sizeof *v);
-    jws(p);
-    if (p->s >= p->end)
-        return jfail(p, "a missing value");
-    if (++p->depth > 32)
-        return jfail(p, "nesting deeper than 32");
-    int rc;
-    size_t left = (size_t)(p->end - p->s);
-    if (*p->s == '{' || *p->s == '[') {
-        rc = jcontainer(p, v, *p->s == '{' ? '}' : ']');
-    } else if (*p->s == '"') {
-        v->type = J_STR;
-        rc = jstring(p, &v->str);
-    } else if (left >= 4 && !strncmp(p->s, "true", 4)) {
-        v->type = J_BOOL, v->num = 1, p->s += 4, rc = 0;
-    } else if (left >= 5 && !strncmp(p->s, "false", 5)) {
-        v->type = J_BOOL, p->s += 5, rc = 0;
-    } else if (left >= 4 && !strncmp(p->s, "null", 4)) {
-        v->type = J_NULL, p->s += 4, rc = 0;
-    } else {
-        rc = jnumber(p, v);
-    }
-    p->depth--;
-    return rc;
-}
-
-/* Parses text[len] as one JSON value; on failure *what names the problem
- * and *offset where. */
-static int json_parse(const char *s, size_t len, jval *out, const char **what, size_t *offset)
-{
-    jparser p = {s, s + len, 0, NULL};
-    int rc = jvalue(&p, out);
-    if (!rc) {
-        jws(&p);
-        if (p.s != p.end)
-            rc = jfail(&p, "text after the value");
-    }
-    if (rc) {
-        json_free(out);
-        *what = p.error;
-        *offset = (size_t)(p.s - s);
-    }
-    return rc;
-}
-
-/* The member `key` of an object, of the type wanted (-1: any), or NULL. */
-static const jval *json_get(const jval *obj, const char *key, int type)
-{
-    if (!obj || obj->type != J_OBJ)
         return NULL;
-    for (int i = 0; i < obj->n; i++)
-        if (!strcmp(obj->keys[i], key))
-            return type < 0 || obj->items[i].type == type ? &obj->items[i] : NULL;
-    return NULL;
+    if (type == JSON_REAL)
+        return json_is_number(v) ? v : NULL;
+    return json_typeof(v) == type ? v : NULL;
 }
 
 /* ==== the deterministic input generator ========================================= */
@@ -1153,22 +817,15 @@ static int generate_case(const char *dir, const golden_case *gc, uint64_t seed, 
 #define TOL_F32_SIGMA 1e-4  /* |d sigma| <= 1e-4 (1 + |sigma|) */
 #define TOL_F64_SIGMA 1e-10
 
-static void manifest_number(text *t, const char *key, double x, int last)
+/* A real of the manifest, null when not finite. */
+static json_t *manifest_real(double x)
 {
-    char num[40];
-    if (isfinite(x))
-        format_double(num, sizeof num, x);
-    else
-        snprintf(num, sizeof num, "null");
-    text_printf(t, "\"%s\": %s%s", key, num, last ? "" : ", ");
+    return isfinite(x) ? json_real(x) : json_null();
 }
 
-static void manifest_tolerance(text *t, const char *key, double atol, double rtol, int last)
+static json_t *manifest_tolerance(double atol, double rtol)
 {
-    text_printf(t, "\"%s\": {", key);
-    manifest_number(t, "atol", atol, 0);
-    manifest_number(t, "rtol", rtol, 1);
-    text_printf(t, "}%s", last ? "" : ", ");
+    return json_pack("{s:o, s:o}", "atol", manifest_real(atol), "rtol", manifest_real(rtol));
 }
 
 /* 1e-5 max|v| and the like, rounded down to 3 significant digits: a
@@ -1188,113 +845,112 @@ static double round_down3(double x)
     return x;
 }
 
-static void json_array_of(text *t, const argvec *a)
+static json_t *strings_array(const argvec *a)
 {
-    text_printf(t, "[");
-    for (int i = 0; i < a->argc; i++) {
-        text_printf(t, "%s", i ? ", " : "");
-        text_json_string(t, a->argv[i]);
-    }
-    text_printf(t, "]");
+    json_t *arr = json_array();
+    for (int i = 0; i < a->argc && arr; i++)
+        if (json_array_append_new(arr, json_string(a->argv[i]))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    return arr;
 }
 
-static void manifest_case(text *t, const golden_case *gc, const case_record *rec, int last)
+/* {"q.npy": {"role": ..., "dtype": ..., "shape": [..], "bytes": ..,
+ * "sha256": ..}, ...}; a safetensors file lists its tensors instead. */
+static json_t *manifest_files(const case_record *rec)
 {
-    char line[4096], num[40];
+    json_t *files = json_object();
+    for (int i = 0; i < rec->nfiles && files; i++) {
+        const file_entry *e = &rec->files[i];
+        json_t *entry;
+        if (e->ndim > 0) {
+            json_t *shape = json_array();
+            for (int k = 0; k < e->ndim && shape; k++)
+                if (json_array_append_new(shape, json_integer((json_int_t)e->shape[k]))) {
+                    json_decref(shape);
+                    shape = NULL;
+                }
+            entry = json_pack("{s:s, s:s, s:o, s:I, s:s}", "role", e->role, "dtype",
+                              still__dtype_name(e->dtype), "shape", shape, "bytes",
+                              (json_int_t)e->size, "sha256", e->sha);
+        } else {
+            entry = json_pack("{s:s, s:s, s:s, s:I, s:s}", "role", e->role, "dtype", "F32",
+                              "tensors", e->tensors, "bytes", (json_int_t)e->size, "sha256",
+                              e->sha);
+        }
+        if (json_object_set_new(files, e->name, entry)) {
+            json_decref(files);
+            files = NULL;
+        }
+    }
+    return files;
+}
+
+/* One case of the manifest; NULL when out of memory. */
+static json_t *manifest_case(const golden_case *gc, const case_record *rec)
+{
+    char command[4096], teacher[4096], check[160], num[40];
     const still_config *c = &rec->cfg;
     const double o32 = round_down3(TOL_F32_O * rec->max_abs_v);
     const double o64 = round_down3(TOL_F64_O * rec->max_abs_v);
 
-    text_printf(t, "    {\n      \"name\": ");
-    text_json_string(t, gc->name);
-    text_printf(t, ",\n      \"description\": ");
-    text_json_string(t, gc->what);
-    text_printf(t, ",\n      \"shape\": {\"B\": %lld, \"Hq\": %lld, \"Hk\": %lld, \"N\": %lld, "
-                "\"d\": %lld, \"dv\": %lld, \"f\": %lld, \"m\": %lld, \"layout\": \"BHND\"},\n",
-                (long long)gc->B, (long long)gc->Hq, (long long)gc->Hk, (long long)gc->N,
-                (long long)gc->d, (long long)gc->dv, (long long)rec->f, (long long)rec->m);
-    text_printf(t, "      \"config\": {\"chunk\": %lld, \"topk\": %lld, \"window\": %lld, "
-                "\"local\": %lld, \"max_sel\": %lld, \"routing\": \"%s\", \"act\": \"%s\", "
-                "\"npmap\": %s, \"select_per_kv\": %s, \"saliency\": \"%s\", "
-                "\"phantom_sink\": %s, ",
-                (long long)c->chunk, (long long)c->topk, (long long)rec->w, (long long)c->local,
-                (long long)c->max_sel, routing_word[c->routing], act_word[c->act],
-                c->npmap ? "true" : "false", c->select_per_kv ? "true" : "false",
-                c->saliency == STILL_SALIENCY_AUTHORS ? "authors" : "spec",
-                c->phantom_sink ? "true" : "false");
-    manifest_number(t, "scale", rec->scale, 0);
-    manifest_number(t, "eps_den", c->eps_den, 0);
-    text_printf(t, "\"gate\": true, \"params\": %s},\n", gc->params != P_NONE ? "true" : "false");
-
-    argvec_join(&rec->run, line, sizeof line);
-    text_printf(t, "      \"command\": ");
-    text_json_string(t, line);
-    text_printf(t, ",\n      \"run\": ");
-    json_array_of(t, &rec->run);
-    argvec_join(&rec->teacher, line, sizeof line);
-    text_printf(t, ",\n      \"teacher_command\": ");
-    text_json_string(t, line);
-    text_printf(t, ",\n      \"teacher\": ");
-    json_array_of(t, &rec->teacher);
+    argvec_join(&rec->run, command, sizeof command);
+    argvec_join(&rec->teacher, teacher, sizeof teacher);
     format_double(num, sizeof num, o32);
-    snprintf(line, sizeof line, "still check YOUR_o.npy o.npy --rtol 0 --atol %s", num);
-    text_printf(t, ",\n      \"check\": ");
-    text_json_string(t, line);
-
-    text_printf(t, ",\n      ");
-    manifest_number(t, "max_abs_v", rec->max_abs_v, 0);
-    manifest_number(t, "selection_margin", rec->margin, 0);
-    text_printf(t, "\"draw\": %d,\n", rec->attempt);
-    text_printf(t, "      \"tolerance\": {\n        \"float32\": {");
-    manifest_tolerance(t, "o", o32, 0, 0);
-    manifest_tolerance(t, "o_teacher", o32, 0, 0);
-    manifest_tolerance(t, "sigma", TOL_F32_SIGMA, TOL_F32_SIGMA, 0);
-    text_printf(t, "\"sel\": \"exact\"},\n        \"float64\": {");
-    manifest_tolerance(t, "o", o64, 0, 0);
-    manifest_tolerance(t, "o_teacher", o64, 0, 0);
-    manifest_tolerance(t, "sigma", TOL_F64_SIGMA, TOL_F64_SIGMA, 0);
-    text_printf(t, "\"sel\": \"exact\"}\n      },\n      \"files\": {\n");
-    for (int i = 0; i < rec->nfiles; i++) {
-        const file_entry *e = &rec->files[i];
-        text_printf(t, "        \"%s\": {\"role\": \"%s\", ", e->name, e->role);
-        if (e->ndim > 0) {
-            text_printf(t, "\"dtype\": \"%s\", \"shape\": [", still__dtype_name(e->dtype));
-            for (int k = 0; k < e->ndim; k++)
-                text_printf(t, "%s%lld", k ? ", " : "", (long long)e->shape[k]);
-            text_printf(t, "], ");
-        } else {
-            text_printf(t, "\"dtype\": \"F32\", \"tensors\": \"%s\", ", e->tensors);
-        }
-        text_printf(t, "\"bytes\": %llu, \"sha256\": \"%s\"}%s\n", (unsigned long long)e->size,
-                    e->sha, i + 1 < rec->nfiles ? "," : "");
-    }
-    text_printf(t, "      }\n    }%s\n", last ? "" : ",");
+    snprintf(check, sizeof check, "still check YOUR_o.npy o.npy --rtol 0 --atol %s", num);
+    json_t *shape = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+                              "B", (json_int_t)gc->B, "Hq", (json_int_t)gc->Hq,
+                              "Hk", (json_int_t)gc->Hk, "N", (json_int_t)gc->N,
+                              "d", (json_int_t)gc->d, "dv", (json_int_t)gc->dv,
+                              "f", (json_int_t)rec->f, "m", (json_int_t)rec->m, "layout", "BHND");
+    json_t *config = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:b, s:b, s:s, s:b, s:o, s:o, s:b, s:b}",
+        "chunk", (json_int_t)c->chunk, "topk", (json_int_t)c->topk, "window", (json_int_t)rec->w,
+        "local", (json_int_t)c->local, "max_sel", (json_int_t)c->max_sel,
+        "routing", routing_word[c->routing], "act", act_word[c->act], "npmap", c->npmap,
+        "select_per_kv", c->select_per_kv,
+        "saliency", c->saliency == STILL_SALIENCY_AUTHORS ? "authors" : "spec",
+        "phantom_sink", c->phantom_sink, "scale", manifest_real(rec->scale),
+        "eps_den", manifest_real(c->eps_den), "gate", 1, "params", gc->params != P_NONE);
+    json_t *tolerance = json_pack(
+        "{s:{s:o, s:o, s:o, s:s}, s:{s:o, s:o, s:o, s:s}}",
+        "float32", "o", manifest_tolerance(o32, 0), "o_teacher", manifest_tolerance(o32, 0),
+        "sigma", manifest_tolerance(TOL_F32_SIGMA, TOL_F32_SIGMA), "sel", "exact",
+        "float64", "o", manifest_tolerance(o64, 0), "o_teacher", manifest_tolerance(o64, 0),
+        "sigma", manifest_tolerance(TOL_F64_SIGMA, TOL_F64_SIGMA), "sel", "exact");
+    /* json_pack takes the references of its "o" values, also when it fails */
+    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:o, s:s, s:o, s:o, s:i, s:o, s:o}",
+                     "name", gc->name, "description", gc->what, "shape", shape,
+                     "config", config, "command", command, "run", strings_array(&rec->run),
+                     "teacher_command", teacher, "teacher", strings_array(&rec->teacher),
+                     "check", check, "max_abs_v", manifest_real(rec->max_abs_v),
+                     "selection_margin", manifest_real(rec->margin), "draw", rec->attempt,
+                     "tolerance", tolerance, "files", manifest_files(rec));
 }
 
-static void manifest_head(text *t, uint64_t seed)
+/* The manifest's head, with an empty "cases" array to fill. */
+static json_t *manifest_head(uint64_t seed)
 {
-    text_printf(t, "{\n  \"format\": \"%s\",\n  \"format_version\": %d,\n", GOLDEN_FORMAT,
-                GOLDEN_FORMAT_VERSION);
-    text_printf(t, "  \"libstill_version\": ");
-    text_json_string(t, still_version_string());
-    text_printf(t, ",\n  \"seed\": %llu,\n", (unsigned long long)seed);
-    text_printf(t,
-        "  \"generator\": \"per case: SplitMix64 from seed ^ FNV-1a-64(name) ^ "
+    return json_pack(
+        "{s:s, s:i, s:s, s:I, s:s, s:s, s:s, s:[]}", "format", GOLDEN_FORMAT,
+        "format_version", GOLDEN_FORMAT_VERSION, "libstill_version", still_version_string(),
+        "seed", (json_int_t)seed,
+        "generator", "per case: SplitMix64 from seed ^ FNV-1a-64(name) ^ "
         "draw*0x9E3779B97F4A7C15; u = (x >> 11) * 2^-53; normal = (u1+u2+u3+u4-2)*sqrt(3); "
         "q, k = 1.5*normal, v = normal, gate = 1/16+7/8*((x >> 40)*2^-24), "
-        "parameters: W = normal/sqrt(d), b = 0.1*normal, u = normal, window.w = normal; drawn in the order q, k, v, gate, "
-        "parameters (as listed in the file), row-major, rounded to float32\",\n");
-    text_printf(t,
-        "  \"reference\": \"outputs of the ref path of libstill (double), written as <f8; "
-        "o_teacher is full causal softmax attention (SPEC 1)\",\n");
-    text_printf(t,
-        "  \"how_to_check\": \"in each case's directory run your implementation on the inputs "
+        "parameters: W = normal/sqrt(d), b = 0.1*normal, u = normal, window.w = normal; drawn in "
+        "the order q, k, v, gate, parameters (as listed in the file), row-major, rounded to "
+        "float32",
+        "reference", "outputs of the ref path of libstill (double), written as <f8; "
+        "o_teacher is full causal softmax attention (SPEC 1)",
+        "how_to_check", "in each case's directory run your implementation on the inputs "
         "with the case's configuration, then: still check YOUR_o.npy o.npy --rtol 0 --atol "
         "<tolerance.float32.o.atol>; the same for sigma.npy (--atol and --rtol "
         "tolerance.float32.sigma) and o_teacher.npy; sel.npy must be equal (every selection "
         "has a sigma margin >= 1e-4 (1+|sigma|), SPEC 10). The command reproduces o.npy, "
-        "sigma.npy and sel.npy with libstill; teacher_command o_teacher.npy\",\n");
-    text_printf(t, "  \"cases\": [\n");
+        "sigma.npy and sel.npy with libstill; teacher_command o_teacher.npy",
+        "cases");
 }
 
 /* ==== the directory of a set ===================================================== */
@@ -1332,10 +988,11 @@ static int usable_out(const char *path)
     return empty ? 0 : -1;
 }
 
-static int write_manifest(const char *dir, const text *t)
+/* The manifest as text: two-space indentation, keys in the order built. */
+static int write_manifest(const char *dir, const char *text)
 {
     char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
-    still__write_part part = {t->p, t->len, 1};
+    still__write_part part = {text, strlen(text), 1};
     if (join_path(path, sizeof path, dir, "manifest.json"))
         return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
     if (still__write_atomic(path, &part, 1, err, sizeof err))
@@ -1346,7 +1003,8 @@ static int write_manifest(const char *dir, const text *t)
 static int generate_set(const char *out_arg, uint64_t seed)
 {
     char out[GOLDEN_PATH_MAX], tmp[GOLDEN_PATH_MAX + 16], dir[GOLDEN_PATH_MAX + 80];
-    text man = {NULL, 0, 0, 0};
+    json_t *man = NULL;
+    char *text = NULL;
     uint64_t bytes = 0;
     int files = 0, rc = TOOL_EXIT_OK;
     const double t0 = tool_now();
@@ -1368,7 +1026,8 @@ static int generate_set(const char *out_arg, uint64_t seed)
         return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot create a directory beside "
                          "it (%s): %s", out, tmp, strerror(errno));
 
-    manifest_head(&man, seed);
+    if (!(man = manifest_head(seed)))
+        rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
     printf("still golden: seed %llu, %d cases, libstill %s (ref path)\n",
            (unsigned long long)seed, GOLDEN_NCASES, still_version_string());
     for (int i = 0; i < GOLDEN_NCASES && !rc; i++) {
@@ -1383,7 +1042,10 @@ static int generate_set(const char *out_arg, uint64_t seed)
         if ((rc = generate_case(dir, gc, seed, &rec)))
             break;
         tool_progress_clear();
-        manifest_case(&man, gc, &rec, i + 1 == GOLDEN_NCASES);
+        if (json_array_append_new(json_object_get(man, "cases"), manifest_case(gc, &rec))) {
+            rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
+            break;
+        }
         for (int f = 0; f < rec.nfiles; f++)
             bytes += rec.files[f].size;
         files += rec.nfiles;
@@ -1396,11 +1058,15 @@ static int generate_set(const char *out_arg, uint64_t seed)
                routing_word[rec.cfg.routing], margin, gc->what);
     }
     if (!rc) {
-        text_printf(&man, "  ]\n}\n");
-        if (man.failed)
+        /* JSON_INDENT: one key per line, each case's keys at six spaces */
+        char *dumped = json_dumps(man, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (dumped && (text = malloc(strlen(dumped) + 2)))
+            snprintf(text, strlen(dumped) + 2, "%s\n", dumped);
+        free(dumped);
+        if (!text)
             rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
         else
-            rc = write_manifest(tmp, &man);
+            rc = write_manifest(tmp, text);
     }
     if (!rc && state == 0 && rmdir(out) != 0)
         rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot replace the empty directory: "
@@ -1411,21 +1077,22 @@ static int generate_set(const char *out_arg, uint64_t seed)
         if (state == 0)
             mkdir(out, 0777); /* as it was */
     }
+    json_decref(man);
     if (rc) {
         remove_tree(tmp);
-        free(man.p);
+        free(text);
         return rc;
     }
     char sha[65];
-    sha256_ctx c;
+    struct sha256_ctx c;
     sha256_init(&c);
-    sha256_update(&c, man.p, man.len);
-    sha256_final(&c, sha);
-    bytes += man.len;
+    sha256_update(&c, strlen(text), (const uint8_t *)text);
+    sha256_hex(&c, sha);
+    bytes += strlen(text);
     printf("wrote %s: %d cases, %d files + manifest.json, %.2f MB in %.2f s\n"
            "manifest.json sha256 %s\n",
            out, GOLDEN_NCASES, files, (double)bytes / 1e6, tool_now() - t0, sha);
-    free(man.p);
+    free(text);
     return TOOL_EXIT_OK;
 }
 
@@ -1510,7 +1177,7 @@ static void note(case_report *rep, int bad, const char *fmt, ...)
 /* Compares a recomputed array with the stored file `name` of the case. */
 static void compare_stored(case_report *rep, const char *dir, const char *name, const double *x,
                            const uint8_t *sel, const tool_attn_inputs *in, int64_t last,
-                           const jval *tol)
+                           const json_t *tol)
 {
     char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN], want[160], found[160];
     int64_t shape[STILL__MAX_NDIM];
@@ -1540,16 +1207,17 @@ static void compare_stored(case_report *rep, const char *dir, const char *name, 
     } else if (still__array_to_f64(&a, &stored)) {
         note(rep, 1, "%s: out of memory", name);
     } else {
-        const jval *atol = json_get(tol, "atol", J_NUM), *rtol = json_get(tol, "rtol", J_NUM);
-        if (!atol || !rtol || atol->num < 0 || rtol->num < 0) {
+        const json_t *at = member(tol, "atol", JSON_REAL), *rt = member(tol, "rtol", JSON_REAL);
+        const double atol = at ? json_number_value(at) : -1, rtol = rt ? json_number_value(rt) : -1;
+        if (!(atol >= 0) || !(rtol >= 0)) {
             note(rep, 1, "%s: the manifest has no tolerance for it", name);
         } else {
-            cmp_result r = compare_values(x, stored, a.count, atol->num, rtol->num);
+            cmp_result r = compare_values(x, stored, a.count, atol, rtol);
             char bound[64];
-            if (rtol->num > 0)
-                snprintf(bound, sizeof bound, "%.3g + %.3g|x|", atol->num, rtol->num);
+            if (rtol > 0)
+                snprintf(bound, sizeof bound, "%.3g + %.3g|x|", atol, rtol);
             else
-                snprintf(bound, sizeof bound, "%.3g", atol->num);
+                snprintf(bound, sizeof bound, "%.3g", atol);
             note(rep, r.fails != 0, "%s %.2g %s %s", name, r.max_abs, r.fails ? ">" : "<=",
                  bound);
         }
@@ -1559,34 +1227,37 @@ static void compare_stored(case_report *rep, const char *dir, const char *name, 
 }
 
 /* The strings of a JSON array as an argvec; -1 if it is not one. */
-static int argvec_of(const jval *arr, argvec *a)
+static int argvec_of(const json_t *arr, argvec *a)
 {
     memset(a, 0, sizeof *a);
-    if (!arr || arr->type != J_ARR)
+    if (!arr)
         return -1;
-    for (int i = 0; i < arr->n; i++)
-        if (arr->items[i].type != J_STR || argvec_push(a, arr->items[i].str))
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *s = json_array_get(arr, i);
+        if (!json_is_string(s) || argvec_push(a, json_string_value(s)))
             return -1;
+    }
     return 0;
 }
 
 /* The SHA-256 of every file a case lists; 1 if an input changed. */
-static int verify_hashes(case_report *rep, const char *dir, const jval *files)
+static int verify_hashes(case_report *rep, const char *dir, const json_t *files)
 {
     static const char *const inputs[] = {"q.npy", "k.npy", "v.npy", "gate.npy",
                                          "params.safetensors"};
     int bad = 0, bad_input = 0;
     char path[GOLDEN_PATH_MAX], sha[65];
-    for (int i = 0; i < files->n; i++) {
-        const char *fname = files->keys[i];
-        const jval *want = json_get(&files->items[i], "sha256", J_STR);
+    const char *fname;
+    json_t *entry;
+    json_object_foreach((json_t *)files, fname, entry) {
+        const json_t *want = member(entry, "sha256", JSON_STRING);
         if (!plain_name(fname) || !want || join_path(path, sizeof path, dir, fname)) {
             note(rep, 1, "bad file entry '%.64s'", fname);
             bad++;
             continue;
         }
         int unreadable = sha256_file(path, sha, NULL) != 0;
-        if (unreadable || strcmp(sha, want->str)) {
+        if (unreadable || strcmp(sha, json_string_value(want))) {
             note(rep, 1, "%s %s", fname, unreadable ? "unreadable" : "sha256 differs");
             bad++;
             for (size_t k = 0; k < sizeof inputs / sizeof *inputs; k++)
@@ -1594,40 +1265,40 @@ static int verify_hashes(case_report *rep, const char *dir, const jval *files)
         }
     }
     if (!bad)
-        note(rep, 0, "%d files sha256 ok", files->n);
+        note(rep, 0, "%zu files sha256 ok", json_object_size(files));
     return bad_input;
 }
 
 /* One case: hashes, then run and teacher recomputed and compared.
  * Returns TOOL_EXIT_OK (the verdict is in rep) or an exit status when the
  * manifest is malformed or the library refuses. */
-static int verify_case(const char *set, const jval *cs, int path, case_report *rep)
+static int verify_case(const char *set, const json_t *cs, int path, case_report *rep)
 {
-    const jval *name = json_get(cs, "name", J_STR), *files = json_get(cs, "files", J_OBJ);
-    const jval *command = json_get(cs, "command", J_STR);
-    const jval *tol = json_get(json_get(cs, "tolerance", J_OBJ),
-                               path == TOOL_PATH_FAST ? "float32" : "float64", J_OBJ);
+    const json_t *name = member(cs, "name", JSON_STRING), *files = member(cs, "files", JSON_OBJECT);
+    const json_t *command = member(cs, "command", JSON_STRING);
+    const json_t *tol = member(member(cs, "tolerance", JSON_OBJECT),
+                               path == TOOL_PATH_FAST ? "float32" : "float64", JSON_OBJECT);
     char dir[GOLDEN_PATH_MAX], label[128], joined[4096];
     argvec run, teacher;
     computed c;
     int rc;
 
-    if (!name || !plain_name(name->str) || !files || !command || !tol ||
-        argvec_of(json_get(cs, "run", J_ARR), &run) ||
-        argvec_of(json_get(cs, "teacher", J_ARR), &teacher))
+    if (!name || !plain_name(json_string_value(name)) || !files || !command || !tol ||
+        argvec_of(member(cs, "run", JSON_ARRAY), &run) ||
+        argvec_of(member(cs, "teacher", JSON_ARRAY), &teacher))
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s/manifest.json: a case without a plain "
                          "name, files, command, run, teacher or tolerance", set);
-    snprintf(label, sizeof label, "%s/manifest.json: case %s", set, name->str);
+    snprintf(label, sizeof label, "%s/manifest.json: case %s", set, json_string_value(name));
     argvec_join(&run, joined, sizeof joined);
-    if (strcmp(joined, command->str))
+    if (strcmp(joined, json_string_value(command)))
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: \"command\" and \"run\" differ", label);
     for (int i = 0; i < 4; i++) {
         static const char *const outs[] = {"o.npy", "sigma.npy", "sel.npy", "o_teacher.npy"};
-        if (!json_get(files, outs[i], J_OBJ))
+        if (!member(files, outs[i], JSON_OBJECT))
             return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: no %s in its files", label,
                              outs[i]);
     }
-    if (join_path(dir, sizeof dir, set, name->str))
+    if (join_path(dir, sizeof dir, set, json_string_value(name)))
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: path too long", label);
 
     if (verify_hashes(rep, dir, files)) {
@@ -1637,14 +1308,15 @@ static int verify_case(const char *set, const jval *cs, int path, case_report *r
     if ((rc = compute(label, dir, run.argc, run.argv, path, &c)))
         return rc;
     compare_stored(rep, dir, "o.npy", c.o, NULL, &c.in, c.in.shape.dim_v,
-                   json_get(tol, "o", J_OBJ));
-    compare_stored(rep, dir, "sigma.npy", c.sigma, NULL, &c.in, 0, json_get(tol, "sigma", J_OBJ));
+                   member(tol, "o", JSON_OBJECT));
+    compare_stored(rep, dir, "sigma.npy", c.sigma, NULL, &c.in, 0,
+                   member(tol, "sigma", JSON_OBJECT));
     compare_stored(rep, dir, "sel.npy", NULL, c.sel, &c.in, 0, NULL);
     computed_free(&c);
     if ((rc = compute(label, dir, teacher.argc, teacher.argv, path, &c)))
         return rc;
     compare_stored(rep, dir, "o_teacher.npy", c.o, NULL, &c.in, c.in.shape.dim_v,
-                   json_get(tol, "o_teacher", J_OBJ));
+                   member(tol, "o_teacher", JSON_OBJECT));
     computed_free(&c);
     return TOOL_EXIT_OK;
 }
@@ -1653,9 +1325,8 @@ static int verify_set(const char *set, int path)
 {
     char mpath[GOLDEN_PATH_MAX], failed_names[512] = "";
     char *textbuf = NULL;
-    size_t len = 0, offset = 0;
-    const char *what = NULL;
-    jval root;
+    size_t len = 0;
+    json_error_t e;
     int rc, nfail = 0;
     const double t0 = tool_now();
 
@@ -1663,62 +1334,59 @@ static int verify_set(const char *set, int path)
         return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--verify: path too long");
     if ((rc = read_small_file(mpath, (size_t)64 << 20, &textbuf, &len)))
         return rc;
-    const char *nul = memchr(textbuf, '\0', len);
-    if (nul || json_parse(textbuf, len, &root, &what, &offset)) {
-        if (nul)
-            what = "a NUL byte", offset = (size_t)(nul - textbuf);
-        free(textbuf);
-        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: not JSON: %s at byte %zu", mpath,
-                         what ? what : "a malformed value", offset);
-    }
+    json_t *root = json_loadb(textbuf, len, JSON_REJECT_DUPLICATES, &e);
     free(textbuf);
-    const jval *format = json_get(&root, "format", J_STR);
-    const jval *version = json_get(&root, "format_version", J_NUM);
-    const jval *lib = json_get(&root, "libstill_version", J_STR);
-    const jval *cases = json_get(&root, "cases", J_ARR);
-    if (!format || strcmp(format->str, GOLDEN_FORMAT) || !version || !cases) {
-        json_free(&root);
+    if (!root)
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: not JSON: %s at byte %d", mpath,
+                         e.text, e.position);
+    const json_t *format = member(root, "format", JSON_STRING);
+    const json_t *version = member(root, "format_version", JSON_INTEGER);
+    const json_t *lib = member(root, "libstill_version", JSON_STRING);
+    const json_t *cases = member(root, "cases", JSON_ARRAY);
+    if (!format || strcmp(json_string_value(format), GOLDEN_FORMAT) || !version || !cases) {
+        json_decref(root);
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: expected a still golden manifest "
                          "(\"format\": \"%s\", format_version, cases)", mpath, GOLDEN_FORMAT);
     }
-    if (version->num != GOLDEN_FORMAT_VERSION) {
-        const double found = version->num; /* version points into root */
-        json_free(&root);
-        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: format_version %g, this still reads "
-                         "%d", mpath, found, GOLDEN_FORMAT_VERSION);
+    if (json_integer_value(version) != GOLDEN_FORMAT_VERSION) {
+        const long long found = (long long)json_integer_value(version);
+        json_decref(root);
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: format_version %lld, this still "
+                         "reads %d", mpath, found, GOLDEN_FORMAT_VERSION);
     }
-    printf("still golden --verify %s: %d cases, written by libstill %s, checked by %s on the "
-           "%s path (%s tolerances)\n", set, cases->n, lib ? lib->str : "(unknown)",
+    const size_t ncases = json_array_size(cases);
+    printf("still golden --verify %s: %zu cases, written by libstill %s, checked by %s on the "
+           "%s path (%s tolerances)\n", set, ncases, lib ? json_string_value(lib) : "(unknown)",
            still_version_string(), path == TOOL_PATH_FAST ? "fast" : "ref",
            path == TOOL_PATH_FAST ? "float32" : "float64");
-    for (int i = 0; i < cases->n; i++) {
+    for (size_t i = 0; i < ncases; i++) {
         case_report rep = {{NULL, 0, 0, 0}, 0};
-        const jval *name = json_get(&cases->items[i], "name", J_STR);
-        tool_progress(i, cases->n, "case %s", name ? name->str : "?");
-        if ((rc = verify_case(set, &cases->items[i], path, &rep))) {
+        const json_t *cs = json_array_get(cases, i);
+        const char *name = json_string_value(member(cs, "name", JSON_STRING));
+        tool_progress((int64_t)i, (int64_t)ncases, "case %s", name ? name : "?");
+        if ((rc = verify_case(set, cs, path, &rep))) {
             free(rep.line.p);
-            json_free(&root);
+            json_decref(root);
             return rc;
         }
         tool_progress_clear();
-        printf("  %-15s %s: %s\n", name->str, rep.failed ? "FAIL" : "ok",
+        printf("  %-15s %s: %s\n", name, rep.failed ? "FAIL" : "ok",
                rep.line.p ? rep.line.p : "");
         if (rep.failed) {
             size_t at = strlen(failed_names);
             snprintf(failed_names + at, sizeof failed_names - at, "%s%s", nfail ? ", " : "",
-                     name->str);
+                     name);
             nfail++;
         }
         free(rep.line.p);
     }
-    int ncases = cases->n;
-    json_free(&root);
+    json_decref(root);
     if (nfail)
-        return tool_fail(TOOL_EXIT_MISMATCH, golden_cmd, "%s: %d of %d cases do not match: %s",
+        return tool_fail(TOOL_EXIT_MISMATCH, golden_cmd, "%s: %d of %zu cases do not match: %s",
                          set, nfail, ncases, failed_names);
     if (ncases == 0)
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: the manifest lists no case", mpath);
-    printf("PASS: %d cases in %.2f s\n", ncases, tool_now() - t0);
+    printf("PASS: %zu cases in %.2f s\n", ncases, tool_now() - t0);
     return TOOL_EXIT_OK;
 }
 

@@ -12,6 +12,7 @@
 #include "tool_train.h"
 
 #include <math.h>
+#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,81 +463,87 @@ static void label(canvas *c, int x, int y, const char *s, const unsigned char *r
         }
 }
 
-static uint32_t crc32_of(const unsigned char *p, size_t n, uint32_t crc)
+/* The PNG file being built in memory (written atomically once complete). */
+typedef struct png_bytes {
+    unsigned char *p;
+    size_t n, cap;
+    int failed; /* out of memory */
+} png_bytes;
+
+static void png_bytes_put(png_structp png, png_bytep data, size_t n)
 {
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    png_bytes *b = png_get_io_ptr(png);
+    if (b->failed)
+        return;
+    if (n > b->cap - b->n) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap - b->n < n)
+            cap *= 2;
+        unsigned char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
     }
-    return ~crc;
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
 }
 
-static void be32(unsigned char *p, uint32_t x)
+static void png_bytes_flush(png_structp png)
 {
-    p[0] = (unsigned char)(x >> 24);
-    p[1] = (unsigned char)(x >> 16);
-    p[2] = (unsigned char)(x >> 8);
-    p[3] = (unsigned char)x;
+    (void)png;
 }
 
-/* PNG (RFC 2083): 8-bit RGB, one IDAT of zlib "stored" deflate blocks. */
+/* libpng's errors come back through longjmp to encode_png; neither they
+ * nor its warnings are printed. */
+static void png_fail(png_structp png, png_const_charp msg)
+{
+    (void)msg;
+    png_longjmp(png, 1);
+}
+
+static void png_quiet(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+/* Encodes the canvas with libpng (8-bit RGB) into *b; 0 on success. */
+static int encode_png(const canvas *c, png_bytes *b)
+{
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_fail, png_quiet);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        return -1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        return -1;
+    }
+    png_set_write_fn(png, b, png_bytes_put, png_bytes_flush);
+    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < c->h; y++)
+        png_write_row(png, c->px + (size_t)y * (size_t)c->w * 3);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    return b->failed ? -1 : 0;
+}
+
 static int write_png(const char *path, const canvas *c, char *err, size_t errlen)
 {
-    const size_t raw = (size_t)c->h * (1 + 3 * (size_t)c->w);
-    const size_t blocks = (raw + 65534) / 65535;
-    const size_t zlen = 2 + raw + 5 * blocks + 4;
-    const size_t total = 8 + 25 + 12 + zlen + 12;
-    unsigned char *png = malloc(total), *z;
-    if (!png)
-        return still__io_fail(err, errlen, STILL_E_NOMEM, "%s: out of memory", path);
-    static const unsigned char sig[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
-    unsigned char *p = png;
-    memcpy(p, sig, 8);
-    p += 8;
-    be32(p, 13); /* IHDR */
-    memcpy(p + 4, "IHDR", 4);
-    be32(p + 8, (uint32_t)c->w);
-    be32(p + 12, (uint32_t)c->h);
-    p[16] = 8;  /* bit depth */
-    p[17] = 2;  /* RGB */
-    p[18] = p[19] = p[20] = 0;
-    be32(p + 21, crc32_of(p + 4, 17, 0));
-    p += 25;
-    be32(p, (uint32_t)zlen); /* IDAT */
-    memcpy(p + 4, "IDAT", 4);
-    z = p + 8;
-    z[0] = 0x78; /* zlib: deflate, 32K window */
-    z[1] = 0x01;
-    unsigned char *q = z + 2;
-    uint32_t a1 = 1, a2 = 0; /* Adler-32 of the raw bytes */
-    size_t done = 0;
-    for (size_t b = 0; b < blocks; b++) {
-        size_t len = raw - done < 65535 ? raw - done : 65535;
-        q[0] = b + 1 == blocks; /* BFINAL, BTYPE 00 */
-        q[1] = (unsigned char)len;
-        q[2] = (unsigned char)(len >> 8);
-        q[3] = (unsigned char)~len;
-        q[4] = (unsigned char)(~len >> 8);
-        q += 5;
-        for (size_t i = 0; i < len; i++, done++) {
-            size_t row = done / (1 + 3 * (size_t)c->w), col = done % (1 + 3 * (size_t)c->w);
-            unsigned char byte = col == 0 ? 0 : c->px[row * 3 * (size_t)c->w + col - 1];
-            *q++ = byte;
-            a1 = (a1 + byte) % 65521;
-            a2 = (a2 + a1) % 65521;
-        }
+    png_bytes b = {NULL, 0, 0, 0};
+    if (encode_png(c, &b)) {
+        free(b.p);
+        return still__io_fail(err, errlen, STILL_E_NOMEM, "%s: PNG encoding failed", path);
     }
-    be32(q, (a2 << 16) | a1);
-    be32(z + zlen, crc32_of(p + 4, 4 + zlen, 0));
-    p += 12 + zlen;
-    be32(p, 0); /* IEND */
-    memcpy(p + 4, "IEND", 4);
-    be32(p + 8, crc32_of(p + 4, 4, 0));
-    still__write_part part = {png, total, 1};
+    still__write_part part = {b.p, b.n, 1};
     int rc = still__write_atomic(path, &part, 1, err, errlen);
-    free(png);
+    free(b.p);
     return rc;
 }
 
