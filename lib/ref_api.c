@@ -110,6 +110,16 @@ static void progress_add(ref_progress *p, int64_t rows)
         progress_tell(p);
 }
 
+/* Block i of the queries q0..q1-1 handed out by the loops below, the last
+ * (costliest) first: rows [*t0, *t1); 0 once the call is canceled. */
+static int block_of(int64_t q0, int64_t q1, int64_t blocks, int64_t i, ref_progress *prog,
+                    int64_t *t0, int64_t *t1)
+{
+    *t0 = q0 + (blocks - 1 - i) * REF_BLOCK;
+    *t1 = *t0 + REF_BLOCK < q1 ? *t0 + REF_BLOCK : q1;
+    return !progress_stopped(prog);
+}
+
 /* sigma of every token of query head hq of batch b into w->sigma (SPEC §4 /
  * App. A.1), the tokens shared among the threads. */
 static void head_saliency(const still__resolved *r, const still_tensors *t, int64_t b,
@@ -164,9 +174,8 @@ static void head_queries(const still__resolved *r, const still_params *params, i
         uint8_t *exact = w->exact + me * N;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < blocks; i++) {
-            const int64_t t0 = q0 + (blocks - 1 - i) * REF_BLOCK;
-            const int64_t t1 = t0 + REF_BLOCK < q1 ? t0 + REF_BLOCK : q1;
-            if (progress_stopped(prog))
+            int64_t t0, t1;
+            if (!block_of(q0, q1, blocks, i, prog, &t0, &t1))
                 continue;
             for (int64_t t = t0; t < t1; t++)
                 still__ref_query_forward(r, params, hq, t, w->q, w->k, w->v, gate, sigma,
@@ -279,9 +288,8 @@ static void teacher_head(const still__resolved *r, const still_tensors *t, int64
     still__gather_head(t->dtype, t->v, s->layout, s->heads_kv, N, dv, b, hk, w->v);
 #pragma omp parallel for num_threads(w->threads) schedule(dynamic, 1) if (w->threads > 1)
     for (int64_t i = 0; i < blocks; i++) {
-        const int64_t t0 = q0 + (blocks - 1 - i) * REF_BLOCK;
-        const int64_t t1 = t0 + REF_BLOCK < q1 ? t0 + REF_BLOCK : q1;
-        if (progress_stopped(prog))
+        int64_t t0, t1;
+        if (!block_of(q0, q1, blocks, i, prog, &t0, &t1))
             continue;
         for (int64_t n = t0; n < t1; n++)
             still__ref_teacher_row(r, n, w->q + n * d, w->k, w->v, w->o + n * dv);
