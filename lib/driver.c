@@ -41,15 +41,9 @@
 static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* a * b saturated at INT64_MAX (sizes are checked again when allocating) */
-static int64_t sat_mul(int64_t a, int64_t b)
-{
-    return (a != 0 && b > INT64_MAX / a) ? INT64_MAX : a * b;
-}
-static int64_t sat_add(int64_t a, int64_t b)
-{
-    return a > INT64_MAX - b ? INT64_MAX : a + b;
-}
+/* saturated at INT64_MAX (sizes are checked again when allocating) */
+#define sat_mul still__sat_mul
+#define sat_add still__sat_add
 
 /* ---- the context ------------------------------------------------------------- */
 
@@ -250,9 +244,10 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
     size_t per, bytes;
     if (need <= u->cache_cap)
         return STILL_OK;
+    if (need > INT64_MAX - STILL__PANEL) /* a saturated need */
+        return STILL_E_OVERFLOW;
     int64_t cap = imax(need, imax(2 * u->cache_cap, 16));
-    if (ctx->r.max_sel > 0)
-        cap = imax(need, imin(cap, sat_add(ctx->r.max_sel, ctx->r.k))); /* never more held */
+    cap = imax(need, imin(cap, ctx->r.cache_cap)); /* never more held */
     cap = (cap + STILL__PANEL - 1) / STILL__PANEL * STILL__PANEL; /* whole panels */
     /* k, packed k, v, sigma, position and the eviction mark of each entry */
     per = (size_t)(2 * d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1;
@@ -992,8 +987,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
         /* each arrival splits a complete raw chunk, if there is one */
         int64_t need = sat_add(u->cache_n, sat_mul(imin(arrivals(C, u->pos, end),
                                                         (end - u->raw_first) / C), r->k));
-        if (r->max_sel > 0)
-            need = imin(need, imax(u->cache_n, sat_add(r->max_sel, r->k)));
+        need = imin(need, imax(u->cache_n, r->cache_cap));
         if ((rc = still__fast_unit_reserve(ctx, u, need)))
             return rc;
     }

@@ -3,7 +3,6 @@
  * (float) units.  Save and load live in state_io.c. */
 #include "state.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,10 +147,21 @@ int64_t still__state_split_raw_count(const still_state *st, int64_t P)
     const still__resolved *r = &st->r;
     if (P == 0)
         return 0;
-    /* after query P-1 (chunk c), chunks c - max(L,1) + 1 .. c are unsplit */
-    int64_t keep = r->L > 0 ? r->L : 1, c = (P - 1) / r->C;
-    int64_t first = c - keep + 1 > 0 ? c - keep + 1 : 0;
-    return P - first * r->C;
+    /* after query P-1, the chunks from its split end on are unsplit */
+    return P - still__split_end(r, P - 1);
+}
+
+int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64_t raw,
+                                int64_t n)
+{
+    int64_t splits = n / r->C + 1;
+    const int64_t complete = still__sat_add(raw, n) / r->C;
+    if (splits > complete)
+        splits = complete;
+    const int64_t need = still__sat_add(cache_n, still__sat_mul(splits, r->k));
+    if (need <= r->cache_cap)
+        return need;
+    return cache_n > r->cache_cap ? cache_n : r->cache_cap;
 }
 
 int still__state_new(const still_config *cfg, const still_shape *shape,
@@ -186,14 +196,6 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
     }
     st->unit_heads = st->r.per_kv ? st->r.group : 1;
     st->units = one.batch * (st->r.per_kv ? one.heads_kv : one.heads_q);
-    /* caps of what the units can hold, saturated: they only bound growth
-     * (a chunk and a local of 2^40 each must not overflow; found by
-     * fuzz_state, issue 7) */
-    const int64_t keep = st->r.L > 0 ? st->r.L : 1;
-    st->raw_cap = st->r.routing == STILL_ROUTING_WINDOW ? st->r.w
-                  : keep > INT64_MAX / st->r.C       ? INT64_MAX
-                                                     : keep * st->r.C;
-    st->keys_cap = st->r.w > INT64_MAX / 2 ? INT64_MAX : 2 * st->r.w;
     if ((rc = st->ops->init(st))) {
         st->ops->fini(st);
         free(st->param_store);
