@@ -74,24 +74,57 @@ static void zero(double *p, int64_t n)
 }
 
 /* Every wanted gradient starts at 0; the heads add into them. */
-static void grads_zero(const still__resolved *r, const still_params *params, const still_grads *g)
+/* The gradient arrays of g that the call writes, with their element counts
+ * (NULL ones included: the callers skip them); returns how many. */
+static int grads_list(const still__resolved *r, const still_params *params, const still_grads *g,
+                      double **p, int64_t *n)
 {
     const still_shape *s = &r->shape;
     const int64_t Hq = s->heads_q, d = s->dim_qk, dv = s->dim_v;
     const int64_t nq = s->batch * Hq * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
-    zero(g->dfq_W, Hq * r->f_q * d);
-    zero(g->dfq_b, Hq * r->f_q);
-    zero(g->dfq_u, Hq * d);
+    int c = 0;
+#define GRAD(ptr, count) (p[c] = (ptr), n[c++] = (count))
+    GRAD(g->dfq_W, Hq * r->f_q * d);
+    GRAD(g->dfq_b, Hq * r->f_q);
+    GRAD(g->dfq_u, Hq * d);
     if (params && !params->fk_tied) {
-        zero(g->dfk_W, Hq * r->f_k * d);
-        zero(g->dfk_b, Hq * r->f_k);
-        zero(g->dfk_u, Hq * d);
+        GRAD(g->dfk_W, Hq * r->f_k * d);
+        GRAD(g->dfk_b, Hq * r->f_k);
+        GRAD(g->dfk_u, Hq * d);
     }
-    zero(g->dwindow_w, Hq);
-    zero(g->dgate, nq * dv);
-    zero(g->dq, nq * d);
-    zero(g->dk, nk * d);
-    zero(g->dv, nk * dv);
+    GRAD(g->dwindow_w, Hq);
+    GRAD(g->dgate, nq * dv);
+    GRAD(g->dq, nq * d);
+    GRAD(g->dk, nk * d);
+    GRAD(g->dv, nk * dv);
+#undef GRAD
+    return c;
+}
+
+static void grads_zero(const still__resolved *r, const still_params *params, const still_grads *g)
+{
+    double *p[11];
+    int64_t n[11];
+    for (int i = 0, c = grads_list(r, params, g, p, n); i < c; i++)
+        zero(p[i], n[i]);
+}
+
+/* SPEC §10: finite results or an error code -- the loss, the output and
+ * every gradient written (a float32 product overflowing with a huge scale
+ * used to leave infinities behind STILL_OK). */
+static int results_finite(const still__resolved *r, const still_params *params,
+                          const still_tensors *t, double loss, const still_grads *g)
+{
+    const still_shape *s = &r->shape;
+    double *p[11];
+    int64_t n[11];
+    if (!isfinite(loss) ||
+        (t->o && !still__all_finite(t->dtype, t->o, s->batch * s->heads_q * s->seq_len * s->dim_v)))
+        return 0;
+    for (int i = 0, c = g ? grads_list(r, params, g, p, n) : 0; i < c; i++)
+        if (p[i] && !still__all_finite(STILL_F64, p[i], n[i]))
+            return 0;
+    return 1;
 }
 
 /* SPEC §5: the selection of a head from sigma, or the forced one (entries
@@ -282,7 +315,7 @@ static int transfer_run(head_transfer_fn fn, int allow_f64, const still_config *
     if (rc)
         return rc;
     *loss = sq_err / count; /* SPEC §8: the mean over every output element */
-    return STILL_OK;
+    return results_finite(&r, params, t, *loss, g) ? STILL_OK : STILL_E_NONFINITE;
 }
 
 static int finite_doubles(const double *p, int64_t n)
