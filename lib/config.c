@@ -145,7 +145,8 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->Ls = r->L > 0 ? r->L : 1;
     r->raw_cap = r->routing == STILL_ROUTING_WINDOW ? r->w : still__sat_mul(r->Ls, r->C);
     r->keys_cap = still__sat_mul(2, r->w);
-    r->cache_cap = r->max_sel > 0 ? still__sat_add(r->max_sel, r->k) : INT64_MAX;
+    /* k is unchecked (and unused) with routing `window`: it may be < 0 */
+    r->cache_cap = r->max_sel > 0 ? still__sat_add(r->max_sel, r->k > 0 ? r->k : 0) : INT64_MAX;
 
     if ((rc = map_rows(&params->fq, shape->dim_qk, &r->f_q)))
         return rc;

@@ -136,7 +136,7 @@ int still__fast_ctx_init(still__fast_ctx *ctx, const still__resolved *r,
     ctx->kern = kern;
     ctx->max_len = max_len;
     ctx->nh = r->per_kv ? r->group : 1;
-    ctx->Ls = r->L > 0 ? r->L : 1;
+    ctx->Ls = r->Ls;
     /* history rows: the raw tokens (at most Ls chunks, or w + C with routing
      * `window`), the last w keys, and one segment of up to C new rows */
     int64_t Ce = imin(C, max_len), we = imin(r->w, max_len);
@@ -487,9 +487,10 @@ static void chunk_arrival(const still__fast_ctx *ctx, still__fast_unit *u,
         }
         return;
     }
-    const int64_t cs = c - ctx->Ls, p0 = cs * C; /* the chunk that ages past L */
+    const int64_t cs = c - ctx->Ls; /* the chunk that ages past L */
     if (cs < 0)
         return;
+    const int64_t p0 = cs * C; /* <= c * C: no overflow once cs >= 0 */
     const double *rs = u->hist_sigma + (p0 - u->hist_first);
     uint8_t *sel = ws->sel;
     int64_t nsel = 0;

@@ -74,6 +74,12 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
 /* 1 when the n elements of p (STILL_F32 or STILL_F64) are all finite. */
 int still__all_finite(int dtype, const void *p, int64_t n);
 
+/* 1 when the n saliency scores are +inf (a token alone in its window) or
+ * finite, never NaN or -inf: float32 logits overflowing with a huge scale
+ * gave NaN behind STILL_OK (found by fuzz_config).  The fast forward and
+ * the states check the sigma they write with it. */
+int still__sigma_valid(const double *sigma, int64_t n);
+
 int still__check_tensors(const still__resolved *r, const still_params *params,
                          const still_tensors *t, int allow_f64);
 

@@ -3,7 +3,6 @@
  * (float) units.  Save and load live in state_io.c. */
 #include "state.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,17 +227,6 @@ static int outputs_finite(const still_shape *s, int64_t n, const still_tensors *
     return still__all_finite(t->dtype, t->o, s->batch * s->heads_q * n * s->dim_v); /* fits */
 }
 
-/* 1 when the n tokens' sigma [B][Hq][n] are scores: +inf (a token alone in
- * its window) or finite, never NaN or -inf (float32 logits overflowing
- * with a huge scale gave NaN behind STILL_OK; found by fuzz_config). */
-static int sigma_valid(const still_shape *s, int64_t n, const double *sigma)
-{
-    for (int64_t i = 0; i < s->batch * s->heads_q * n; i++)
-        if (isnan(sigma[i]) || sigma[i] == -INFINITY)
-            return 0;
-    return 1;
-}
-
 int still_state_append(still_state *st, int64_t n, const still_tensors *t)
 {
     still__resolved rn;
@@ -274,7 +262,7 @@ int still_state_append(still_state *st, int64_t n, const still_tensors *t)
      * inputs far beyond order 1, SPEC §10) is reported, not returned as
      * success (issue 7) */
     if ((t->o && !outputs_finite(&st->r.shape, n, t)) ||
-        (t->sigma && !sigma_valid(&st->r.shape, n, t->sigma)))
+        (t->sigma && !still__sigma_valid(t->sigma, st->r.shape.batch * st->r.shape.heads_q * n)))
         return STILL_E_NONFINITE;
     return STILL_OK;
 }
