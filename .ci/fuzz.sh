@@ -10,6 +10,10 @@
 # A crash, leak, timeout or over-limit allocation fails the job and prints
 # the input in hex: add it to tests/fuzz/corpus/<target>/ (crash-*), where
 # `make check` replays it (tests/fuzz/corpus_main.c).
+# The targets: npy, safetensors, state (still_state_load), tool_args (the
+# tool's option parser) and config (random configurations over all of
+# int64 and double through still_config_validate and both paths: forward,
+# transfer gradient, state create and append).
 #
 # Env: FUZZ_SECONDS (per target), FUZZ_TARGETS (default: every fuzz_*.c),
 # FUZZ_BUILD_DIR (default /tmp/libstill-ci-fuzz), FUZZ_CC (default clang).

@@ -104,6 +104,10 @@ enum { STILL_MAP_Q = 0, STILL_MAP_K = 1 };               /* which feature map */
 typedef int (*still_progress_fn)(void *user, int64_t done, int64_t total);
 
 /* ---- configuration (SPEC §4-6) ---------------------------------------- */
+/* The int64 fields may be as large as INT64_MAX: what derives from them
+ * (C * max(L,1), 2w, max_sel + k, ...) saturates in one resolution shared
+ * by every call, so a value beyond the sequence acts as its length
+ * (still_config_validate(3)). */
 typedef struct still_config {
     int64_t chunk;     /* C >= 1; default 64 */
     int64_t topk;      /* k, 0 <= k <= C; default 4 (routing saliency only) */

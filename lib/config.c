@@ -147,6 +147,11 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->scale = cfg->scale != 0.0 ? cfg->scale : 1.0 / sqrt((double)shape->dim_qk);
     r->group = shape->heads_q / shape->heads_kv;
     r->nchunks = shape->seq_len / r->C + (shape->seq_len % r->C != 0); /* C may be INT64_MAX */
+    r->Ls = r->L > 0 ? r->L : 1;
+    r->raw_cap = r->routing == STILL_ROUTING_WINDOW ? r->w : still__sat_mul(r->Ls, r->C);
+    r->keys_cap = still__sat_mul(2, r->w);
+    /* k is unchecked (and unused) with routing `window`: it may be < 0 */
+    r->cache_cap = r->max_sel > 0 ? still__sat_add(r->max_sel, r->k > 0 ? r->k : 0) : INT64_MAX;
 
     if ((rc = map_rows(&params->fq, shape->dim_qk, &r->f_q)))
         return rc;

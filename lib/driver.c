@@ -44,15 +44,9 @@
 static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* a * b saturated at INT64_MAX (sizes are checked again when allocating) */
-static int64_t sat_mul(int64_t a, int64_t b)
-{
-    return (a != 0 && b > INT64_MAX / a) ? INT64_MAX : a * b;
-}
-static int64_t sat_add(int64_t a, int64_t b)
-{
-    return a > INT64_MAX - b ? INT64_MAX : a + b;
-}
+/* saturated at INT64_MAX (sizes are checked again when allocating) */
+#define sat_mul still__sat_mul
+#define sat_add still__sat_add
 
 /* ---- the context ------------------------------------------------------------- */
 
@@ -145,7 +139,7 @@ int still__fast_ctx_init(still__fast_ctx *ctx, const still__resolved *r,
     ctx->kern = kern;
     ctx->max_len = max_len;
     ctx->nh = r->per_kv ? r->group : 1;
-    ctx->Ls = r->L > 0 ? r->L : 1;
+    ctx->Ls = r->Ls;
     /* history rows: the raw tokens (at most Ls chunks, or w + C with routing
      * `window`), the last w keys, and one segment of up to C new rows */
     int64_t Ce = imin(C, max_len), we = imin(r->w, max_len);
@@ -253,9 +247,10 @@ int still__fast_unit_reserve(const still__fast_ctx *ctx, still__fast_unit *u, in
     size_t per, bytes;
     if (need <= u->cache_cap)
         return STILL_OK;
+    if (need > INT64_MAX - STILL__PANEL) /* a saturated need */
+        return STILL_E_OVERFLOW;
     int64_t cap = imax(need, imax(2 * u->cache_cap, 16));
-    if (ctx->r.max_sel > 0)
-        cap = imax(need, imin(cap, sat_add(ctx->r.max_sel, ctx->r.k))); /* never more held */
+    cap = imax(need, imin(cap, ctx->r.cache_cap)); /* never more held */
     cap = (cap + STILL__PANEL - 1) / STILL__PANEL * STILL__PANEL; /* whole panels */
     /* k, packed k, v, sigma, position and the eviction mark of each entry */
     per = (size_t)(2 * d + dv) * sizeof(float) + sizeof(double) + sizeof(int64_t) + 1;
@@ -498,9 +493,10 @@ static void chunk_arrival(const still__fast_ctx *ctx, still__fast_unit *u,
         }
         return;
     }
-    const int64_t cs = c - ctx->Ls, p0 = cs * C; /* the chunk that ages past L */
+    const int64_t cs = c - ctx->Ls; /* the chunk that ages past L */
     if (cs < 0)
         return;
+    const int64_t p0 = cs * C; /* <= c * C: no overflow once cs >= 0 */
     const double *rs = u->hist_sigma + (p0 - u->hist_first);
     uint8_t *sel = ws->sel;
     int64_t nsel = 0;
@@ -1022,8 +1018,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
         /* each arrival splits a complete raw chunk, if there is one */
         int64_t need = sat_add(u->cache_n, sat_mul(imin(arrivals(C, u->pos, end),
                                                         (end - u->raw_first) / C), r->k));
-        if (r->max_sel > 0)
-            need = imin(need, imax(u->cache_n, sat_add(r->max_sel, r->k)));
+        need = imin(need, imax(u->cache_n, r->cache_cap));
         if ((rc = still__fast_unit_reserve(ctx, u, need)))
             return rc;
     }

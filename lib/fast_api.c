@@ -92,6 +92,8 @@ static int forward_unit(const still__fast_ctx *ctx, const still_tensors *t, int6
     for (int64_t i = 0; !rc && i < ctx->nh; i++) /* a result float32 cannot hold */
         if (!finite_rows(blk.o + i * blk.o_hs, N, sh->dim_v, blk.o_ns))
             rc = STILL_E_NONFINITE;
+    if (!rc && sigma && !still__sigma_valid(sigma, ctx->nh * N))
+        rc = STILL_E_NONFINITE; /* sigma [nh][N] of the unit, contiguous */
 
     if (!rc && t->selected) { /* SPEC §5/§11: the top-k of every complete chunk */
         const int64_t complete = N / r->C * r->C;

@@ -86,41 +86,51 @@ static void zero(double *p, int64_t n)
         memset(p, 0, (size_t)n * sizeof(double));
 }
 
+/* The gradient arrays of g that the call writes, with their element counts
+ * (NULL ones included: the callers skip them); returns how many. */
+static int grads_list(const still__resolved *r, const still_params *params, const still_grads *g,
+                      double **p, int64_t *n)
+{
+    const still_shape *s = &r->shape;
+    const int64_t Hq = s->heads_q, d = s->dim_qk, dv = s->dim_v;
+    const int64_t nq = s->batch * Hq * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    int c = 0;
+#define GRAD(ptr, count) (p[c] = (ptr), n[c++] = (count))
+    GRAD(g->dfq_W, Hq * r->f_q * d);
+    GRAD(g->dfq_b, Hq * r->f_q);
+    GRAD(g->dfq_u, Hq * d);
+    if (params && !params->fk_tied) {
+        GRAD(g->dfk_W, Hq * r->f_k * d);
+        GRAD(g->dfk_b, Hq * r->f_k);
+        GRAD(g->dfk_u, Hq * d);
+    }
+    GRAD(g->dwindow_w, Hq);
+    GRAD(g->dgate, nq * dv);
+    GRAD(g->dq, nq * d);
+    GRAD(g->dk, nk * d);
+    GRAD(g->dv, nk * dv);
+#undef GRAD
+    return c;
+}
+
 /* Every wanted gradient starts at 0; the heads add into them. */
 static void grads_zero(const still__resolved *r, const still_params *params, const still_grads *g)
 {
-    const still_shape *s = &r->shape;
-    const int64_t Hq = s->heads_q, d = s->dim_qk, dv = s->dim_v;
-    const int64_t nq = s->batch * Hq * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
-    zero(g->dfq_W, Hq * r->f_q * d);
-    zero(g->dfq_b, Hq * r->f_q);
-    zero(g->dfq_u, Hq * d);
-    if (params && !params->fk_tied) {
-        zero(g->dfk_W, Hq * r->f_k * d);
-        zero(g->dfk_b, Hq * r->f_k);
-        zero(g->dfk_u, Hq * d);
-    }
-    zero(g->dwindow_w, Hq);
-    zero(g->dgate, nq * dv);
-    zero(g->dq, nq * d);
-    zero(g->dk, nk * d);
-    zero(g->dv, nk * dv);
+    double *p[11];
+    int64_t n[11];
+    for (int i = 0, c = grads_list(r, params, g, p, n); i < c; i++)
+        zero(p[i], n[i]);
 }
 
-/* 1 when every gradient written (those grads_zero zeroes) is finite. */
+/* SPEC §10: 1 when every gradient written (those grads_zero zeroes) is
+ * finite (a float32 product overflowing with a huge scale used to leave
+ * infinities behind STILL_OK). */
 static int grads_finite(const still__resolved *r, const still_params *params, const still_grads *g)
 {
-    const still_shape *s = &r->shape;
-    const int64_t Hq = s->heads_q, d = s->dim_qk, dv = s->dim_v;
-    const int64_t nq = s->batch * Hq * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
-    const double *arr[] = {g->dfq_W, g->dfq_b, g->dfq_u, NULL, NULL, NULL,
-                           g->dwindow_w, g->dgate, g->dq, g->dk, g->dv};
-    const int64_t len[] = {Hq * r->f_q * d, Hq * r->f_q, Hq * d, Hq * r->f_k * d, Hq * r->f_k,
-                           Hq * d, Hq, nq * dv, nq * d, nk * d, nk * dv};
-    if (params && !params->fk_tied)
-        arr[3] = g->dfk_W, arr[4] = g->dfk_b, arr[5] = g->dfk_u;
-    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++)
-        if (arr[i] && !still__all_finite(STILL_F64, arr[i], len[i]))
+    double *p[11];
+    int64_t n[11];
+    for (int i = 0, c = grads_list(r, params, g, p, n); i < c; i++)
+        if (p[i] && !still__all_finite(STILL_F64, p[i], n[i]))
             return 0;
     return 1;
 }

@@ -185,7 +185,7 @@ static void route_row(fast_head *h, const double *sigma, const uint8_t *sel, int
         return;
     }
     const int64_t c = t / r->C;
-    const int64_t split_end = (c - (r->L > 0 ? r->L : 1) + 1) * r->C;
+    const int64_t split_end = still__split_end(r, t);
     if (c != h->cache_chunk) {
         chunk_cache(h, sigma, sel, split_end);
         h->cache_chunk = c;

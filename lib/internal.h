@@ -16,8 +16,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Saturating arithmetic of nonnegative int64 sizes and positions: a
+ * result beyond INT64_MAX is INT64_MAX, which every later size check
+ * refuses (STILL_E_OVERFLOW) and every comparison with a real count or
+ * position treats as "unbounded".  Any field of a configuration may be as
+ * large as INT64_MAX (a state has no length limit, SPEC §7), so every
+ * quantity derived from two fields is computed with these. */
+static inline int64_t still__sat_mul(int64_t a, int64_t b)
+{
+    return (a != 0 && b > INT64_MAX / a) ? INT64_MAX : a * b;
+}
+static inline int64_t still__sat_add(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
 /* A configuration with every default filled in and every derived value
- * computed, for one shape.  Built once per call by still__resolve(). */
+ * computed, for one shape.  Built once per call by still__resolve(), the
+ * one place where quantities derived from several fields are computed
+ * (saturated, see above); the ref path, the fast path, the gradients and
+ * the states read them from here rather than recomputing them. */
 typedef struct still__resolved {
     still_shape shape;
     int64_t C;        /* chunk */
@@ -32,7 +50,23 @@ typedef struct still__resolved {
     int64_t m;        /* feature dimension (same for both maps) */
     int64_t group;    /* Hq / Hk */
     int64_t nchunks;  /* ceil(N / C) */
+    /* derived bounds, saturated at INT64_MAX (SPEC §5-7) */
+    int64_t Ls;       /* chunks a split lags behind: max(L, 1) */
+    int64_t raw_cap;  /* raw tokens a state unit keeps: w for routing
+                         `window`, else Ls * C */
+    int64_t keys_cap; /* keys a state unit keeps for saliency: 2w */
+    int64_t cache_cap; /* entries the selected cache can hold: max_sel + k,
+                          INT64_MAX without a cap */
 } still__resolved;
+
+/* SPEC §6: the first position of the chunks not yet split when query t
+ * (>= 0) is processed: chunks c' <= t/C - Ls are split, so
+ * max(0, t/C - Ls + 1) * C, which is <= t and never overflows. */
+static inline int64_t still__split_end(const still__resolved *r, int64_t t)
+{
+    const int64_t split = t / r->C - r->Ls + 1; /* >= -INT64_MAX + 1 */
+    return split > 0 ? split * r->C : 0;
+}
 
 /* Fills r from cfg (NULL = defaults), shape and params (NULL = defaults),
  * checking every range.  Returns STILL_OK or an error code; does no I/O. */
@@ -64,6 +98,12 @@ static inline int still__finite_f32(const float *x, int64_t n)
         bad |= !(fabsf(x[i]) <= FLT_MAX);
     return !bad;
 }
+
+/* 1 when the n saliency scores are +inf (a token alone in its window) or
+ * finite, never NaN or -inf: float32 logits overflowing with a huge scale
+ * gave NaN behind STILL_OK (found by fuzz_config).  The fast forward and
+ * the states check the sigma they write with it. */
+int still__sigma_valid(const double *sigma, int64_t n);
 
 int still__check_tensors(const still__resolved *r, const still_params *params,
                          const still_tensors *t, int allow_f64);

@@ -5,7 +5,6 @@
  * (float) units.  Save and load live in state_io.c. */
 #include "state.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,10 +149,21 @@ int64_t still__state_split_raw_count(const still_state *st, int64_t P)
     const still__resolved *r = &st->r;
     if (P == 0)
         return 0;
-    /* after query P-1 (chunk c), chunks c - max(L,1) + 1 .. c are unsplit */
-    int64_t keep = r->L > 0 ? r->L : 1, c = (P - 1) / r->C;
-    int64_t first = c - keep + 1 > 0 ? c - keep + 1 : 0;
-    return P - first * r->C;
+    /* after query P-1, the chunks from its split end on are unsplit */
+    return P - still__split_end(r, P - 1);
+}
+
+int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64_t raw,
+                                int64_t n)
+{
+    int64_t splits = n / r->C + 1;
+    const int64_t complete = still__sat_add(raw, n) / r->C;
+    if (splits > complete)
+        splits = complete;
+    const int64_t need = still__sat_add(cache_n, still__sat_mul(splits, r->k));
+    if (need <= r->cache_cap)
+        return need;
+    return cache_n > r->cache_cap ? cache_n : r->cache_cap;
 }
 
 int still__state_new(const still_config *cfg, const still_shape *shape,
@@ -188,14 +198,6 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
     }
     st->unit_heads = st->r.per_kv ? st->r.group : 1;
     st->units = one.batch * (st->r.per_kv ? one.heads_kv : one.heads_q);
-    /* caps of what the units can hold, saturated: they only bound growth
-     * (a chunk and a local of 2^40 each must not overflow; found by
-     * fuzz_state, issue 7) */
-    const int64_t keep = st->r.L > 0 ? st->r.L : 1;
-    st->raw_cap = st->r.routing == STILL_ROUTING_WINDOW ? st->r.w
-                  : keep > INT64_MAX / st->r.C       ? INT64_MAX
-                                                     : keep * st->r.C;
-    st->keys_cap = st->r.w > INT64_MAX / 2 ? INT64_MAX : 2 * st->r.w;
     if ((rc = st->ops->init(st))) {
         st->ops->fini(st);
         free(st->param_store);
@@ -263,10 +265,11 @@ int still_state_append(still_state *st, int64_t n, const still_tensors *t)
         return rc;
     st->position += n;
     /* the tokens are taken; an output the dtype cannot hold (float32 and
-     * inputs far beyond order 1, SPEC §10), or an intermediate of the fast
-     * path that overflowed float (STILL_E_NONFINITE from the append), is
-     * reported, not returned as success */
-    if (rc || (t->o && !outputs_finite(&st->r.shape, n, t)))
+     * inputs far beyond order 1, SPEC §10), an intermediate of the fast
+     * path that overflowed float (STILL_E_NONFINITE from the append), or a
+     * NaN sigma, is reported, not returned as success */
+    if (rc || (t->o && !outputs_finite(&st->r.shape, n, t)) ||
+        (t->sigma && !still__sigma_valid(t->sigma, st->r.shape.batch * st->r.shape.heads_q * n)))
         return STILL_E_NONFINITE;
     return STILL_OK;
 }

@@ -94,8 +94,6 @@ struct still_state {
     int64_t position;      /* tokens appended so far */
     int64_t units;         /* batch * (heads_q, or heads_kv with per-kv) */
     int64_t unit_heads;    /* query heads per unit: 1, or group */
-    int64_t raw_cap;       /* max raw tokens: w (window) or max(L,1)*C */
-    int64_t keys_cap;      /* rows of the key window buffer: 2w */
     const still__state_ops *ops;
     void *impl;            /* the path's units */
 };
@@ -107,6 +105,15 @@ extern const still__state_ops still__fast_state_ops;
  * c' <= c-L are split when query c·C arrives; L = 0 keeps the current chunk
  * raw, linear), the same on both paths. */
 int64_t still__state_split_raw_count(const still_state *st, int64_t P);
+
+/* SPEC §5: the cache entries a unit may hold after n more tokens, when it
+ * holds cache_n entries and raw raw tokens now: k for each chunk split, at
+ * most n/C + 1 and (raw + n)/C splits (a split takes a complete raw chunk),
+ * never more than the resolution's cache_cap (once the cache holds more, it
+ * stays at cache_n).  Saturated: INT64_MAX when it does not fit, which the
+ * reservation refuses (STILL_E_OVERFLOW).  The same on both paths. */
+int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64_t raw,
+                                int64_t n);
 
 /* FNV-1a, 64 bits, continued from h (start with STILL__FNV_INIT). */
 #define STILL__FNV_INIT 0xcbf29ce484222325ULL

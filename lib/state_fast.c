@@ -220,16 +220,9 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
      * most n/C + 1 chunk arrivals, k tokens each (lib/fast.h) */
     if (r->routing != STILL_ROUTING_WINDOW && r->k > 0)
         for (int64_t i = 0; i < st->units; i++) {
-            int64_t need = w->u[i].cache_n, splits = n / r->C + 1;
-            const int64_t raw = w->u[i].pos - w->u[i].raw_first; /* a split takes a raw chunk */
-            if (splits > (raw + n) / r->C)
-                splits = (raw + n) / r->C;
-            if (splits > (INT64_MAX - need) / r->k)
-                return STILL_E_OVERFLOW;
-            need += splits * r->k;
-            if (r->max_sel > 0 && need - r->k > r->max_sel) /* no overflow: max_sel + k < need */
-                need = r->max_sel + r->k;
-            int rc = still__fast_unit_reserve(&w->ctx, &w->u[i], need);
+            const int64_t raw = w->u[i].pos - w->u[i].raw_first;
+            int rc = still__fast_unit_reserve(
+                &w->ctx, &w->u[i], still__state_cache_need(r, w->u[i].cache_n, raw, n));
             if (rc)
                 return rc;
         }

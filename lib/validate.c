@@ -6,6 +6,15 @@
 #include <float.h>
 #include <math.h>
 
+int still__sigma_valid(const double *sigma, int64_t n)
+{
+    int bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (int64_t i = 0; i < n; i++)
+        bad |= isnan(sigma[i]) || sigma[i] == -INFINITY;
+    return !bad;
+}
+
 /* |x| <= MAX is false exactly for inf and NaN; the scan has no branch, so
  * it vectorizes (it runs before every call, over every input element). */
 int still__all_finite(int dtype, const void *p, int64_t n)

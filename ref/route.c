@@ -39,10 +39,9 @@ static void apply_cap(const still__resolved *r, const double *sigma, int64_t end
 void still__ref_route(const still__resolved *r, const double *sigma, const uint8_t *sel,
                       int64_t t, uint8_t *exact)
 {
-    const int64_t C = r->C, c = t / C;
     /* SPEC §6: split chunks are c' <= c - L; for L = 0 the current chunk
      * is not split (incomplete) but linear, so split ones are c' <= c - 1 */
-    const int64_t split_end = (c - (r->L > 0 ? r->L : 1) + 1) * C; /* first unsplit position */
+    const int64_t split_end = still__split_end(r, t); /* first unsplit position, <= t */
 
     if (r->routing == STILL_ROUTING_WINDOW) { /* last w positions incl. t */
         for (int64_t j = 0; j <= t; j++)
@@ -55,5 +54,5 @@ void still__ref_route(const still__resolved *r, const double *sigma, const uint8
         else
             exact[j] = r->L > 0; /* chunks c-L+1..c, or the linear current chunk */
     }
-    apply_cap(r, sigma, split_end > 0 ? split_end : 0, exact);
+    apply_cap(r, sigma, split_end, exact);
 }

@@ -99,10 +99,10 @@ static int rows_reserve(const still_state *st, ref_unit *u, int64_t raw_need, in
     if (raw_need <= u->raw_room && keys_need <= u->keys_room && u->rows_block)
         return STILL_OK;
     const int64_t raw = raw_need <= u->raw_room ? u->raw_room
-                                                : grown_room(u->raw_room, raw_need, st->raw_cap);
+                                                : grown_room(u->raw_room, raw_need, st->r.raw_cap);
     const int64_t keys = keys_need <= u->keys_room
                              ? u->keys_room
-                             : grown_room(u->keys_room, keys_need, st->keys_cap);
+                             : grown_room(u->keys_room, keys_need, st->r.keys_cap);
     if (raw < raw_need || keys < keys_need)
         return STILL_E_OVERFLOW; /* more than the configuration holds: a caller's bug */
     if (add_doubles(&n, raw, d + dv + 1) || add_doubles(&n, keys, d) || n == 0)
@@ -226,7 +226,7 @@ static int cache_reserve(const still_state *st, ref_unit *u, int64_t need)
     if (need <= u->cache_cap)
         return STILL_OK;
     int64_t cap = u->cache_cap * 2 > need ? u->cache_cap * 2 : need;
-    if (st->r.max_sel && cap - st->r.k > st->r.max_sel)
+    if (cap > st->r.cache_cap)
         cap = need; /* the cache never holds more than max_sel + k */
     if (still__mul3_size((size_t)cap, (size_t)(d + dv + 2), sizeof(double), &bytes))
         return STILL_E_OVERFLOW;
@@ -341,7 +341,7 @@ static void age(const still_state *st, ref_impl *w, ref_unit *u, int64_t t)
             fold(st, w, u, u->raw_k, u->raw_v);
             raw_drop(st, u, 1);
         }
-    } else if (t % r->C == 0 && u->raw_n == st->raw_cap) {
+    } else if (t % r->C == 0 && u->raw_n == st->r.raw_cap) {
         split_oldest_chunk(st, w, u, t - u->raw_n);
     }
 }
@@ -357,7 +357,7 @@ static double token_sigma(const still_state *st, ref_impl *w, ref_unit *u, int64
 {
     const still__resolved *r = &st->r;
     const int64_t d = r->shape.dim_qk;
-    if (u->keys_n == st->keys_cap) { /* keep the last w - 1 */
+    if (u->keys_n == st->r.keys_cap) { /* keep the last w - 1 */
         memmove(u->keys, u->keys + (u->keys_n - (r->w - 1)) * d,
                 (size_t)((r->w - 1) * d) * sizeof(double));
         u->keys_n = r->w - 1;
@@ -531,17 +531,8 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
      * (routing `window` caches nothing) */
     for (int64_t i = 0; r->routing != STILL_ROUTING_WINDOW && i < st->units; i++) {
         ref_unit *u = &w->u[i];
-        /* a split takes a complete raw chunk: no more than the raw and new
-         * tokens make (a restored state's k need not fit its few tokens) */
-        int64_t splits = n / r->C + 1, need = u->cache_n;
-        if (splits > (u->raw_n + n) / r->C)
-            splits = (u->raw_n + n) / r->C;
-        if (r->k && splits > (INT64_MAX - need) / r->k)
-            return STILL_E_OVERFLOW;
-        need += splits * r->k;
-        if (r->max_sel && need - r->k > r->max_sel) /* no overflow: max_sel + k < need */
-            need = r->max_sel + r->k;
-        int rc = cache_reserve(st, u, need);
+        /* a restored state's k need not fit its few tokens */
+        int rc = cache_reserve(st, u, still__state_cache_need(r, u->cache_n, u->raw_n, n));
         if (rc)
             return rc;
     }
@@ -557,8 +548,8 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
     int rc = tok_reserve(w, held);
     for (int64_t i = 0; !rc && i < st->units; i++) {
         ref_unit *u = &w->u[i];
-        rc = rows_reserve(st, u, n < st->raw_cap - u->raw_n ? u->raw_n + n : st->raw_cap,
-                          n < st->keys_cap - u->keys_n ? u->keys_n + n : st->keys_cap);
+        rc = rows_reserve(st, u, n < st->r.raw_cap - u->raw_n ? u->raw_n + n : st->r.raw_cap,
+                          n < st->r.keys_cap - u->keys_n ? u->keys_n + n : st->r.keys_cap);
     }
     if (rc)
         return rc;

@@ -27,6 +27,9 @@
  *    created, fed, saved and restored within a few hundred KiB, and a
  *    stream whose header claims more than its bytes hold is refused before
  *    anything is allocated for it (fuzz_state's state-load-huge-chunk).
+ * 5. Sizes derived from several configuration fields saturate: a huge
+ *    chunk, local, window or max_sel acts as its effective value on every
+ *    entry point (issue 13).
  */
 #define _GNU_SOURCE
 #include "harden.h"
@@ -857,6 +860,116 @@ START_TEST(test_state_create_huge_is_cheap_or_nomem)
 }
 END_TEST
 
+/* ---- 5. derived sizes (chunk x local, max_sel + k, 2w, ...) ------------------- */
+
+/* Any configuration field may be as large as INT64_MAX, and what derives
+ * from two of them saturates (still__resolve): a chunk, local or window
+ * larger than the sequence acts as the sequence's length.  Each huge
+ * configuration below equals a small one on N = 20 through every entry
+ * point; the products used to overflow int64 (a SIGSEGV in the ref
+ * route's cap for chunk = local = 2^40, the linear set silently taken for
+ * the cache with local = 2^62). */
+typedef struct derived_case {
+    int routing;
+    int64_t huge[5], small[5]; /* chunk, topk, window, local, max_sel */
+} derived_case;
+
+static const derived_case derived[] = {
+    {STILL_ROUTING_SALIENCY, {BIG, 3, 8, BIG, 0}, {64, 3, 8, 1, 0}},
+    {STILL_ROUTING_SALIENCY, {4, 2, 8, INT64_C(1) << 62, 0}, {4, 2, 8, 5, 0}},
+    {STILL_ROUTING_SALIENCY, {4, 2, 8, INT64_C(1) << 62, INT64_MAX}, {4, 2, 8, 5, 0}},
+    {STILL_ROUTING_SALIENCY, {4, 2, 8, 1, INT64_MAX}, {4, 2, 8, 1, 0}},
+    {STILL_ROUTING_SALIENCY, {4, 4, INT64_MAX, 2, INT64_MAX - 1}, {4, 4, 20, 2, 0}},
+    {STILL_ROUTING_SALIENCY, {INT64_MAX, INT64_MAX, 8, INT64_MAX, INT64_MAX}, {64, 64, 8, 1, 0}},
+    {STILL_ROUTING_ALL, {INT64_MAX, 0, INT64_MAX, INT64_MAX, INT64_MAX}, {64, 0, 20, 1, 0}},
+    {STILL_ROUTING_WINDOW, {INT64_MAX, 0, INT64_MAX, INT64_MAX, INT64_MAX}, {64, 0, 20, 2, 0}},
+    {STILL_ROUTING_NONE, {INT64_MAX - 1, 0, INT64_MAX, INT64_MAX, INT64_MAX}, {64, 0, 20, 2, 0}},
+};
+#define N_DERIVED ((int)(sizeof derived / sizeof derived[0]))
+
+static still_config derived_config(int routing, const int64_t v[5])
+{
+    still_config c;
+    still_config_default(&c);
+    c.routing = routing;
+    c.chunk = v[0], c.topk = v[1], c.window = v[2], c.local = v[3], c.max_sel = v[4];
+    c.threads = 1;
+    return c;
+}
+
+/* The outputs of one configuration through every entry point. */
+typedef struct derived_out {
+    double o_ref[120], sig_ref[40], o_fast[120], o_st_ref[120], o_st_fast[120];
+    double loss_ref, dq_ref[160], loss_fast, dq_fast[160];
+} derived_out;
+
+static void derived_run(const still_config *cfg, const still_shape *s, const double *q,
+                        const double *k, const double *v, derived_out *out)
+{
+    const int64_t nq = hd_nq(s), nk = hd_nk(s), nv = hd_nv(s), no = hd_no(s);
+    float *qf = hd_to_float(q, nq), *kf = hd_to_float(k, nk), *vf = hd_to_float(v, nv);
+    float *of = hd_falloc(no);
+    still_tensors t = {0};
+    t.dtype = STILL_F64, t.q = q, t.k = k, t.v = v, t.o = out->o_ref, t.sigma = out->sig_ref;
+    ck_assert_int_eq(still_config_validate(cfg, s), STILL_OK);
+    ck_assert_int_eq(still_ref_forward(cfg, s, NULL, &t), STILL_OK);
+    still_grads g = {0};
+    g.dq = out->dq_ref;
+    t.sigma = NULL;
+    ck_assert_int_eq(still_ref_transfer_grad(cfg, s, NULL, &t, NULL, &out->loss_ref, &g),
+                     STILL_OK);
+    still_state *st = NULL;
+    t.o = out->o_st_ref;
+    ck_assert_int_eq(still_state_create(cfg, s, NULL, STILL_PATH_REF, &st), STILL_OK);
+    ck_assert_int_eq(still_state_append(st, s->seq_len, &t), STILL_OK);
+    still_state_destroy(st);
+
+    t.dtype = STILL_F32, t.q = qf, t.k = kf, t.v = vf, t.o = of;
+    ck_assert_int_eq(still_forward(cfg, s, NULL, &t), STILL_OK);
+    for (int64_t i = 0; i < no; i++)
+        out->o_fast[i] = of[i];
+    g.dq = out->dq_fast;
+    ck_assert_int_eq(still_transfer_grad(cfg, s, NULL, &t, NULL, &out->loss_fast, &g), STILL_OK);
+    ck_assert_int_eq(still_state_create(cfg, s, NULL, STILL_PATH_FAST, &st), STILL_OK);
+    ck_assert_int_eq(still_state_append(st, s->seq_len, &t), STILL_OK);
+    still_state_destroy(st);
+    for (int64_t i = 0; i < no; i++)
+        out->o_st_fast[i] = of[i];
+    free(qf), free(kf), free(vf), free(of);
+}
+
+START_TEST(test_huge_derived_sizes_act_as_their_effective_values)
+{
+    const derived_case *c = &derived[_i];
+    const still_shape s = {1, 2, 1, 20, 4, 3, STILL_LAYOUT_BHND};
+    static double q[160], k[80], v[60];
+    static derived_out huge, small;
+    uint64_t seed = 42;
+    hd_fill(&seed, q, hd_nq(&s), -1.0, 1.0);
+    hd_fill(&seed, k, hd_nk(&s), -1.0, 1.0);
+    hd_fill(&seed, v, hd_nv(&s), -1.0, 1.0);
+    still_config ch = derived_config(c->routing, c->huge), cs = derived_config(c->routing, c->small);
+    derived_run(&cs, &s, q, k, v, &small);
+    derived_run(&ch, &s, q, k, v, &huge);
+    const int64_t no = hd_no(&s), nq = hd_nq(&s);
+    hd_assert_close(huge.o_ref, small.o_ref, no, 1e-12, "ref o");
+    for (int64_t i = 0; i < hd_ns(&s); i++) /* +inf at token 0 */
+        ck_assert_msg(huge.sig_ref[i] == small.sig_ref[i] ||
+                          fabs(huge.sig_ref[i] - small.sig_ref[i]) <= 1e-12,
+                      "sigma[%lld]: %.17g vs %.17g", (long long)i, huge.sig_ref[i],
+                      small.sig_ref[i]);
+    hd_assert_close(huge.o_st_ref, small.o_ref, no, 1e-12, "ref state o");
+    hd_assert_close(&huge.loss_ref, &small.loss_ref, 1, 1e-14, "ref loss");
+    hd_assert_close(huge.dq_ref, small.dq_ref, nq, 1e-12, "ref dq");
+    hd_assert_close(huge.o_fast, small.o_fast, no, 1e-6, "fast o");
+    hd_assert_close(huge.o_st_fast, small.o_fast, no, 1e-5, "fast state o");
+    hd_assert_close(&huge.loss_fast, &small.loss_fast, 1, 1e-7, "fast loss");
+    hd_assert_close(huge.dq_fast, small.dq_fast, nq, 1e-5, "fast dq");
+    /* and the small configuration is not a trivial one: the fast path agrees with the ref */
+    hd_assert_close(small.o_fast, small.o_ref, no, 1e-5, "fast vs ref o");
+}
+END_TEST
+
 static Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
@@ -884,6 +997,10 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_state_with_huge_chunk_holds_only_its_tokens);
     tcase_add_test(tc, test_state_stream_claiming_more_than_it_holds_is_refused_cheaply);
     tcase_add_test(tc, test_state_create_huge_is_cheap_or_nomem);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("derived");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_huge_derived_sizes_act_as_their_effective_values, 0, N_DERIVED);
     suite_add_tcase(s, tc);
     return s;
 }
