@@ -380,10 +380,11 @@ static int load_selection(const char *cmd, const char *path, const still__resolv
             int64_t ones = 0;
             for (int64_t j = c * C; j < (c + 1) * C; j++) {
                 if (sel[row * N + j] > 1) {
+                    unsigned value = sel[row * N + j]; /* read before the array is freed */
                     still__array_free(&a);
                     return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: value %u at row %lld position "
-                                     "%lld, expected 0 or 1", path, sel[row * N + j],
-                                     (long long)row, (long long)j);
+                                     "%lld, expected 0 or 1", path, value, (long long)row,
+                                     (long long)j);
                 }
                 ones += sel[row * N + j];
             }
