@@ -671,15 +671,32 @@ int still__open_regular(const char *path, FILE **fp, size_t *size, char *err, si
 {
     char why[128];
     struct stat st;
-    *fp = fopen(path, "rb");
-    if (!*fp) {
+    /* O_NONBLOCK: opening a FIFO with no writer would wait for one forever;
+     * the type is checked on the open file, before any read */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    *fp = NULL;
+    if (fd < 0) {
         errno_text(errno, why, sizeof why);
         return still__io_fail(err, errlen, STILL_E_IO, "%s: cannot open: %s", path, why);
     }
-    if (fstat(fileno(*fp), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
-        fclose(*fp);
-        *fp = NULL;
-        return still__io_fail(err, errlen, STILL_E_IO, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        errno_text(errno, why, sizeof why);
+        close(fd);
+        return still__io_fail(err, errlen, STILL_E_IO, "%s: cannot open: %s", path, why);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < 0) {
+        close(fd);
+        return still__io_fail(err, errlen, STILL_E_IO, "%s: not a regular file (%s)", path,
+                              S_ISFIFO(st.st_mode)  ? "a FIFO or pipe"
+                              : S_ISDIR(st.st_mode) ? "a directory"
+                              : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                           : "not a file");
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 || !(*fp = fdopen(fd, "rb"))) {
+        errno_text(errno, why, sizeof why);
+        close(fd);
+        return still__io_fail(err, errlen, STILL_E_IO, "%s: cannot open: %s", path, why);
     }
     if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX) {
         fclose(*fp);

@@ -125,18 +125,16 @@ static int load_state(const char *cmd, const decode_opts *d, const tool_attn_inp
                       const still_params *params, still_state **st)
 {
     const char *path = d->state_in;
-    FILE *f = fopen(path, "rb");
-    long size = -1;
+    char err[STILL__ERRLEN];
+    FILE *f;
+    size_t size;
     unsigned char *buf = NULL;
     int rc;
 
-    if (!f)
-        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || size > STATE_FILE_MAX || fseek(f, 0, SEEK_SET) != 0 ||
-        !(buf = malloc(size ? (size_t)size : 1)) ||
-        fread(buf, 1, (size_t)size, f) != (size_t)size) {
+    if (still__open_regular(path, &f, &size, err, sizeof err)) /* a FIFO is refused, not waited on */
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+    if (size > (size_t)STATE_FILE_MAX || !(buf = malloc(size ? size : 1)) ||
+        fread(buf, 1, size, f) != size) {
         fclose(f);
         free(buf);
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: cannot read the state file", path);

@@ -332,7 +332,8 @@ int cmd_grad(int argc, char **argv)
     double *dq = NULL, *dk = NULL, *dv = NULL, *dgate = NULL, *sigma = NULL;
     uint8_t *sel = NULL;
     memset(&ps, 0, sizeof ps);
-    if (o.teacher && (rc = load_teacher(cmd, o.teacher, &in, &teacher)))
+    if ((o.teacher && (rc = load_teacher(cmd, o.teacher, &in, &teacher))) ||
+        (o.a.path == TOOL_PATH_FAST && (rc = tool_blas_room(cmd))))
         goto done;
     if (tool_param_set_build(o.a.params ? &in.params : NULL, s->heads_q, s->dim_qk, 0, &ps) ||
         !(dq = malloc((size_t)(nq * s->dim_qk) * sizeof *dq)) ||

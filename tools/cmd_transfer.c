@@ -800,6 +800,8 @@ int cmd_transfer(int argc, char **argv)
                                                                      : STILL_E_NOMEM));
         goto done;
     }
+    if (p.fast && (rc = tool_blas_room(cmd)))
+        goto done;
     double t0 = tool_now();
     if ((rc = fit(&o, &p, &ps, loss, hold))) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path refused: %s (%s)",

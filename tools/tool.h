@@ -54,6 +54,10 @@ int tool_parse_double(const char *cmd, const char *opt, const char *val, double 
 void tool_shape_text(int ndim, const int64_t *shape, char *buf, size_t len);
 /* A flat index as "[b,h,n,i]". */
 void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, size_t len);
+/* Under a finite address-space limit, TOOL_EXIT_LIBRARY (after the
+ * message) when OpenBLAS could not map its work buffer: it would retry
+ * forever.  Called before a computation that uses OpenBLAS. */
+int tool_blas_room(const char *cmd);
 /* Seconds on a monotonic clock. */
 double tool_now(void);
 

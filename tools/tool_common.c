@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,6 +125,22 @@ double tool_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int tool_blas_room(const char *cmd)
+{
+    struct rlimit as;
+    if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY)
+        return TOOL_EXIT_OK;
+    /* OpenBLAS maps one work buffer (128 MiB and a page on x86-64) at its
+     * first product and, when it cannot, retries forever */
+    void *p = malloc((size_t)129 << 20);
+    if (!p)
+        return tool_fail(TOOL_EXIT_LIBRARY, cmd, "the address-space limit (ulimit -v) leaves no "
+                         "room for OpenBLAS's work buffer (about 128 MiB) that the fast path's "
+                         "gradients need; raise it or use --path ref");
+    free(p);
+    return TOOL_EXIT_OK;
 }
 
 /* ---- outputs ----------------------------------------------------------------- */
