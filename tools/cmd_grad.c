@@ -234,13 +234,13 @@ static int write_st(const char *cmd, const char *path, int n, const char *const 
         }
     }
     if (!rc)
-        rc = still__st_write(path, n, names, conv, err, sizeof err);
+        rc = still__st_write_fd(tool_out_fd(cmd, path), path, n, names, conv, err, sizeof err);
     else
         snprintf(err, sizeof err, "%s: out of memory", path);
     if (dtype == STILL__DT_F4)
         for (int i = 0; i < n; i++)
             free(conv[i].data);
-    return rc ? tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err) : TOOL_EXIT_OK;
+    return rc ? tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err) : tool_out_close(cmd, path);
 }
 
 /* A gradient of an input array as a safetensors view: shape in the rank
@@ -301,12 +301,10 @@ static int parse(const char *cmd, int argc, char **argv, grad_opts *o, int *help
     if (o->a.cfg.routing == STILL_ROUTING_SALIENCY && o->a.cfg.topk > o->a.cfg.chunk)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--topk %lld exceeds --chunk %lld (SPEC §5)",
                          (long long)o->a.cfg.topk, (long long)o->a.cfg.chunk);
-    const char *outs[4] = {o->grads_out, o->a.out, o->a.scores_out, o->a.select_out};
-    for (int x = 0; x < 4; x++)
-        for (int y = x + 1; y < 4; y++)
-            if (outs[x] && outs[y] && !strcmp(outs[x], outs[y]))
-                return tool_fail(TOOL_EXIT_USAGE, cmd, "two outputs name the same file '%s'",
-                                 outs[x]);
+    int rc;
+    if ((rc = tool_out_add(cmd, "--grads-out", o->grads_out)) ||
+        (rc = tool_attn_outputs(cmd, &o->a)) || (rc = tool_out_input(cmd, "--teacher", o->teacher)))
+        return rc;
     return TOOL_EXIT_OK;
 }
 
@@ -364,7 +362,7 @@ int cmd_grad(int argc, char **argv)
         goto done;
     }
 
-    /* npy outputs first (all or nothing), then the gradients */
+    /* the npy outputs, then the gradients; committed together */
     const int dt = o.a.dtype ? o.a.dtype : o.a.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8;
     tool_output outs[3];
     int nout = 0;
@@ -406,11 +404,8 @@ int cmd_grad(int argc, char **argv)
     arrays[n++] = input_view(&in, s->heads_kv, s->dim_qk, dk);
     names[n] = "v";
     arrays[n++] = input_view(&in, s->heads_kv, s->dim_v, dv);
-    if ((rc = write_st(cmd, o.grads_out, n, names, arrays, dt))) {
-        for (int i = 0; i < nout; i++)
-            unlink(outs[i].path);
+    if ((rc = write_st(cmd, o.grads_out, n, names, arrays, dt)) || (rc = tool_out_commit(cmd)))
         goto done;
-    }
     printf("still grad: %s path, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, %.3f s; "
            "loss %.9g; wrote %s (%d tensors)\n", o.a.path == TOOL_PATH_FAST ? "fast" : "ref",
            (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,

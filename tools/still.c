@@ -115,6 +115,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             int status = commands[i].run(argc - 1, argv + 1);
+            if (status == TOOL_EXIT_OK)
+                status = tool_out_commit(commands[i].name); /* none left: a no-op */
+            else
+                tool_out_abort(); /* the temporaries go, the targets stay */
             if (fflush(stdout) != 0 && status == TOOL_EXIT_OK)
                 status = tool_fail(TOOL_EXIT_OUTPUT, commands[i].name, "cannot write to stdout");
             return finish(status);

@@ -184,19 +184,20 @@ int tool_write_outputs(const char *cmd, const tool_output *outs, int n)
     for (int i = 0; i < n; i++) {
         const void *data;
         void *owned;
-        int rc;
+        int fd = tool_out_fd(cmd, outs[i].path), rc;
+        if (fd < 0)
+            return TOOL_EXIT_OUTPUT;
         if (convert_output(&outs[i], &data, &owned))
             rc = still__io_fail(err, sizeof err, STILL_E_NOMEM, "%s: out of memory",
                                 outs[i].path);
         else
-            rc = still__npy_write(outs[i].path, outs[i].dtype, outs[i].ndim, outs[i].shape, data,
-                                  err, sizeof err);
+            rc = still__npy_write_fd(fd, outs[i].path, outs[i].dtype, outs[i].ndim,
+                                     outs[i].shape, data, err, sizeof err);
         free(owned);
-        if (rc) {
-            for (int j = 0; j < i; j++) /* all or nothing */
-                unlink(outs[j].path);
+        if (rc)
             return tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err);
-        }
+        if ((rc = tool_out_close(cmd, outs[i].path)))
+            return rc;
     }
     return TOOL_EXIT_OK;
 }

@@ -1,0 +1,3 @@
+/* tool_output_unit.c -- tools/tool_output.c compiled into the tool_args corpus
+ * replay (tests/Makefile.am), as .ci/fuzz.sh links it into fuzz_tool_args. */
+#include "tool_output.c"
