@@ -40,7 +40,7 @@ INCS="-I$HARDEN_SRC/include -I$HARDEN_SRC/lib -I$HARDEN_SRC/ref -I$HARDEN_SRC/to
 targets=${FUZZ_TARGETS:-$(cd "$HARDEN_SRC/tests/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')}
 extra_src() {  # sources a target needs beside the library
     case $1 in
-        tool_args) echo "$HARDEN_SRC/tools/tool_common.c $HARDEN_SRC/tools/tool_attn.c" ;;
+        tool_args) echo "$HARDEN_SRC/tools/tool_common.c $HARDEN_SRC/tools/tool_attn.c $HARDEN_SRC/tools/tool_output.c" ;;
     esac
 }
 mkdir -p bin artifacts scratch

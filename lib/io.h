@@ -56,6 +56,11 @@ int still__npy_read(const char *path, still__array *a, char *err, size_t errlen)
 /* dtype one of F4, F8, U1; writes version 1.0 (2.0 if the header needs it). */
 int still__npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
                      const void *data, char *err, size_t errlen);
+/* The same bytes written at the current offset of an open file descriptor
+ * (the still tool's output set creates and commits its files itself);
+ * name is for messages only, and fd is neither synced nor closed. */
+int still__npy_write_fd(int fd, const char *name, int dtype, int ndim, const int64_t *shape,
+                        const void *data, char *err, size_t errlen);
 
 /* safetensors: an 8-byte little-endian header length, a JSON header, data. */
 typedef struct still__st_file {
@@ -73,6 +78,9 @@ void still__st_free(still__st_file *f);
 /* Writes n tensors (dtype F4 or F8) with their names. */
 int still__st_write(const char *path, int n, const char *const *names,
                     const still__array *arrays, char *err, size_t errlen);
+/* The same on an open file descriptor, as still__npy_write_fd. */
+int still__st_write_fd(int fd, const char *name, int n, const char *const *names,
+                       const still__array *arrays, char *err, size_t errlen);
 
 /* SPEC §11 parameter files: fq.W [Hq,f,d], fq.b [Hq,f], fq.u [Hq,d], the
  * same for fk.* (absent: tied to fq), window.w [Hq]; F32 or F64.  Fills
@@ -112,5 +120,12 @@ typedef struct still__write_part {
  * path; on failure nothing is left behind (SPEC §11). */
 int still__write_atomic(const char *path, const still__write_part *parts, int nparts,
                         char *err, size_t errlen);
+/* Writes the parts at fd's offset (name for messages only); nothing is
+ * synced, closed or renamed. */
+int still__write_fd(int fd, const char *name, const still__write_part *parts, int nparts,
+                    char *err, size_t errlen);
+/* fd >= 0: still__write_fd; else still__write_atomic onto path. */
+int still__write_to(const char *path, int fd, const still__write_part *parts, int nparts,
+                    char *err, size_t errlen);
 
 #endif /* STILL_IO_H */

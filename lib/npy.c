@@ -227,6 +227,26 @@ static int write_part(int fd, const still__write_part *part)
     return 0;
 }
 
+int still__write_fd(int fd, const char *name, const still__write_part *parts, int nparts,
+                    char *err, size_t errlen)
+{
+    char why[128];
+    for (int i = 0; i < nparts; i++)
+        if (write_part(fd, &parts[i])) {
+            errno_text(errno, why, sizeof why);
+            return still__io_fail(err, errlen, STILL_E_IO, "%s: cannot write the output file: %s",
+                                  name ? name : "(null)", why);
+        }
+    return STILL_OK;
+}
+
+int still__write_to(const char *path, int fd, const still__write_part *parts, int nparts,
+                    char *err, size_t errlen)
+{
+    return fd >= 0 ? still__write_fd(fd, path, parts, nparts, err, errlen)
+                   : still__write_atomic(path, parts, nparts, err, errlen);
+}
+
 int still__write_atomic(const char *path, const still__write_part *parts, int nparts,
                         char *err, size_t errlen)
 {
@@ -673,15 +693,32 @@ int still__open_regular(const char *path, FILE **fp, size_t *size, char *err, si
 {
     char why[128];
     struct stat st;
-    *fp = fopen(path, "rb");
-    if (!*fp) {
+    /* O_NONBLOCK: opening a FIFO with no writer would wait for one forever;
+     * the type is checked on the open file, before any read */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    *fp = NULL;
+    if (fd < 0) {
         errno_text(errno, why, sizeof why);
         return still__io_fail(err, errlen, STILL_E_IO, "%s: cannot open: %s", path, why);
     }
-    if (fstat(fileno(*fp), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
-        fclose(*fp);
-        *fp = NULL;
-        return still__io_fail(err, errlen, STILL_E_IO, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        errno_text(errno, why, sizeof why);
+        close(fd);
+        return still__io_fail(err, errlen, STILL_E_IO, "%s: cannot open: %s", path, why);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < 0) {
+        close(fd);
+        return still__io_fail(err, errlen, STILL_E_IO, "%s: not a regular file (%s)", path,
+                              S_ISFIFO(st.st_mode)  ? "a FIFO or pipe"
+                              : S_ISDIR(st.st_mode) ? "a directory"
+                              : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                           : "not a file");
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 || !(*fp = fdopen(fd, "rb"))) {
+        errno_text(errno, why, sizeof why);
+        close(fd);
+        return still__io_fail(err, errlen, STILL_E_IO, "%s: cannot open: %s", path, why);
     }
     if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX) {
         fclose(*fp);
@@ -713,8 +750,8 @@ int still__npy_read(const char *path, still__array *a, char *err, size_t errlen)
 
 /* SPEC §11: version 1.0, the dict as NumPy writes it, padded with spaces so
  * that the data starts at a multiple of 64 bytes, ending in '\n'. */
-int still__npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
-                     const void *data, char *err, size_t errlen)
+static int npy_write_to(const char *path, int fd, int dtype, int ndim, const int64_t *shape,
+                        const void *data, char *err, size_t errlen)
 {
     char dict[STILL__MAX_NDIM * 24 + 128];
     unsigned char prelude[12] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
@@ -762,5 +799,20 @@ int still__npy_write(const char *path, int dtype, int ndim, const int64_t *shape
 
     still__write_part parts[3] = {
         {prelude, 10, 1}, {header, hlen, 1}, {data, n, itemsize}};
-    return still__write_atomic(path, parts, 3, err, errlen);
+    return still__write_to(path, fd, parts, 3, err, errlen);
+}
+
+int still__npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
+                     const void *data, char *err, size_t errlen)
+{
+    return npy_write_to(path, -1, dtype, ndim, shape, data, err, errlen);
+}
+
+int still__npy_write_fd(int fd, const char *name, int dtype, int ndim, const int64_t *shape,
+                        const void *data, char *err, size_t errlen)
+{
+    if (fd < 0)
+        return still__io_fail(err, errlen, STILL_E_NULL, "%s: no output file",
+                              name ? name : "(null)");
+    return npy_write_to(name, fd, dtype, ndim, shape, data, err, errlen);
 }

@@ -494,8 +494,8 @@ static json_t *header_object(int n, const char *const *names, const still__array
     return root;
 }
 
-int still__st_write(const char *path, int n, const char *const *names,
-                    const still__array *arrays, char *err, size_t errlen)
+static int st_write_to(const char *path, int fd, int n, const char *const *names,
+                       const still__array *arrays, char *err, size_t errlen)
 {
     const char *where = path ? path : "(null)";
     int rc;
@@ -556,10 +556,25 @@ int still__st_write(const char *path, int n, const char *const *names,
     for (int i = 0; i < n; i++)
         parts[i + 2] = (still__write_part){arrays[i].data, (size_t)arrays[i].count,
                                            still__dtype_size(arrays[i].dtype)};
-    rc = still__write_atomic(path, parts, n + 2, err, errlen);
+    rc = still__write_to(path, fd, parts, n + 2, err, errlen);
     free(parts);
     free(h);
     return rc;
+}
+
+int still__st_write(const char *path, int n, const char *const *names,
+                    const still__array *arrays, char *err, size_t errlen)
+{
+    return st_write_to(path, -1, n, names, arrays, err, errlen);
+}
+
+int still__st_write_fd(int fd, const char *name, int n, const char *const *names,
+                       const still__array *arrays, char *err, size_t errlen)
+{
+    if (fd < 0)
+        return still__io_fail(err, errlen, STILL_E_NULL, "%s: no output file",
+                              name ? name : "(null)");
+    return st_write_to(name, fd, n, names, arrays, err, errlen);
 }
 
 /* ---- SPEC §11 parameter files ---------------------------------------------- */

@@ -95,9 +95,12 @@ static int parse(const char *cmd, decode_opts *d, int argc, char **argv, int *he
                 return tool_fail(TOOL_EXIT_USAGE, cmd, "--mode: still decode always decodes");
         }
     }
-    if (d->state_out && d->state_in && !strcmp(d->state_out, d->state_in))
-        return tool_fail(TOOL_EXIT_USAGE, cmd, "--state-out: must differ from --state-in");
-    return tool_attn_check(cmd, &d->attn);
+    int rc;
+    if ((rc = tool_attn_check(cmd, &d->attn)) || (rc = tool_attn_outputs(cmd, &d->attn)) ||
+        (rc = tool_out_add(cmd, "--state-out", d->state_out)) ||
+        (rc = tool_out_input(cmd, "--state-in", d->state_in)))
+        return rc;
+    return TOOL_EXIT_OK;
 }
 
 /* ---- the state file -------------------------------------------------------- */
@@ -127,18 +130,16 @@ static int load_state(const char *cmd, const decode_opts *d, const tool_attn_inp
                       const still_params *params, still_state **st)
 {
     const char *path = d->state_in;
-    FILE *f = fopen(path, "rb");
-    long size = -1;
+    char err[STILL__ERRLEN];
+    FILE *f;
+    size_t size;
     unsigned char *buf = NULL;
     int rc;
 
-    if (!f)
-        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || size > STATE_FILE_MAX || fseek(f, 0, SEEK_SET) != 0 ||
-        !(buf = malloc(size ? (size_t)size : 1)) ||
-        fread(buf, 1, (size_t)size, f) != (size_t)size) {
+    if (still__open_regular(path, &f, &size, err, sizeof err)) /* a FIFO is refused, not waited on */
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+    if (size > (size_t)STATE_FILE_MAX || !(buf = malloc(size ? size : 1)) ||
+        fread(buf, 1, size, f) != size) {
         fclose(f);
         free(buf);
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: cannot read the state file", path);
@@ -181,46 +182,21 @@ static int load_state(const char *cmd, const decode_opts *d, const tool_attn_inp
     return rc;
 }
 
-/* Writes the state to a temporary file next to path; *tmp receives its
- * name (renamed into place once every output is written). */
-static int save_state(const char *cmd, const still_state *st, const char *path, char **tmp)
+/* Writes the state into its output (renamed into place with the others). */
+static int save_state(const char *cmd, const still_state *st, const char *path)
 {
     size_t len;
     unsigned char *buf = NULL;
-    int rc = still_state_save(st, NULL, 0, &len), fd = -1;
-    FILE *f = NULL;
-
-    *tmp = NULL;
+    int rc = still_state_save(st, NULL, 0, &len);
     if (rc || !(buf = malloc(len)) || (rc = still_state_save(st, buf, len, &len))) {
         free(buf);
         return tool_fail(TOOL_EXIT_LIBRARY, cmd, "%s: cannot serialize the state: %s", path,
                          rc ? still_strerror(rc) : "out of memory");
     }
-    size_t n = strlen(path) + sizeof ".tmp-XXXXXX";
-    if ((*tmp = malloc(n)))
-        snprintf(*tmp, n, "%s.tmp-XXXXXX", path);
-    if (!*tmp || (fd = mkstemp(*tmp)) < 0 || !(f = fdopen(fd, "wb")) ||
-        fwrite(buf, 1, len, f) != len || fflush(f) != 0) {
-        int e = errno;
-        if (f)
-            fclose(f);
-        else if (fd >= 0)
-            close(fd);
-        if (*tmp && fd >= 0)
-            unlink(*tmp);
-        free(*tmp);
-        *tmp = NULL;
-        free(buf);
-        return tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s: cannot write: %s", path, strerror(e));
-    }
+    still__write_part part = {buf, len, 1};
+    rc = tool_out_write(cmd, path, &part, 1);
     free(buf);
-    if (fclose(f) != 0) {
-        unlink(*tmp);
-        free(*tmp);
-        *tmp = NULL;
-        return tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s: cannot write", path);
-    }
-    return TOOL_EXIT_OK;
+    return rc;
 }
 
 /* ---- the appends ------------------------------------------------------------- */
@@ -299,7 +275,6 @@ int cmd_decode(int argc, char **argv)
     decode_opts d;
     tool_attn_inputs in;
     still_state *st = NULL;
-    char *state_tmp = NULL;
     void *out = NULL;
     double *sigma = NULL;
     int help, rc;
@@ -353,7 +328,7 @@ int cmd_decode(int argc, char **argv)
         goto done;
     }
     double seconds = tool_now() - t0;
-    if (d.state_out && (rc = save_state(cmd, st, d.state_out, &state_tmp)))
+    if (d.state_out && (rc = save_state(cmd, st, d.state_out)))
         goto done;
 
     tool_output outs[2];
@@ -369,17 +344,8 @@ int cmd_decode(int argc, char **argv)
         outs[n].ndim = out_shape(&in, T - P, 0, outs[n].shape);
         n++;
     }
-    if ((rc = tool_write_outputs(cmd, outs, n)))
+    if ((rc = tool_write_outputs(cmd, outs, n)) || (rc = tool_out_commit(cmd)))
         goto done;
-    if (state_tmp && rename(state_tmp, d.state_out) != 0) {
-        rc = tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s: cannot write: %s", d.state_out,
-                       strerror(errno));
-        for (int i = 0; i < n; i++) /* all or nothing */
-            unlink(outs[i].path);
-        goto done;
-    }
-    free(state_tmp); /* renamed: nothing to remove */
-    state_tmp = NULL;
     size_t bytes = 0;
     still_state_bytes(st, &bytes);
     printf("still decode: %s path, tokens %lld..%lld (%lld in one block, then one at a "
@@ -388,10 +354,6 @@ int cmd_decode(int argc, char **argv)
            (long long)d.prefill, seconds, (long long)T, bytes, d.state_out ? ", saved to " : "",
            d.state_out ? d.state_out : "");
 done:
-    if (state_tmp) {
-        unlink(state_tmp);
-        free(state_tmp);
-    }
     free(out);
     free(sigma);
     still_state_destroy(st);

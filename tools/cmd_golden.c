@@ -104,10 +104,12 @@ static int sha256_file(const char *path, char hex[65], uint64_t *size)
     unsigned char buf[1 << 15];
     struct sha256_ctx c;
     uint64_t bytes = 0;
-    size_t n;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    size_t n, total;
+    FILE *f;
+    if (still__open_regular(path, &f, &total, NULL, 0)) { /* never waits on a FIFO */
+        errno = EINVAL;
         return -1;
+    }
     sha256_init(&c);
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
         sha256_update(&c, n, buf);
@@ -613,9 +615,11 @@ static int write_npy(const char *dir, const file_entry *e, const void *data)
     char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
     if (join_path(path, sizeof path, dir, e->name))
         return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
-    if (still__npy_write(path, e->dtype, e->ndim, e->shape, data, err, sizeof err))
-        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s", err);
-    return TOOL_EXIT_OK;
+    int fd = tool_out_tree_open(golden_cmd, path);
+    if (fd < 0)
+        return TOOL_EXIT_OUTPUT;
+    int rc = still__npy_write_fd(fd, path, e->dtype, e->ndim, e->shape, data, err, sizeof err);
+    return tool_out_tree_close(golden_cmd, path, fd, rc, err);
 }
 
 /* One tensor of a parameter file: [Hq,rows,cols], [Hq,rows] (cols 0) or
@@ -686,10 +690,15 @@ static int write_params(const char *dir, const golden_case *gc, uint64_t *state,
         a->data = blocks[n];
         names[n] = want[n].name;
     }
+    int fd = -1;
     if (join_path(path, sizeof path, dir, e->name))
         rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
-    else if (still__st_write(path, nw, names, arr, err, sizeof err))
-        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s", err);
+    else if ((fd = tool_out_tree_open(golden_cmd, path)) < 0)
+        rc = TOOL_EXIT_OUTPUT;
+    else
+        rc = tool_out_tree_close(golden_cmd, path, fd,
+                                 still__st_write_fd(fd, path, nw, names, arr, err, sizeof err),
+                                 err);
 done:
     for (int i = 0; i < nw; i++)
         free(blocks[i]);
@@ -955,39 +964,6 @@ static json_t *manifest_head(uint64_t seed)
 
 /* ==== the directory of a set ===================================================== */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* Removes a tree this command created (FTW_PHYS: links are not followed). */
-static void remove_tree(const char *path)
-{
-    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* 1: path does not exist; 0: an empty directory; -1 anything else. */
-static int usable_out(const char *path)
-{
-    struct stat st;
-    struct dirent *ent;
-    if (lstat(path, &st) != 0)
-        return errno == ENOENT ? 1 : -1;
-    if (!S_ISDIR(st.st_mode))
-        return -1;
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int empty = 1;
-    while (empty && (ent = readdir(d)))
-        empty = !strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..");
-    closedir(d);
-    return empty ? 0 : -1;
-}
-
 /* The manifest as text: two-space indentation, keys in the order built. */
 static int write_manifest(const char *dir, const char *text)
 {
@@ -995,9 +971,11 @@ static int write_manifest(const char *dir, const char *text)
     still__write_part part = {text, strlen(text), 1};
     if (join_path(path, sizeof path, dir, "manifest.json"))
         return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
-    if (still__write_atomic(path, &part, 1, err, sizeof err))
-        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s", err);
-    return TOOL_EXIT_OK;
+    int fd = tool_out_tree_open(golden_cmd, path);
+    if (fd < 0)
+        return TOOL_EXIT_OUTPUT;
+    return tool_out_tree_close(golden_cmd, path, fd,
+                               still__write_fd(fd, path, &part, 1, err, sizeof err), err);
 }
 
 static int generate_set(const char *out_arg, uint64_t seed)
@@ -1016,15 +994,11 @@ static int generate_set(const char *out_arg, uint64_t seed)
         return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--out: expected a directory name");
     memcpy(out, out_arg, n);
     out[n] = '\0';
-    int state = usable_out(out);
-    if (state < 0)
-        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: exists and is not an empty "
-                         "directory (a golden set is written to a new directory)", out);
     /* built beside DIR and renamed onto it at the end: all or nothing */
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
-    if (mkdir(tmp, 0777) != 0)
-        return tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot create a directory beside "
-                         "it (%s): %s", out, tmp, strerror(errno));
+    const char *tmpdir;
+    if ((rc = tool_out_add_dir(golden_cmd, "--out", out, &tmpdir)))
+        return rc;
+    snprintf(tmp, sizeof tmp, "%s", tmpdir);
 
     if (!(man = manifest_head(seed)))
         rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
@@ -1033,12 +1007,13 @@ static int generate_set(const char *out_arg, uint64_t seed)
     for (int i = 0; i < GOLDEN_NCASES && !rc; i++) {
         const golden_case *gc = &golden_cases[i];
         case_record rec;
-        if (join_path(dir, sizeof dir, tmp, gc->name) || mkdir(dir, 0777) != 0) {
-            rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s/%s: cannot create: %s", tmp,
-                           gc->name, strerror(errno));
+        if (join_path(dir, sizeof dir, tmp, gc->name)) {
+            rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s/%s: path too long", tmp, gc->name);
             break;
         }
         tool_progress(i, GOLDEN_NCASES, "case %s", gc->name);
+        if ((rc = tool_out_tree_mkdir(golden_cmd, dir)))
+            break;
         if ((rc = generate_case(dir, gc, seed, &rec)))
             break;
         tool_progress_clear();
@@ -1068,18 +1043,10 @@ static int generate_set(const char *out_arg, uint64_t seed)
         else
             rc = write_manifest(tmp, text);
     }
-    if (!rc && state == 0 && rmdir(out) != 0)
-        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot replace the empty directory: "
-                       "%s", out, strerror(errno));
-    if (!rc && rename(tmp, out) != 0) {
-        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: cannot move the new set into place: "
-                       "%s", out, strerror(errno));
-        if (state == 0)
-            mkdir(out, 0777); /* as it was */
-    }
     json_decref(man);
-    if (rc) {
-        remove_tree(tmp);
+    if (!rc)
+        rc = tool_out_commit(golden_cmd); /* onto DIR, absent or empty */
+    if (rc) { /* main removes the directory being built */
         free(text);
         return rc;
     }

@@ -245,13 +245,13 @@ static int write_st(const char *cmd, const char *path, int n, const char *const 
         }
     }
     if (!rc)
-        rc = still__st_write(path, n, names, conv, err, sizeof err);
+        rc = still__st_write_fd(tool_out_fd(cmd, path), path, n, names, conv, err, sizeof err);
     else
         snprintf(err, sizeof err, "%s: out of memory", path);
     if (dtype == STILL__DT_F4)
         for (int i = 0; i < n; i++)
             free(conv[i].data);
-    return rc ? tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err) : TOOL_EXIT_OK;
+    return rc ? tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err) : tool_out_close(cmd, path);
 }
 
 /* A gradient of an input array as a safetensors view: shape in the rank
@@ -317,12 +317,10 @@ static int parse(const char *cmd, int argc, char **argv, grad_opts *o, int *help
     if (o->a.cfg.routing == STILL_ROUTING_SALIENCY && o->a.cfg.topk > o->a.cfg.chunk)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--topk %lld exceeds --chunk %lld (SPEC §5)",
                          (long long)o->a.cfg.topk, (long long)o->a.cfg.chunk);
-    const char *outs[4] = {o->grads_out, o->a.out, o->a.scores_out, o->a.select_out};
-    for (int x = 0; x < 4; x++)
-        for (int y = x + 1; y < 4; y++)
-            if (outs[x] && outs[y] && !strcmp(outs[x], outs[y]))
-                return tool_fail(TOOL_EXIT_USAGE, cmd, "two outputs name the same file '%s'",
-                                 outs[x]);
+    int rc;
+    if ((rc = tool_out_add(cmd, "--grads-out", o->grads_out)) ||
+        (rc = tool_attn_outputs(cmd, &o->a)) || (rc = tool_out_input(cmd, "--teacher", o->teacher)))
+        return rc;
     return TOOL_EXIT_OK;
 }
 
@@ -348,9 +346,9 @@ int cmd_grad(int argc, char **argv)
     double *dq = NULL, *dk = NULL, *dv = NULL, *dgate = NULL, *sigma = NULL;
     uint8_t *sel = NULL;
     memset(&ps, 0, sizeof ps);
-    if (o.teacher && (rc = load_like_o(cmd, o.teacher, "teacher output", &in, &teacher)))
-        goto done;
-    if (o.dout && (rc = load_like_o(cmd, o.dout, "dO", &in, &dout)))
+    if ((o.teacher && (rc = load_like_o(cmd, o.teacher, "teacher output", &in, &teacher))) ||
+        (o.dout && (rc = load_like_o(cmd, o.dout, "dO", &in, &dout))) ||
+        (o.a.path == TOOL_PATH_FAST && (rc = tool_blas_room(cmd))))
         goto done;
     if (tool_param_set_build(o.a.params ? &in.params : NULL, s->heads_q, s->dim_qk, 0, &ps) ||
         !(dq = malloc((size_t)(nq * s->dim_qk) * sizeof *dq)) ||
@@ -389,7 +387,7 @@ int cmd_grad(int argc, char **argv)
         goto done;
     }
 
-    /* npy outputs first (all or nothing), then the gradients */
+    /* the npy outputs, then the gradients; committed together */
     const int dt = o.a.dtype ? o.a.dtype : o.a.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8;
     tool_output outs[3];
     int nout = 0;
@@ -433,11 +431,8 @@ int cmd_grad(int argc, char **argv)
     arrays[n++] = input_view(&in, s->heads_kv, s->dim_qk, dk);
     names[n] = "v";
     arrays[n++] = input_view(&in, s->heads_kv, s->dim_v, dv);
-    if ((rc = write_st(cmd, o.grads_out, n, names, arrays, dt))) {
-        for (int i = 0; i < nout; i++)
-            unlink(outs[i].path);
+    if ((rc = write_st(cmd, o.grads_out, n, names, arrays, dt)) || (rc = tool_out_commit(cmd)))
         goto done;
-    }
     char what[48];
     if (dout)
         snprintf(what, sizeof what, "VJP of --dout");

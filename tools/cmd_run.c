@@ -94,7 +94,8 @@ int cmd_run(int argc, char **argv)
 
     if ((rc = tool_attn_parse(cmd, argc, argv, &o, run_usage)))
         return rc < 0 ? TOOL_EXIT_OK : rc;
-    if ((rc = tool_attn_check(cmd, &o)) || (rc = tool_attn_load(cmd, &o, 1, &in)))
+    if ((rc = tool_attn_check(cmd, &o)) || (rc = tool_attn_outputs(cmd, &o)) ||
+        (rc = tool_attn_load(cmd, &o, 1, &in)))
         return rc;
 
     const still_shape *s = &in.shape;
@@ -159,7 +160,7 @@ int cmd_run(int argc, char **argv)
         outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
         n++;
     }
-    if ((rc = tool_write_outputs(cmd, outs, n)))
+    if ((rc = tool_write_outputs(cmd, outs, n)) || (rc = tool_out_commit(cmd)))
         goto done;
     char shape[160];
     tool_shape_text(outs[0].ndim, outs[0].shape, shape, sizeof shape);

@@ -44,7 +44,8 @@ int cmd_teacher(int argc, char **argv)
                          o.scores_out ? "--scores-out" : o.select_out ? "--select-out"
                                                                       : "--select-in");
     o.decode = 0;
-    if ((rc = tool_attn_check(cmd, &o)) || (rc = tool_attn_load(cmd, &o, 0, &in)))
+    if ((rc = tool_attn_check(cmd, &o)) || (rc = tool_attn_outputs(cmd, &o)) ||
+        (rc = tool_attn_load(cmd, &o, 0, &in)))
         return rc;
 
     const still_shape *s = &in.shape;
@@ -88,7 +89,7 @@ int cmd_teacher(int argc, char **argv)
                                            : o.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8,
                             0, {0}, out, in.dtype};
         out1.ndim = tool_attn_out_shape(&in, s->dim_v, out1.shape);
-        if (!(rc = tool_write_outputs(cmd, &out1, 1))) {
+        if (!(rc = tool_write_outputs(cmd, &out1, 1)) && !(rc = tool_out_commit(cmd))) {
             char shape[160];
             tool_shape_text(out1.ndim, out1.shape, shape, sizeof shape);
             printf("still teacher: %s path, B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld, "

@@ -25,6 +25,7 @@ typedef struct transfer_opts {
     const char *csv, *plot, *synthetic_out;
     int synthetic, bias;
     int64_t seed;
+    char synthetic_path[3][4096]; /* --synthetic-out's -q.npy, -k.npy, -v.npy */
 } transfer_opts;
 
 static void transfer_usage(FILE *f)
@@ -146,12 +147,26 @@ static int parse(const char *cmd, int argc, char **argv, transfer_opts *o, int *
                          "selection is recomputed from q and k; training uses the prefill)",
                          o->a.scores_out ? "--scores-out" : o->a.select_out ? "--select-out"
                          : o->a.select_in ? "--select-in" : "--mode decode");
-    const char *outs[3] = {o->a.out, o->csv, o->plot};
-    for (int x = 0; x < 3; x++)
-        for (int y = x + 1; y < 3; y++)
-            if (outs[x] && outs[y] && !strcmp(outs[x], outs[y]))
-                return tool_fail(TOOL_EXIT_USAGE, cmd, "two outputs name the same file '%s'",
-                                 outs[x]);
+    int rc;
+    if ((rc = tool_out_add(cmd, "--out", o->a.out)) || (rc = tool_out_add(cmd, "--csv", o->csv)) ||
+        (rc = tool_out_add(cmd, "--plot", o->plot)))
+        return rc;
+    if (o->synthetic_out) {
+        static const char *const suffix[3] = {"q", "k", "v"};
+        for (int x = 0; x < 3; x++) {
+            int n = snprintf(o->synthetic_path[x], sizeof o->synthetic_path[x], "%s-%s.npy",
+                             o->synthetic_out, suffix[x]);
+            if (n < 0 || (size_t)n >= sizeof o->synthetic_path[x])
+                return tool_fail(TOOL_EXIT_USAGE, cmd, "--synthetic-out: path too long");
+            if ((rc = tool_out_add(cmd, "--synthetic-out", o->synthetic_path[x])))
+                return rc;
+        }
+    }
+    if ((rc = tool_out_input(cmd, "--q", o->a.q)) || (rc = tool_out_input(cmd, "--k", o->a.k)) ||
+        (rc = tool_out_input(cmd, "--v", o->a.v)) ||
+        (rc = tool_out_input(cmd, "--gate", o->a.gate)) ||
+        (rc = tool_out_input(cmd, "--params", o->a.params)))
+        return rc;
     return TOOL_EXIT_OK;
 }
 
@@ -394,7 +409,7 @@ static int write_csv(const char *path, const double *loss, const double *hold, i
         return still__io_fail(err, errlen, STILL_E_NOMEM, "%s: out of memory", path);
     }
     still__write_part part = {t.s, t.n, 1};
-    int rc = still__write_atomic(path, &part, 1, err, errlen);
+    int rc = still__write_fd(tool_out_fd("transfer", path), path, &part, 1, err, errlen);
     free(t.s);
     return rc;
 }
@@ -542,7 +557,7 @@ static int write_png(const char *path, const canvas *c, char *err, size_t errlen
         return still__io_fail(err, errlen, STILL_E_NOMEM, "%s: PNG encoding failed", path);
     }
     still__write_part part = {b.p, b.n, 1};
-    int rc = still__write_atomic(path, &part, 1, err, errlen);
+    int rc = still__write_fd(tool_out_fd("transfer", path), path, &part, 1, err, errlen);
     free(b.p);
     return rc;
 }
@@ -676,56 +691,43 @@ static int write_params(const char *cmd, const char *path, const tool_param_set 
             arrays[i].data = conv + ps->offset[i];
         }
     }
-    int rc = still__st_write(path, ps->n, ps->names, arrays, err, sizeof err);
+    int rc = still__st_write_fd(tool_out_fd(cmd, path), path, ps->n, ps->names, arrays, err,
+                                sizeof err);
     free(conv);
-    return rc ? tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err) : TOOL_EXIT_OK;
+    return rc ? tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err) : tool_out_close(cmd, path);
 }
 
+/* Every output into its temporary, then all renamed into place. */
 static int write_all(const transfer_opts *o, const tool_param_set *ps, const double *loss,
                      const double *hold, const tool_attn_inputs *in)
 {
     const char *cmd = "transfer";
-    char err[STILL__ERRLEN], path[3][4096];
-    const char *written[8];
-    int nw = 0, rc;
+    char err[STILL__ERRLEN];
+    int rc;
 
     if (o->synthetic_out) { /* the synthetic inputs, for `still run` */
-        static const char *const suffix[3] = {"q", "k", "v"};
         const void *data[3] = {in->q, in->k, in->v};
         const int64_t H[3] = {in->shape.heads_q, in->shape.heads_kv, in->shape.heads_kv};
         const int64_t D[3] = {in->shape.dim_qk, in->shape.dim_qk, in->shape.dim_v};
         tool_output outs[3];
-        for (int i = 0; i < 3; i++) {
-            snprintf(path[i], sizeof path[i], "%s-%s.npy", o->synthetic_out, suffix[i]);
-            outs[i] = (tool_output){path[i], in->dtype == STILL_F64 ? STILL__DT_F8 : STILL__DT_F4,
-                                    4, {in->shape.batch, H[i], in->shape.seq_len, D[i]},
-                                    data[i], in->dtype};
-        }
+        for (int i = 0; i < 3; i++)
+            outs[i] = (tool_output){o->synthetic_path[i],
+                                    in->dtype == STILL_F64 ? STILL__DT_F8 : STILL__DT_F4, 4,
+                                    {in->shape.batch, H[i], in->shape.seq_len, D[i]}, data[i],
+                                    in->dtype};
         if ((rc = tool_write_outputs(cmd, outs, 3)))
             return rc;
-        for (int i = 0; i < 3; i++)
-            written[nw++] = path[i];
     }
     int dt = o->a.dtype ? o->a.dtype : o->a.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8;
     if ((rc = write_params(cmd, o->a.out, ps, dt)))
-        goto undo;
-    written[nw++] = o->a.out;
-    if (o->csv) {
-        if (write_csv(o->csv, loss, hold, o->steps, err, sizeof err)) {
-            rc = tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err);
-            goto undo;
-        }
-        written[nw++] = o->csv;
-    }
-    if (o->plot && plot_curve(o->plot, loss, hold, o->steps, err, sizeof err)) {
-        rc = tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err);
-        goto undo;
-    }
-    return TOOL_EXIT_OK;
-undo: /* all or nothing (SPEC §11) */
-    for (int i = 0; i < nw; i++)
-        unlink(written[i]);
-    return rc;
+        return rc;
+    if (o->csv && (write_csv(o->csv, loss, hold, o->steps, err, sizeof err) ||
+                   (rc = tool_out_close(cmd, o->csv))))
+        return rc ? rc : tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err);
+    if (o->plot && (plot_curve(o->plot, loss, hold, o->steps, err, sizeof err) ||
+                    (rc = tool_out_close(cmd, o->plot))))
+        return rc ? rc : tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err);
+    return tool_out_commit(cmd); /* all or nothing (SPEC §11) */
 }
 
 static void summary(const transfer_opts *o, const problem *p, const tool_param_set *ps,
@@ -803,6 +805,8 @@ int cmd_transfer(int argc, char **argv)
                                                                      : STILL_E_NOMEM));
         goto done;
     }
+    if (p.fast && (rc = tool_blas_room(cmd)))
+        goto done;
     double t0 = tool_now();
     if ((rc = fit(&o, &p, &ps, loss, hold))) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "the %s path refused: %s (%s)",

@@ -56,6 +56,10 @@ int tool_parse_double(const char *cmd, const char *opt, const char *val, double 
 void tool_shape_text(int ndim, const int64_t *shape, char *buf, size_t len);
 /* A flat index as "[b,h,n,i]". */
 void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, size_t len);
+/* Under a finite address-space limit, TOOL_EXIT_LIBRARY (after the
+ * message) when OpenBLAS could not map its work buffer: it would retry
+ * forever.  Called before a computation that uses OpenBLAS. */
+int tool_blas_room(const char *cmd);
 /* Seconds on a monotonic clock. */
 double tool_now(void);
 
@@ -97,6 +101,9 @@ const tool_mpi_world *tool_mpi_init(int *argc, char ***argv);
 const tool_mpi_world *tool_mpi(void);
 int tool_mpi_available(void); /* built with MPI */
 void tool_mpi_finalize(void);
+/* A command failed on this rank: with other ranks, every one ends now
+ * (MPI_Abort with status; mpirun reports it), none waits for it forever. */
+void tool_mpi_abort(int status);
 /* This rank's queries [*begin, *end) of N (all of them for one process). */
 void tool_mpi_range(int64_t N, int64_t *begin, int64_t *end);
 /* 1 when ok on every rank (an MPI_MIN reduction). */
@@ -142,8 +149,13 @@ int tool_attn_parse(const char *cmd, int argc, char **argv, tool_attn_opts *o,
 /* The --help lines of those options. */
 extern const char tool_attn_options_help[];
 /* Checks the options that do not depend on the files (required inputs,
- * --topk <= --chunk, distinct outputs, ...); TOOL_EXIT_OK or _USAGE. */
+ * --topk <= --chunk, ...); TOOL_EXIT_OK or _USAGE. */
 int tool_attn_check(const char *cmd, const tool_attn_opts *o);
+
+/* Declares --out, --scores-out and --select-out to the output set
+ * (tool_out_add) and checks that no input is one of them: before any
+ * work. */
+int tool_attn_outputs(const char *cmd, const tool_attn_opts *o);
 
 /* The arrays of one call, loaded and checked. */
 typedef struct tool_attn_inputs {
@@ -178,11 +190,48 @@ typedef struct tool_output {
     int data_dtype; /* for floats: STILL_F32 or STILL_F64 of data (converted) */
 } tool_output;
 
-/* Writes every output, each atomically; if one fails, the ones already
- * written by this call are removed: all or nothing.  TOOL_EXIT_OK,
- * TOOL_EXIT_OUTPUT (after the one-line error), or TOOL_EXIT_LIBRARY before
- * any write when a double result is beyond float32's range for an f4
- * output (SPEC §10). */
+/* Writes each output into its temporary of the output set (tool_out_add
+ * first); TOOL_EXIT_OK, TOOL_EXIT_OUTPUT (after the one-line error), or
+ * TOOL_EXIT_LIBRARY before any write when a double result is beyond
+ * float32's range for an f4 output (SPEC §10). */
 int tool_write_outputs(const char *cmd, const tool_output *outs, int n);
+
+/* ---- the output set of a command (tool_output.c; man still, OUTPUT FILES) -- */
+
+enum { TOOL_OUT_MAX = 16 };
+
+/* Declares an output before any work (path NULL: nothing): refuses one that
+ * is the same file as an earlier output (TOOL_EXIT_USAGE) or that cannot
+ * be written (TOOL_EXIT_OUTPUT), and creates its temporary beside the
+ * target -- or opens a character device or a read FIFO in place. */
+int tool_out_add(const char *cmd, const char *flag, const char *path);
+/* tool_out_writer(0): this process declares and writes no output (an MPI
+ * rank other than 0: rank 0 writes them). */
+void tool_out_writer(int yes);
+/* Refuses (TOOL_EXIT_USAGE) an input that is the same file as an output
+ * already declared. */
+int tool_out_input(const char *cmd, const char *flag, const char *path);
+/* The file descriptor to write output path into (-1 after a message). */
+int tool_out_fd(const char *cmd, const char *path);
+/* Output path fully written: synced and closed. */
+int tool_out_close(const char *cmd, const char *path);
+/* tool_out_fd, the parts, tool_out_close. */
+int tool_out_write(const char *cmd, const char *path, const still__write_part *parts, int n);
+/* Every output written: renames each temporary onto its target.  An
+ * output not written is an error (and aborts). */
+int tool_out_commit(const char *cmd);
+/* Removes every temporary and forgets the set (the targets stay as they
+ * were).  main calls it after any failure. */
+void tool_out_abort(void);
+/* A directory output (still golden --out): the target must not exist or
+ * be an empty directory; *tmpdir is the new directory beside it to build
+ * in, renamed onto the target by tool_out_commit.  What is made inside is
+ * made with the two functions below (so that a signal or a failure
+ * removes it): tree_open gives a new file's descriptor (-1 after the
+ * message), tree_close closes it and reports rc (err the writer's text). */
+int tool_out_add_dir(const char *cmd, const char *flag, const char *path, const char **tmpdir);
+int tool_out_tree_mkdir(const char *cmd, const char *path);
+int tool_out_tree_open(const char *cmd, const char *path);
+int tool_out_tree_close(const char *cmd, const char *path, int fd, int rc, const char *err);
 
 #endif /* STILL_TOOL_H */

@@ -234,18 +234,25 @@ int tool_attn_check(const char *cmd, const tool_attn_opts *o)
     if (o->cfg.routing == STILL_ROUTING_SALIENCY && o->cfg.topk > o->cfg.chunk)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--topk %lld exceeds --chunk %lld (SPEC §5: "
                          "0 <= k <= C)", (long long)o->cfg.topk, (long long)o->cfg.chunk);
-    /* two outputs on one file would overwrite each other */
-    const char *outs[3] = {o->out, o->scores_out, o->select_out};
-    const char *flags[3] = {"--out", "--scores-out", "--select-out"};
-    for (int a = 0; a < 3; a++)
-        for (int b = a + 1; b < 3; b++)
-            if (outs[a] && outs[b] && !strcmp(outs[a], outs[b]))
-                return tool_fail(TOOL_EXIT_USAGE, cmd, "%s and %s name the same file '%s'",
-                                 flags[a], flags[b], outs[a]);
     if (o->decode && (o->select_in || o->select_out))
         return tool_fail(TOOL_EXIT_USAGE, cmd, "%s needs --mode prefill (in decode a token's "
                          "selection is made only when its chunk is split, later)",
                          o->select_in ? "--select-in" : "--select-out");
+    return TOOL_EXIT_OK;
+}
+
+int tool_attn_outputs(const char *cmd, const tool_attn_opts *o)
+{
+    int rc;
+    if ((rc = tool_out_add(cmd, "--out", o->out)) ||
+        (rc = tool_out_add(cmd, "--scores-out", o->scores_out)) ||
+        (rc = tool_out_add(cmd, "--select-out", o->select_out)) ||
+        (rc = tool_out_input(cmd, "--q", o->q)) || (rc = tool_out_input(cmd, "--k", o->k)) ||
+        (rc = tool_out_input(cmd, "--v", o->v)) ||
+        (rc = tool_out_input(cmd, "--gate", o->gate)) ||
+        (rc = tool_out_input(cmd, "--params", o->params)) ||
+        (rc = tool_out_input(cmd, "--select-in", o->select_in)))
+        return rc;
     return TOOL_EXIT_OK;
 }
 
@@ -388,10 +395,11 @@ static int load_selection(const char *cmd, const char *path, const still__resolv
             int64_t ones = 0;
             for (int64_t j = c * C; j < (c + 1) * C; j++) {
                 if (sel[row * N + j] > 1) {
+                    unsigned value = sel[row * N + j]; /* read before the array is freed */
                     still__array_free(&a);
                     return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: value %u at row %lld position "
-                                     "%lld, expected 0 or 1", path, sel[row * N + j],
-                                     (long long)row, (long long)j);
+                                     "%lld, expected 0 or 1", path, value, (long long)row,
+                                     (long long)j);
                 }
                 ones += sel[row * N + j];
             }

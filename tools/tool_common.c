@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,6 +192,22 @@ void tool_progress_clear(void)
     progress.shown = 0;
 }
 
+int tool_blas_room(const char *cmd)
+{
+    struct rlimit as;
+    if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY)
+        return TOOL_EXIT_OK;
+    /* OpenBLAS maps one work buffer (128 MiB and a page on x86-64) at its
+     * first product and, when it cannot, retries forever */
+    void *p = malloc((size_t)129 << 20);
+    if (!p)
+        return tool_fail(TOOL_EXIT_LIBRARY, cmd, "the address-space limit (ulimit -v) leaves no "
+                         "room for OpenBLAS's work buffer (about 128 MiB) that the fast path's "
+                         "gradients need; raise it or use --path ref");
+    free(p);
+    return TOOL_EXIT_OK;
+}
+
 /* ---- outputs ----------------------------------------------------------------- */
 
 static int64_t count_of(const tool_output *o)
@@ -259,19 +276,20 @@ int tool_write_outputs(const char *cmd, const tool_output *outs, int n)
     for (int i = 0; i < n; i++) {
         const void *data;
         void *owned;
-        int rc;
+        int fd = tool_out_fd(cmd, outs[i].path), rc;
+        if (fd < 0)
+            return TOOL_EXIT_OUTPUT;
         if (convert_output(&outs[i], &data, &owned))
             rc = still__io_fail(err, sizeof err, STILL_E_NOMEM, "%s: out of memory",
                                 outs[i].path);
         else
-            rc = still__npy_write(outs[i].path, outs[i].dtype, outs[i].ndim, outs[i].shape, data,
-                                  err, sizeof err);
+            rc = still__npy_write_fd(fd, outs[i].path, outs[i].dtype, outs[i].ndim,
+                                     outs[i].shape, data, err, sizeof err);
         free(owned);
-        if (rc) {
-            for (int j = 0; j < i; j++) /* all or nothing */
-                unlink(outs[j].path);
+        if (rc)
             return tool_fail(TOOL_EXIT_OUTPUT, cmd, "%s", err);
-        }
+        if ((rc = tool_out_close(cmd, outs[i].path)))
+            return rc;
     }
     return TOOL_EXIT_OK;
 }

@@ -69,6 +69,19 @@ int tool_mpi_available(void)
 #endif
 }
 
+void tool_mpi_abort(int status)
+{
+#ifdef HAVE_MPI
+    if (world.active && world.size > 1) {
+        fflush(stdout);
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, status);
+    }
+#else
+    (void)status;
+#endif
+}
+
 void tool_mpi_finalize(void)
 {
 #ifdef HAVE_MPI

@@ -118,6 +118,23 @@ def main():
         "run-bad-numbers": ["--chunk", "1e3", "--topk", "-1", "--eps-den", "nan", "--scale",
                             "0x1p-3", "--threads", "99999999999999999999"],
         "run-same-outputs": ["--q", "q", "--k", "k", "--v", "v", "--out", "o", "--scores-out", "o"],
+        # the output set (scratch directory): several outputs committed (last byte
+        # even) or left unwritten and aborted (odd), the same file through ./ and
+        # sub/.., an output on an input, a missing directory, a directory, and
+        # existing files ("old") that must survive every failure
+        "outs-three-commit": ["--q", "q", "--k", "k", "--v", "v", "--out", "oldo",
+                              "--scores-out", "s", "--select-out", "sel"],
+        "outs-three-abort": ["--q", "q", "--k", "k", "--v", "v", "--out", "oldo",
+                             "--scores-out", "olds", "--select-out", "sel1"],
+        "outs-dot-twice": ["--q", "q", "--k", "k", "--v", "v", "--out", "oldo",
+                           "--scores-out", "./oldo"],
+        "outs-sub-twice": ["--q", "q", "--k", "k", "--v", "v", "--out", "new",
+                           "--select-out", "sub/new"],
+        "outs-on-input": ["--q", "oldq", "--k", "k", "--v", "v", "--out", "./oldq"],
+        "outs-missing-dir": ["--q", "q", "--k", "k", "--v", "v", "--out", "oldo",
+                             "--scores-out", "olds", "--select-out", "none/sel"],
+        "outs-directory": ["--q", "q", "--k", "k", "--v", "v", "--out", "oldo",
+                           "--scores-out", "dir"],
     }
     for name, words in argvs.items():
         write("tool_args", name, b"\0".join(w.encode() for w in words))
