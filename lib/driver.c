@@ -623,7 +623,8 @@ static void segment_saliency(const still__fast_ctx *ctx, const still__fast_unit 
      * key w0 + i is in the windows of queries key - a .. key - a + w - 1 */
     int ok = 1;
     for (int64_t i = 0; i < rows; i++) {
-        const int64_t lo = imax(0, w0 + i - a), hi = imin(n, w0 + i - a + r->w);
+        const int64_t base = w0 + i - a; /* r->w may be saturated at INT64_MAX */
+        const int64_t lo = imax(0, base), hi = r->w >= n - base ? n : base + r->w;
         if (lo < hi)
             ok &= still__finite_f32(S + i * n + lo, hi - lo);
     }

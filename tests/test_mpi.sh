@@ -12,6 +12,10 @@ if [ ! -x "$STILL" ] || [ ! -x "$GEN" ]; then
     echo "1..0 # SKIP $STILL or $GEN not built"
     exit 0
 fi
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+    echo "1..0 # SKIP under AddressSanitizer (Open MPI's runtime is not instrumented)"
+    exit 0
+fi
 if ! "$STILL" info | grep -q '^MPI  *yes'; then
     echo "1..0 # SKIP the tool was built without MPI (install libopenmpi-dev and reconfigure)"
     exit 0
