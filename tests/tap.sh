@@ -5,8 +5,9 @@
 # tap_start NAME sets the C locale (byte-wise sed and grep on binary .npy
 # headers), STILL (the tool under test, $STILL_TOOL overrides), GEN (the
 # gen_npy helper), a private directory $dir removed on exit, and the
-# counters; report / skip / expect print one TAP line each; tap_end prints
-# the plan and gives the exit status (0 when nothing failed).
+# counters; tap_require skips the whole test unless what it needs is there;
+# report / skip / expect print one TAP line each; tap_end prints the plan
+# and gives the exit status (0 when nothing failed).
 
 tap_start() {
     LC_ALL=C
@@ -17,6 +18,23 @@ tap_start() {
     trap 'rm -rf "$dir"' EXIT INT TERM
     n=0
     failed=0
+}
+
+# tap_require WHAT...: each WHAT is "tools" (the tool and gen_npy built),
+# "tool" (the tool alone) or the name of a command that must be on PATH;
+# the first one missing ends the test with a TAP plan of 0 and the reason.
+tap_require() {
+    for need in "$@"; do
+        case $need in
+        tools) [ -x "$STILL" ] && [ -x "$GEN" ] || why="$STILL or $GEN not built" ;;
+        tool) [ -x "$STILL" ] || why="$STILL not built" ;;
+        *) command -v "$need" >/dev/null 2>&1 || why="$need(1) not found" ;;
+        esac
+        if [ -n "${why:-}" ]; then
+            echo "1..0 # SKIP $why"
+            exit 0
+        fi
+    done
 }
 
 report() { # report STATUS DESCRIPTION: one TAP line, "ok" when STATUS is 0

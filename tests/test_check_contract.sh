@@ -8,10 +8,7 @@
 # never from still check's own output.
 . "$(dirname "$0")/tap.sh"
 tap_start test_check_contract
-if [ ! -x "$STILL" ] || [ ! -x "$GEN" ]; then
-    echo "1..0 # SKIP $STILL or $GEN not built"
-    exit 0
-fi
+tap_require tools
 
 # B = u, A = s*u for the same uniform u (gen_npy scales one sequence), and
 # v = B: max|A-B| = |s-1| max|u| and max|v| = max|u|, so the output

@@ -8,10 +8,7 @@
 # when the tool was built without Open MPI or mpirun is missing.
 . "$(dirname "$0")/tap.sh"
 tap_start test_mpi
-if [ ! -x "$STILL" ] || [ ! -x "$GEN" ]; then
-    echo "1..0 # SKIP $STILL or $GEN not built"
-    exit 0
-fi
+tap_require tools
 if [ -n "${ASAN_OPTIONS:-}" ]; then
     echo "1..0 # SKIP under AddressSanitizer (Open MPI's runtime is not instrumented)"
     exit 0

@@ -16,14 +16,7 @@
 . "$(dirname "$0")/tap.sh"
 tap_start test_threads_env
 
-if [ ! -x "$STILL" ] || [ ! -x "$GEN" ]; then
-    echo "1..0 # SKIP $STILL or $GEN not built"
-    exit 0
-fi
-if ! command -v timeout >/dev/null 2>&1; then
-    echo "1..0 # SKIP timeout(1) not found"
-    exit 0
-fi
+tap_require tools timeout
 LIMIT=120 # seconds; a run that reaches it has hung
 
 # 1200 units (B = 2, Hq = 600): more than STILL_THREADS_MAX, so the bound

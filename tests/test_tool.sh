@@ -48,10 +48,7 @@ safetensors() {
     head -c "$3" /dev/zero >>"$1"
 }
 
-if [ ! -x "$STILL" ] || [ ! -x "$GEN" ]; then
-    echo "1..0 # SKIP $STILL or $GEN not built"
-    exit 0
-fi
+tap_require tools
 
 # ---- help and usage --------------------------------------------------------
 expect 0 "still --help" "$STILL" --help

@@ -21,15 +21,8 @@
 . "$(dirname "$0")/tap.sh"
 tap_start test_tool_files
 
-if [ ! -x "$STILL" ] || [ ! -x "$GEN" ]; then
-    echo "1..0 # SKIP $STILL or $GEN not built"
-    exit 0
-fi
 # timeout(1) bounds every command that used to hang
-if ! command -v timeout >/dev/null 2>&1; then
-    echo "1..0 # SKIP timeout(1) not available"
-    exit 0
-fi
+tap_require tools timeout
 T="timeout 60"
 
 # old FILE...: each file holds "old FILE" (a user's existing output)

@@ -12,10 +12,7 @@
 . "$(dirname "$0")/tap.sh"
 tap_start test_tool_sizes
 
-if [ ! -x "$STILL" ] || [ ! -x "$GEN" ]; then
-    echo "1..0 # SKIP $STILL or $GEN not built"
-    exit 0
-fi
+tap_require tools
 
 # B=1, Hq=2, Hk=1, N=20, d=4, dv=3
 "$GEN" "$dir/q.npy" f8 1 1 1 2 20 4 &&

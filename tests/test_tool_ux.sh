@@ -23,10 +23,7 @@ tap_start test_tool_ux
 srcdir=${srcdir:-$(dirname "$0")}
 top=$srcdir/..
 
-if [ ! -x "$STILL" ]; then
-    echo "1..0 # SKIP $STILL not built"
-    exit 0
-fi
+tap_require tool
 case $STILL in
 /*) ;;
 *) STILL=$(pwd)/$STILL ;;
