@@ -133,6 +133,21 @@ static void raw_free(raw_call *rc)
     free(rc->q); free(rc->k); free(rc->v); free(rc->gate); free(rc->o);
 }
 
+/* The set-up of the tests of one case's raw call: case WHICH from SEED. */
+static void fixture_open(int which, uint64_t seed, tu_case *c, raw_call *rc)
+{
+    tu_rng g;
+    tu_rng_seed(&g, seed);
+    make_case(which, c, &g);
+    raw_init(c, rc);
+}
+
+static void fixture_close(tu_case *c, raw_call *rc)
+{
+    raw_free(rc);
+    tu_case_free(c);
+}
+
 START_TEST(test_ref_query_ranges_put_together_equal_one_run)
 {
     tu_rng g;
@@ -201,12 +216,9 @@ END_TEST
 
 START_TEST(test_query_range_checked_and_refused_where_unsupported)
 {
-    tu_rng g;
-    tu_rng_seed(&g, 5);
     tu_case c;
-    make_case(CASE_SALIENCY, &c, &g);
     raw_call rc;
-    raw_init(&c, &rc);
+    fixture_open(CASE_SALIENCY, 5, &c, &rc);
     const int64_t N = c.shape.seq_len;
     const int64_t bad[][2] = {{-1, 5}, {5, 5}, {6, 5}, {0, N + 1}, {3, 0}};
     for (int i = 0; i < 5; i++) {
@@ -231,8 +243,7 @@ START_TEST(test_query_range_checked_and_refused_where_unsupported)
     double loss;
     ck_assert_int_eq(still_ref_transfer_grad(&cfg, &c.shape, NULL, &rc.t, NULL, &loss, NULL),
                      STILL_E_UNSUPPORTED);
-    raw_free(&rc);
-    tu_case_free(&c);
+    fixture_close(&c, &rc);
 }
 END_TEST
 
@@ -260,12 +271,9 @@ static int on_progress(void *user, int64_t done, int64_t total)
 
 START_TEST(test_progress_reports_from_the_caller_zero_first_total_last)
 {
-    tu_rng g;
-    tu_rng_seed(&g, 9);
     tu_case c;
-    make_case(CASE_SALIENCY, &c, &g);
     raw_call rc;
-    raw_init(&c, &rc);
+    fixture_open(CASE_SALIENCY, 9, &c, &rc);
     for (int teacher = 0; teacher < 2; teacher++) {
         seen s = {pthread_self(), 0, 0, 0, 0, -1, -1, -1};
         still_config cfg = c.cfg;
@@ -286,19 +294,15 @@ START_TEST(test_progress_reports_from_the_caller_zero_first_total_last)
         ck_assert_int_eq(s.other_thread, 0);
         ck_assert_int_eq(s.decreasing, 0);
     }
-    raw_free(&rc);
-    tu_case_free(&c);
+    fixture_close(&c, &rc);
 }
 END_TEST
 
 START_TEST(test_progress_nonzero_return_cancels)
 {
-    tu_rng g;
-    tu_rng_seed(&g, 10);
     tu_case c;
-    make_case(CASE_SALIENCY, &c, &g);
     raw_call rc;
-    raw_init(&c, &rc);
+    fixture_open(CASE_SALIENCY, 10, &c, &rc);
     for (int stop_after = 1; stop_after <= 3; stop_after++) {
         seen s = {pthread_self(), 0, 0, 0, stop_after, -1, -1, -1};
         still_config cfg = c.cfg;
@@ -311,8 +315,7 @@ START_TEST(test_progress_nonzero_return_cancels)
         ck_assert_int_eq(still_ref_teacher(&cfg, &c.shape, &rc.t), STILL_E_CANCELED);
         ck_assert_int_eq(s.calls, stop_after);
     }
-    raw_free(&rc);
-    tu_case_free(&c);
+    fixture_close(&c, &rc);
 }
 END_TEST
 
