@@ -255,17 +255,13 @@ static int write_st(const char *cmd, const char *path, int n, const char *const 
 }
 
 /* A gradient of an input array as a safetensors view: shape in the rank
- * of the inputs (3-D when B = 1 was given as 3-D). */
+ * and layout of the inputs (3-D when B = 1 was given as 3-D). */
 static still__array input_view(const tool_attn_inputs *in, int64_t H, int64_t D, double *data)
 {
     still__array a;
     memset(&a, 0, sizeof a);
     a.dtype = STILL__DT_F8;
-    if (in->ndim == 4)
-        a.shape[a.ndim++] = in->shape.batch;
-    a.shape[a.ndim++] = H;
-    a.shape[a.ndim++] = in->shape.seq_len;
-    a.shape[a.ndim++] = D;
+    a.ndim = tool_attn_array_shape(in, H, D, a.shape);
     a.count = in->shape.batch * H * in->shape.seq_len * D;
     a.data = data;
     return a;

@@ -133,6 +133,8 @@ typedef struct tool_attn_opts { /* (declared above for tool_mpi_split) */
     int path;   /* TOOL_PATH_REF (default) or TOOL_PATH_FAST */
     int decode; /* --mode decode */
     int dtype;  /* --dtype: STILL__DT_F4 or _F8; 0 = the path's default */
+    int layout; /* --layout: STILL_LAYOUT_BHND (default) or _BNHD, of every array file
+                   but sigma and selections */
 } tool_attn_opts;
 
 void tool_attn_defaults(tool_attn_opts *o);
@@ -159,7 +161,7 @@ int tool_attn_outputs(const char *cmd, const tool_attn_opts *o);
 
 /* The arrays of one call, loaded and checked. */
 typedef struct tool_attn_inputs {
-    still_shape shape;    /* layout BHND */
+    still_shape shape;    /* in the layout of --layout (the files') */
     int ndim;             /* rank of q: 3 ([Hq,N,d], B = 1) or 4 */
     int dtype;            /* STILL_F64 (ref path) or STILL_F32 (fast path) */
     void *q, *k, *v, *gate;
@@ -176,8 +178,12 @@ int tool_attn_load(const char *cmd, const tool_attn_opts *o, int with_extras,
                    tool_attn_inputs *in);
 void tool_attn_free(tool_attn_inputs *in);
 
-/* The output of [B,Hq,N,x] (x = 0: [B,Hq,N]) in the rank of the inputs. */
+/* The output of [B,Hq,N,x] (x = 0: [B,Hq,N]) in the rank of the inputs
+ * (and, for x > 0, their layout: [B,N,Hq,x] under BNHD). */
 int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape);
+/* The same for an array of `heads` heads (k, v and their gradients: Hk). */
+int tool_attn_array_shape(const tool_attn_inputs *in, int64_t heads, int64_t last,
+                          int64_t *shape);
 
 /* ---- outputs (tool_common.c) ------------------------------------------------- */
 
