@@ -185,6 +185,22 @@ int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape
 int tool_attn_array_shape(const tool_attn_inputs *in, int64_t heads, int64_t last,
                           int64_t *shape);
 
+/* ---- SPEC §10's near-tie rule for selections (cmd_check.c) ---------------- */
+
+typedef struct tool_sel_verdict {
+    int64_t differ;          /* tokens selected by one side only */
+    int64_t ties;            /* of them near-ties: within 1e-4 (1 + |theta|) of the k-th */
+    int64_t first_bad;       /* flat index of the first other difference, or -1 */
+    int64_t bad_chunks;      /* chunks with another count (or a selection in a partial one) */
+    int64_t first_bad_chunk; /* flat index of the first of them, or -1 */
+} tool_sel_verdict;
+/* Selections a, b (0/1) with each side's scores sa, sb, rows of N in
+ * chunks of C: the contract holds when first_bad and first_bad_chunk are
+ * both -1 (still check --contract --scores-a --scores-b). */
+void tool_selection_contract(const double *a, const double *b, const double *sa,
+                             const double *sb, int64_t rows, int64_t N, int64_t C,
+                             tool_sel_verdict *v);
+
 /* ---- outputs (tool_common.c) ------------------------------------------------- */
 
 typedef struct tool_output {
