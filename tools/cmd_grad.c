@@ -188,9 +188,7 @@ static void grad_usage(FILE *f)
             tool_attn_options_help);
 }
 
-/* A float .npy of the shape of the output o (a teacher output or dO, as
- * `what` says), in the path's dtype. */
-static int load_like_o(const char *cmd, const char *path, const char *what,
+int tool_load_like_o(const char *cmd, const char *path, const char *what,
                        const tool_attn_inputs *in, void **out)
 {
     char err[STILL__ERRLEN], found[160], want[160];
@@ -395,8 +393,8 @@ int cmd_grad(int argc, char **argv)
     double *sigma = NULL;
     uint8_t *sel = NULL;
     memset(&gs, 0, sizeof gs);
-    if ((o.teacher && (rc = load_like_o(cmd, o.teacher, "teacher output", &in, &teacher))) ||
-        (o.dout && (rc = load_like_o(cmd, o.dout, "dO", &in, &dout))) ||
+    if ((o.teacher && (rc = tool_load_like_o(cmd, o.teacher, "teacher output", &in, &teacher))) ||
+        (o.dout && (rc = tool_load_like_o(cmd, o.dout, "dO", &in, &dout))) ||
         (o.a.path == TOOL_PATH_FAST && (rc = tool_blas_room(cmd))))
         goto done;
     if (tool_grad_set_alloc(&in, o.a.params ? &in.params : NULL, &gs) ||

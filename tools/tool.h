@@ -60,6 +60,9 @@ void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, si
  * message) when OpenBLAS could not map its work buffer: it would retry
  * forever.  Called before a computation that uses OpenBLAS. */
 int tool_blas_room(const char *cmd);
+/* The directory holding tiny-lm/ (cmd_demo.c): the installed data when it
+ * is there, else the source tree's tests/data. */
+const char *tool_data_dir(void);
 /* Seconds on a monotonic clock. */
 double tool_now(void);
 

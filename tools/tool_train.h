@@ -46,6 +46,11 @@ typedef struct tool_grad_set {
     still_grads g; /* pointing at all of them */
 } tool_grad_set;
 
+/* A float .npy of the shape of the output o (a teacher output or dO, as
+ * `what` says), in the path's dtype and the inputs' layout. */
+int tool_load_like_o(const char *cmd, const char *path, const char *what,
+                     const tool_attn_inputs *in, void **out);
+
 #define TOOL_GRAD_TENSORS (TOOL_MAX_PARAMS + 4)
 
 /* For given parameters (NULL: the defaults); STILL_OK or STILL_E_NOMEM. */
