@@ -1216,6 +1216,23 @@ static json_t *manifest_head(uint64_t seed, int real, int64_t max_n)
         "cases");
 }
 
+/* What the real suite adds to how_to_check. */
+static int manifest_head_real(json_t *man)
+{
+    json_t *cases = json_incref(json_object_get(man, "cases"));
+    int rc = json_object_del(man, "cases") ||
+             json_object_set_new(man, "how_to_check_real", json_string(
+                 "the real suite also: run your backward on dO.npy and compare every gradient "
+                 "of grads.safetensors within tolerance.float32.grads (still check "
+                 "YOUR_grads.safetensors grads.safetensors --contract); where tolerance.*.sel is "
+                 "near-tie, sel.npy by the near-tie rule (still check --contract --scores-a "
+                 "--scores-b) and o with the selection of sel.npy given; each case's decode "
+                 "commands prefill n tokens and decode the rest (o within tolerance.o); arrays of "
+                 "a case with shape.layout BNHD are [B,N,H,x]")) ||
+             json_object_set_new(man, "cases", cases);
+    return rc ? -1 : 0;
+}
+
 /* ==== the directory of a set ===================================================== */
 
 /* The manifest as text: two-space indentation, keys in the order built. */
@@ -1256,7 +1273,7 @@ static int generate_set(const char *out_arg, uint64_t seed, int real, int64_t ma
         return rc;
     snprintf(tmp, sizeof tmp, "%s", tmpdir);
 
-    if (!(man = manifest_head(seed, real, max_n)))
+    if (!(man = manifest_head(seed, real, max_n)) || (real && manifest_head_real(man)))
         rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
     printf("still golden: %s suite, seed %llu, %d cases, libstill %s (ref path)\n",
            real ? "real" : "small", (unsigned long long)seed, ncases, still_version_string());
