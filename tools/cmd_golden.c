@@ -74,7 +74,7 @@ static void golden_usage(FILE *f)
             "             128, N up to 16384, GQA 32/8, layouts BHND and BNHD, inputs\n"
             "             rounded through bfloat16 / float16, tiny-lm's activations, decode\n"
             "             split points, and per case dO.npy with the VJP's gradients\n"
-            "             grads.safetensors; about 0.2 GB, minutes: see still-golden(1))\n"
+            "             grads.safetensors; about 0.5 GB, minutes: see still-golden(1))\n"
             "  --max-n N  with --suite real: every case's N capped at N >= 16 (scaled down)\n"
             "  --case NAME  with --verify: that case only\n"
             "  --seed S   generator seed, 0 <= S < 2^63 (default 1)\n"
