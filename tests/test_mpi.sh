@@ -51,6 +51,19 @@ for np in 2 3; do
     report $? "still run over $np processes writes the bytes of one process"
 done
 
+# layout BNHD: the gather places each rank's rows of o [B,N,H,dv]
+"$GEN" "$dir/qt.npy" f4 5 1 2 260 4 16 &&
+    "$GEN" "$dir/kt.npy" f4 6 1 2 260 2 16 &&
+    "$GEN" "$dir/vt.npy" f4 7 1 2 260 2 8 || exit 1
+int="--layout bnhd --q $dir/qt.npy --k $dir/kt.npy --v $dir/vt.npy --chunk 16 --topk 3"
+# shellcheck disable=SC2086
+"$STILL" run $int --out "$dir/ot1.npy" >/dev/null || exit 1
+# shellcheck disable=SC2086
+expect 0 "still run --layout bnhd over 2 processes ends with status 0" \
+    mpi 2 "$STILL" run $int --out "$dir/ot2.npy"
+cmp -s "$dir/ot1.npy" "$dir/ot2.npy"
+report $? "still run --layout bnhd over 2 processes writes the bytes of one process"
+
 # the teacher, float32 output
 # shellcheck disable=SC2086
 "$STILL" teacher $in --dtype f4 --out "$dir/t1.npy" >/dev/null || exit 1

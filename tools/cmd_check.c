@@ -329,12 +329,52 @@ static int near_tie(double score, double theta)
            fabs(theta - score) <= CONTRACT_TIE_TOL * (1.0 + fabs(theta));
 }
 
+void tool_selection_contract(const double *a, const double *b, const double *sa,
+                             const double *sb, int64_t rows, int64_t N, int64_t C,
+                             tool_sel_verdict *v)
+{
+    v->differ = v->ties = v->bad_chunks = 0;
+    v->first_bad = v->first_bad_chunk = -1;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *ar = a + r * N, *br = b + r * N, *sar = sa + r * N, *sbr = sb + r * N;
+        for (int64_t c0 = 0; c0 < N; c0 += C) {
+            const int64_t n = N - c0 < C ? N - c0 : C;
+            int64_t ka = 0, kb = 0;
+            for (int64_t j = 0; j < n; j++) {
+                ka += ar[c0 + j] != 0;
+                kb += br[c0 + j] != 0;
+            }
+            if (ka != kb || (n < C && ka > 0)) { /* another budget, or an incomplete chunk */
+                if (v->first_bad_chunk < 0)
+                    v->first_bad_chunk = r * N + c0;
+                v->bad_chunks++;
+                continue;
+            }
+            double theta_a = ka ? kth_score(sar + c0, n, ka) : NAN;
+            double theta_b = kb ? kth_score(sbr + c0, n, kb) : NAN;
+            for (int64_t j = 0; j < n; j++) {
+                int in_a = ar[c0 + j] != 0, in_b = br[c0 + j] != 0;
+                if (in_a == in_b)
+                    continue;
+                v->differ++;
+                /* chosen by A only: B's score of it must be near B's k-th;
+                   chosen by B only: A's score near A's k-th */
+                if (in_a ? near_tie(sbr[c0 + j], theta_b) : near_tie(sar[c0 + j], theta_a))
+                    v->ties++;
+                else if (v->first_bad < 0)
+                    v->first_bad = r * N + c0 + j;
+            }
+        }
+    }
+}
+
 /* Selections [..., N] of both sides with both sides' scores: per row and
  * complete chunk the same count, and each differing token a near-tie. */
 static int contract_selection(const compared *A, const compared *B, const char *sa_path,
                               const char *sb_path, int64_t C)
 {
     compared SA, SB;
+    tool_sel_verdict v;
     int rc;
     if ((rc = load(sa_path, &SA)))
         return rc;
@@ -348,39 +388,9 @@ static int contract_selection(const compared *A, const compared *B, const char *
         return TOOL_EXIT_MISMATCH;
     }
     const int64_t N = A->a.ndim ? A->a.shape[A->a.ndim - 1] : 1, rows = N ? A->a.count / N : 0;
-    int64_t differ = 0, ties = 0, bad = -1, bad_count = 0, count_bad = -1;
-    for (int64_t r = 0; r < rows; r++) {
-        const double *a = A->x + r * N, *b = B->x + r * N;
-        const double *sa = SA.x + r * N, *sb = SB.x + r * N;
-        for (int64_t c0 = 0; c0 < N; c0 += C) {
-            const int64_t n = N - c0 < C ? N - c0 : C;
-            int64_t ka = 0, kb = 0;
-            for (int64_t j = 0; j < n; j++) {
-                ka += a[c0 + j] != 0;
-                kb += b[c0 + j] != 0;
-            }
-            if (ka != kb || (n < C && ka > 0)) { /* another budget, or an incomplete chunk */
-                if (count_bad < 0)
-                    count_bad = r * N + c0;
-                bad_count++;
-                continue;
-            }
-            double theta_a = ka ? kth_score(sa + c0, n, ka) : NAN;
-            double theta_b = kb ? kth_score(sb + c0, n, kb) : NAN;
-            for (int64_t j = 0; j < n; j++) {
-                int in_a = a[c0 + j] != 0, in_b = b[c0 + j] != 0;
-                if (in_a == in_b)
-                    continue;
-                differ++;
-                /* chosen by A only: B's score of it must be near B's k-th;
-                   chosen by B only: A's score near A's k-th */
-                if (in_a ? near_tie(sb[c0 + j], theta_b) : near_tie(sa[c0 + j], theta_a))
-                    ties++;
-                else if (bad < 0)
-                    bad = r * N + c0 + j;
-            }
-        }
-    }
+    tool_selection_contract(A->x, B->x, SA.x, SB.x, rows, N, C, &v);
+    const int64_t differ = v.differ, ties = v.ties, bad = v.first_bad, bad_count = v.bad_chunks,
+                  count_bad = v.first_bad_chunk;
     char at[160];
     describe("A", A);
     describe("B", B);

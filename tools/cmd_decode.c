@@ -219,6 +219,15 @@ static void place_tokens(const void *blk, int64_t rows, int64_t len, int64_t D, 
                (const unsigned char *)blk + (size_t)(r * n * D) * es, (size_t)(n * D) * es);
 }
 
+/* A layout's arrays as [rows][N][width]: [B*H][N][D] in BHND, [B][N][H*D]
+ * in BNHD (a block of tokens is then a block in the same layout). */
+static void token_rows(const still_shape *s, int64_t H, int64_t D, int64_t *rows, int64_t *width)
+{
+    const int bnhd = s->layout == STILL_LAYOUT_BNHD;
+    *rows = bnhd ? s->batch : s->batch * H;
+    *width = bnhd ? H * D : D;
+}
+
 /* Appends tokens P..T-1 (the first `first` in one block), writing o and
  * sigma [rows][T-P][*]. */
 static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, int64_t T,
@@ -243,15 +252,20 @@ static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, i
     for (int64_t t = P; t < T && !rc;) {
         int64_t n = t == P && first > 0 ? first : 1;
         tool_progress(t - P, T - P, "%s", n > 1 ? "prefill block" : "decode, token");
-        slice_tokens(in->q, rq, N, s->dim_qk, t, n, es, q);
-        slice_tokens(in->k, rk, N, s->dim_qk, t, n, es, k);
-        slice_tokens(in->v, rk, N, s->dim_v, t, n, es, v);
+        int64_t r, w;
+        token_rows(s, s->heads_q, s->dim_qk, &r, &w);
+        slice_tokens(in->q, r, N, w, t, n, es, q);
+        token_rows(s, s->heads_kv, s->dim_qk, &r, &w);
+        slice_tokens(in->k, r, N, w, t, n, es, k);
+        token_rows(s, s->heads_kv, s->dim_v, &r, &w);
+        slice_tokens(in->v, r, N, w, t, n, es, v);
+        token_rows(s, s->heads_q, s->dim_v, &r, &w);
         if (in->gate)
-            slice_tokens(in->gate, rq, N, s->dim_v, t, n, es, g);
+            slice_tokens(in->gate, r, N, w, t, n, es, g);
         still_tensors tb = {in->dtype, q, k, v, in->gate ? g : NULL, o, sig, NULL, NULL};
         if ((rc = still_state_append(st, n, &tb)))
             break;
-        place_tokens(o, rq, len, s->dim_v, t - P, n, es, out);
+        place_tokens(o, r, len, w, t - P, n, es, out);
         if (sigma)
             place_tokens(sig, rq, len, 1, t - P, n, sizeof(double), sigma);
         t += n;
@@ -265,7 +279,7 @@ static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, i
 static int out_shape(const tool_attn_inputs *in, int64_t tokens, int64_t last, int64_t *shape)
 {
     int nd = tool_attn_out_shape(in, last, shape);
-    shape[last ? nd - 2 : nd - 1] = tokens;
+    shape[last && in->shape.layout == STILL_LAYOUT_BNHD ? nd - 3 : last ? nd - 2 : nd - 1] = tokens;
     return nd;
 }
 

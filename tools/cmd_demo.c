@@ -857,9 +857,9 @@ done:
 
 /* ---- the subcommand -------------------------------------------------------------- */
 
-/* The default of --data: the installed data when it is there, else the
- * source tree's. */
-static const char *default_data_dir(void)
+/* The default of --data (tool.h): the installed data when it is there,
+ * else the source tree's. */
+const char *tool_data_dir(void)
 {
     const char *probe = STILL_DATA_DIR "/tiny-lm/L2_q.npy";
     return access(probe, R_OK) == 0 ? STILL_DATA_DIR : STILL_SOURCE_DATA_DIR;
@@ -890,13 +890,13 @@ static void demo_usage(FILE *f)
             "\n"
             "Progress goes to stderr when it is a terminal.  Exit status: 0 success,\n"
             "2 usage error, 3 the data is missing or malformed, 4 a library error.\n",
-            default_data_dir());
+            tool_data_dir());
 }
 
 /* `still demo`: argv[0] is "demo". */
 int cmd_demo(int argc, char **argv)
 {
-    demo D = {default_data_dir(), PATH_AUTO, 0, 0, 1, 0, 1};
+    demo D = {tool_data_dir(), PATH_AUTO, 0, 0, 1, 0, 1};
     int status;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;

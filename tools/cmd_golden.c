@@ -24,7 +24,8 @@
  * golden_usage() and still-golden(1)).
  */
 #define _XOPEN_SOURCE 700
-#include "tool.h"
+#include "golden.h"
+#include "tool_train.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -49,7 +50,8 @@ static const char *const golden_cmd = "golden";
 static void golden_usage(FILE *f)
 {
     fprintf(f,
-            "usage: still golden --out DIR [--seed S] [--path ref]\n"
+            "usage: still golden --out DIR [--suite small|real] [--max-n N] [--seed S]\n"
+            "                    [--path ref]\n"
             "       still golden --verify DIR [--path ref|fast]\n"
             "       still golden --sha256 FILE...\n"
             "\n"
@@ -68,6 +70,13 @@ static void golden_usage(FILE *f)
             "\n"
             "--sha256 prints the SHA-256 of files as sha256sum does.\n"
             "\n"
+            "  --suite S  small (default: N <= 300, d = 16; seconds) or real (d = 64 and\n"
+            "             128, N up to 16384, GQA 32/8, layouts BHND and BNHD, inputs\n"
+            "             rounded through bfloat16 / float16, tiny-lm's activations, decode\n"
+            "             split points, and per case dO.npy with the VJP's gradients\n"
+            "             grads.safetensors; about 0.5 GB, minutes: see still-golden(1))\n"
+            "  --max-n N  with --suite real: every case's N capped at N >= 16 (scaled down)\n"
+            "  --case NAME  with --verify: that case only\n"
             "  --seed S   generator seed, 0 <= S < 2^63 (default 1)\n"
             "  --path P   ref (default) or, with --verify, fast\n"
             "  --no-progress  no progress line on stderr (shown only on a terminal)\n"
@@ -239,24 +248,6 @@ static void gen_fill(uint64_t *state, float *x, int64_t n, double scale, int gat
 
 /* ==== the cases ================================================================= */
 
-/* Parameter files of the cases (SPEC §11). */
-enum {
-    P_NONE,     /* no file: the identity NP-Map */
-    P_FULL,     /* fq.W, fq.b, fq.u and a separate fk.W, fk.b, fk.u */
-    P_AUTHORS,  /* fq.W, fq.u, fk.W, fk.u: the authors' maps (no bias) */
-    P_BIAS,     /* fq.W and fq.b, fk tied */
-    P_WINDOW    /* window.w only: omega = sigmoid(w) per head */
-};
-
-typedef struct golden_case {
-    const char *name;
-    const char *what;
-    int64_t B, Hq, Hk, N, d, dv;
-    const char *flags; /* still run's configuration options */
-    int params;
-    int64_t f;         /* rows of W when the file has W */
-} golden_case;
-
 static const golden_case golden_cases[] = {
     {"default", "STILL's defaults: saliency routing, C=64, k=4, L=2, w=C, hedgehog NP-Map "
      "(identity W)", 1, 2, 2, 256, 16, 16, "", P_NONE, 0},
@@ -294,7 +285,7 @@ static const golden_case golden_cases[] = {
 
 /* ==== command lines ============================================================== */
 
-#define ARGV_MAX 64
+#define ARGV_MAX 96
 
 typedef struct argvec {
     int argc;
@@ -350,14 +341,16 @@ static const char *const act_word[] = {"hedgehog", "softmax", "elu1", "relu"};
  * out, so that a manifest does not depend on the defaults of the libstill
  * that reads it.  cfg holds the case's flags; r its resolution (window,
  * scale). */
-static int build_commands(const golden_case *c, const still_config *cfg, const still__resolved *r,
-                          argvec *run, argvec *teacher)
+static int build_commands(const golden_case *c, const golden_real *x, const still_config *cfg,
+                          const still__resolved *r, argvec *run, argvec *teacher)
 {
     char num[40], buf[64];
     int rc = 0;
     memset(run, 0, sizeof *run);
     memset(teacher, 0, sizeof *teacher);
     rc |= argvec_split(run, "still run --q q.npy --k k.npy --v v.npy --gate gate.npy");
+    if (x && x->layout == STILL_LAYOUT_BNHD)
+        rc |= argvec_split(run, "--layout bnhd");
     if (c->params != P_NONE)
         rc |= argvec_split(run, "--params params.safetensors");
 #define OPT_INT(name, value)                                                   \
@@ -392,10 +385,49 @@ static int build_commands(const golden_case *c, const still_config *cfg, const s
                             "--select-out sel.npy");
 
     rc |= argvec_split(teacher, "still teacher --q q.npy --k k.npy --v v.npy");
+    if (x && x->layout == STILL_LAYOUT_BNHD)
+        rc |= argvec_split(teacher, "--layout bnhd");
     format_double(num, sizeof num, r->scale);
     snprintf(buf, sizeof buf, "--scale %s", num);
     rc |= argvec_split(teacher, buf);
     rc |= argvec_split(teacher, "--path ref --dtype f8 --out o_teacher.npy");
+    return rc ? -1 : 0;
+}
+
+/* The real suite's commands, from the run's: `still grad` (its inputs and
+ * configuration, the stored selection when it routes by saliency, dO and
+ * grads.safetensors) and one `still decode --prefill n` (no outputs but
+ * o) per split point. */
+static int build_real_commands(const argvec *run, int saliency, argvec *grad, argvec *decode,
+                               const int64_t *split, int nsplit)
+{
+    char buf[64];
+    int rc = 0;
+    memset(grad, 0, sizeof *grad);
+    rc |= argvec_split(grad, "still grad");
+    for (int k = 0; k < nsplit; k++) {
+        memset(&decode[k], 0, sizeof decode[k]);
+        rc |= argvec_split(&decode[k], "still decode");
+    }
+    for (int i = 2; i < run->argc; i++) {
+        const char *w = run->argv[i];
+        if (!strcmp(w, "--out") || !strcmp(w, "--scores-out") || !strcmp(w, "--select-out") ||
+            !strcmp(w, "--dtype")) {
+            i++;
+            continue;
+        }
+        rc |= argvec_push(grad, w);
+        for (int k = 0; k < nsplit; k++)
+            rc |= argvec_push(&decode[k], w);
+    }
+    if (saliency)
+        rc |= argvec_split(grad, "--select-in sel.npy");
+    rc |= argvec_split(grad, "--dout dO.npy --grads-out grads.safetensors");
+    for (int k = 0; k < nsplit; k++) {
+        snprintf(buf, sizeof buf, "--dtype f8 --prefill %lld --out o_decode.npy",
+                 (long long)split[k]);
+        rc |= argvec_split(&decode[k], buf);
+    }
     return rc ? -1 : 0;
 }
 
@@ -405,11 +437,12 @@ static int build_commands(const golden_case *c, const still_config *cfg, const s
 typedef struct computed {
     tool_attn_opts opts;
     tool_attn_inputs in;
-    double *o;          /* [B,Hq,N,dv] */
+    double *o;          /* [B,Hq,N,dv] in the inputs' layout; run and teacher */
     double *sigma;      /* [B,Hq,N], run only */
     uint8_t *sel;       /* [B,Hq,N], run only */
+    tool_grad_set grads; /* grad only: the VJP of --dout */
     double max_abs_v;
-    char paths[9][GOLDEN_PATH_MAX];
+    char paths[11][GOLDEN_PATH_MAX];
 } computed;
 
 static void computed_free(computed *c)
@@ -417,6 +450,7 @@ static void computed_free(computed *c)
     free(c->o);
     free(c->sigma);
     free(c->sel);
+    tool_grad_set_free(&c->grads);
     tool_attn_free(&c->in);
     c->o = c->sigma = NULL;
     c->sel = NULL;
@@ -428,22 +462,34 @@ static int join_path(char *buf, size_t len, const char *dir, const char *name)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* Parses argv ("still", "run"|"teacher", options...) with the parser of
- * still run, reads the files it names from dir, and computes on `path`.
- * The output file options are only checked, not written.  `label` names
- * the command in messages. */
+/* Parses argv ("still", "run"|"teacher"|"grad", options...) with the
+ * parser of still run (grad: and its --dout, --grads-out), reads the files
+ * it names from dir, and computes on `path`: the forward, the teacher or
+ * the VJP of dO (SPEC §18).  The output file options are only checked,
+ * not written.  `label` names the command in messages. */
 static int compute(const char *label, const char *dir, int argc, char **argv, int path,
                    computed *c)
 {
     const int teacher = argc >= 2 && !strcmp(argv[1], "teacher");
+    const int grad = argc >= 2 && !strcmp(argv[1], "grad");
+    const char *dout_name = NULL, *grads_name = NULL;
+    void *dout = NULL;
     int rc;
 
     memset(c, 0, sizeof *c);
-    if (argc < 2 || strcmp(argv[0], "still") || (!teacher && strcmp(argv[1], "run")))
+    if (argc < 2 || strcmp(argv[0], "still") || (!teacher && !grad && strcmp(argv[1], "run")))
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: expected a command line "
-                         "\"still run ...\" or \"still teacher ...\"", label);
+                         "\"still run ...\", \"still teacher ...\" or \"still grad ...\"", label);
     tool_attn_defaults(&c->opts);
     for (int i = 2; i < argc; i++) {
+        if (grad && (tool_is_option(argv[i], "--dout") || tool_is_option(argv[i], "--grads-out"))) {
+            const char *opt = tool_is_option(argv[i], "--dout") ? "--dout" : "--grads-out";
+            const char *val = tool_option_value(golden_cmd, argc, argv, &i, opt);
+            if (!val)
+                return TOOL_EXIT_INPUT;
+            *(!strcmp(opt, "--dout") ? &dout_name : &grads_name) = val;
+            continue;
+        }
         rc = tool_attn_option(golden_cmd, &c->opts, argc, argv, &i);
         if (rc < 0)
             return TOOL_EXIT_INPUT;
@@ -454,10 +500,13 @@ static int compute(const char *label, const char *dir, int argc, char **argv, in
     if (c->opts.decode)
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: --mode decode: a golden case is a "
                          "prefill", label);
+    if (grad && (!dout_name || !grads_name || c->opts.out))
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: expected still grad with --dout and "
+                         "--grads-out (and no --out)", label);
     const char **files[] = {&c->opts.q, &c->opts.k, &c->opts.v, &c->opts.gate, &c->opts.params,
                             &c->opts.out, &c->opts.scores_out, &c->opts.select_out,
-                            &c->opts.select_in};
-    for (int i = 0; i < 9; i++) {
+                            &c->opts.select_in, &dout_name, &grads_name};
+    for (int i = 0; i < 11; i++) {
         if (!*files[i])
             continue;
         if (strchr(*files[i], '/') || !strcmp(*files[i], "..") ||
@@ -468,9 +517,18 @@ static int compute(const char *label, const char *dir, int argc, char **argv, in
     }
     c->opts.path = path;
     c->opts.dtype = 0;
+    if (grad)
+        c->opts.out = grads_name; /* checked as present by tool_attn_check, not written */
     if ((rc = tool_attn_check(golden_cmd, &c->opts)) ||
         (rc = tool_attn_load(golden_cmd, &c->opts, !teacher, &c->in)))
         return rc;
+    if (grad) {
+        c->opts.out = NULL;
+        if ((rc = tool_load_like_o(golden_cmd, dout_name, "dO", &c->in, &dout))) {
+            tool_attn_free(&c->in);
+            return rc;
+        }
+    }
 
     const still_shape *s = &c->in.shape;
     const size_t rows = (size_t)(s->batch * s->heads_q * s->seq_len);
@@ -483,20 +541,27 @@ static int compute(const char *label, const char *dir, int argc, char **argv, in
         c->sigma = malloc(rows * sizeof *c->sigma);
         c->sel = malloc(rows);
     }
-    if (!out || !c->o || (!teacher && (!c->sigma || !c->sel))) {
+    const still_params *params = c->opts.params ? &c->in.params : NULL;
+    if (!out || !c->o || (!teacher && (!c->sigma || !c->sel)) ||
+        (grad && tool_grad_set_alloc(&c->in, params, &c->grads))) {
         free(out);
+        free(dout);
         computed_free(c);
         return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "%s: out of memory", label);
     }
     still_tensors t = {c->in.dtype, c->in.q, c->in.k, c->in.v, c->in.gate, out, c->sigma, c->sel,
                        c->in.selection_in};
-    const still_params *params = c->opts.params ? &c->in.params : NULL;
-    if (teacher)
+    if (grad) /* the parameter set's explicit tensors, as still grad --dout */
+        rc = path == TOOL_PATH_FAST
+                 ? still_vjp(&c->opts.cfg, s, &c->grads.ps.params, &t, dout, &c->grads.g)
+                 : still_ref_vjp(&c->opts.cfg, s, &c->grads.ps.params, &t, dout, &c->grads.g);
+    else if (teacher)
         rc = path == TOOL_PATH_FAST ? still_teacher(&c->opts.cfg, s, &t)
                                     : still_ref_teacher(&c->opts.cfg, s, &t);
     else
         rc = path == TOOL_PATH_FAST ? still_forward(&c->opts.cfg, s, params, &t)
                                     : still_ref_forward(&c->opts.cfg, s, params, &t);
+    free(dout);
     if (rc) {
         free(out);
         computed_free(c);
@@ -587,6 +652,12 @@ typedef struct file_entry {
 
 typedef struct case_record {
     argvec run, teacher;
+    argvec grad, decode[3]; /* the real suite */
+    int64_t split[3];
+    int nsplit;
+    int ngrads;             /* tensors of grads.safetensors, with max|g| */
+    const char *grad_names[TOOL_GRAD_TENSORS];
+    double grad_max[TOOL_GRAD_TENSORS];
     file_entry files[GOLDEN_MAX_FILES];
     int nfiles;
     still_config cfg;
@@ -608,6 +679,16 @@ static void set_entry(file_entry *e, const char *name, const char *role, int dty
     e->shape[1] = b;
     e->shape[2] = c;
     e->shape[3] = d;
+}
+
+/* An array [B,H,N,D] of the case in layout (D = 0: [B,H,N], any layout). */
+static void set_array_entry(file_entry *e, const char *name, const char *role, int dtype,
+                            int layout, int64_t B, int64_t H, int64_t N, int64_t D)
+{
+    if (D > 0 && layout == STILL_LAYOUT_BNHD)
+        set_entry(e, name, role, dtype, 4, B, N, H, D);
+    else
+        set_entry(e, name, role, dtype, D > 0 ? 4 : 3, B, H, N, D);
 }
 
 static int write_npy(const char *dir, const file_entry *e, const void *data)
@@ -705,28 +786,56 @@ done:
     return rc;
 }
 
-/* Draws and writes the inputs of a case. */
-static int write_inputs(const char *dir, const golden_case *gc, uint64_t seed, int attempt,
-                        case_record *rec)
+/* Draws x[count] of an array [B,H,N,D]: the stream's values (or tiny-lm's
+ * activations), rounded as the real case says, in its layout. */
+static int draw_array(const golden_case *gc, const golden_real *x, int which, uint64_t *state,
+                      const int64_t *shape, float *v)
 {
-    uint64_t state = seed ^ fnv1a64(gc->name) ^ ((uint64_t)attempt * UINT64_C(0x9E3779B97F4A7C15));
+    const int64_t count = shape[0] * shape[1] * shape[2] * shape[3];
+    int rc = TOOL_EXIT_OK;
+    if (x && x->layer && which < 3) /* real activations, not drawn */
+        rc = golden_tinylm_load(golden_cmd, x->layer, which, shape[1], shape[2], shape[3], v);
+    else /* q and k of std 1.5: logits of std about 2.25 at scale 1/sqrt(d) */
+        gen_fill(state, v, count, which < 2 ? 1.5 : 1.0, which == 3);
+    if (rc || !x)
+        return rc;
+    golden_round(v, count, x->round);
+    if (x->layout == STILL_LAYOUT_BNHD) {
+        float *t = malloc((size_t)count * sizeof *t);
+        if (!t)
+            return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the inputs");
+        golden_to_bnhd(v, shape[0], shape[1], shape[2], shape[3], t);
+        memcpy(v, t, (size_t)count * sizeof *t);
+        free(t);
+    }
+    (void)gc;
+    return TOOL_EXIT_OK;
+}
+
+/* Draws and writes the inputs of a case. */
+static int write_inputs(const char *dir, const golden_case *gc, const golden_real *x,
+                        uint64_t seed, int attempt, case_record *rec)
+{
+    const char *stream = x && x->stream ? x->stream : gc->name;
+    uint64_t state = seed ^ fnv1a64(stream) ^ ((uint64_t)attempt * UINT64_C(0x9E3779B97F4A7C15));
     const int64_t B = gc->B, N = gc->N;
+    const int layout = x ? x->layout : STILL_LAYOUT_BHND;
+    const int64_t H[4] = {gc->Hq, gc->Hk, gc->Hk, gc->Hq}, D[4] = {gc->d, gc->d, gc->dv, gc->dv};
+    static const char *const names[4] = {"q.npy", "k.npy", "v.npy", "gate.npy"};
+    static const char *const roles[4] = {"input q", "input k", "input v", "input gate"};
     file_entry *e = rec->files;
     int rc = TOOL_EXIT_OK;
-    set_entry(&e[0], "q.npy", "input q", STILL__DT_F4, 4, B, gc->Hq, N, gc->d);
-    set_entry(&e[1], "k.npy", "input k", STILL__DT_F4, 4, B, gc->Hk, N, gc->d);
-    set_entry(&e[2], "v.npy", "input v", STILL__DT_F4, 4, B, gc->Hk, N, gc->dv);
-    set_entry(&e[3], "gate.npy", "input gate", STILL__DT_F4, 4, B, gc->Hq, N, gc->dv);
     rec->nfiles = 4;
     for (int i = 0; i < 4 && !rc; i++) {
-        int64_t count = e[i].shape[0] * e[i].shape[1] * e[i].shape[2] * e[i].shape[3];
-        float *x = malloc((size_t)count * sizeof *x);
-        if (!x)
+        const int64_t shape[4] = {B, H[i], N, D[i]};
+        set_array_entry(&e[i], names[i], roles[i], STILL__DT_F4, layout, B, H[i], N, D[i]);
+        float *v = malloc((size_t)(B * H[i] * N * D[i]) * sizeof *v);
+        if (!v)
             return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the inputs");
-        /* q and k of std 1.5: logits of std about 2.25 at scale 1/sqrt(d) */
-        gen_fill(&state, x, count, i < 2 ? 1.5 : 1.0, i == 3);
-        rc = write_npy(dir, &e[i], x);
-        free(x);
+        rc = draw_array(gc, x, i, &state, shape, v);
+        if (!rc)
+            rc = write_npy(dir, &e[i], v);
+        free(v);
     }
     if (!rc && gc->params != P_NONE) {
         set_entry(&e[4], "params.safetensors", "parameters", STILL__DT_F4, 0, 0, 0, 0, 0);
@@ -753,8 +862,67 @@ static int case_config(const golden_case *gc, still_config *cfg, still__resolved
     return still__resolve(cfg, &s, NULL, r) ? -1 : 0;
 }
 
-/* Generates one case into dir (which exists). */
-static int generate_case(const char *dir, const golden_case *gc, uint64_t seed, case_record *rec)
+/* The real suite's dO.npy (its own stream, normal values, rounded as the
+ * inputs) and grads.safetensors: the VJP computed from the case's grad
+ * command line, the tensors named as still grad --dout names them. */
+static int write_grads(const char *dir, const golden_case *gc, const golden_real *x,
+                       uint64_t seed, case_record *rec)
+{
+    char label[96], path[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
+    const int64_t shape[4] = {gc->B, gc->Hq, gc->N, gc->dv};
+    const int64_t count = gc->B * gc->Hq * gc->N * gc->dv;
+    uint64_t state = seed ^ fnv1a64(x->stream ? x->stream : gc->name) ^ fnv1a64("dO");
+    file_entry *e = rec->files + rec->nfiles;
+    computed c;
+    int rc;
+
+    if (rec->nfiles + 2 > GOLDEN_MAX_FILES)
+        return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "case %s: too many files", gc->name);
+    float *v = malloc((size_t)count * sizeof *v);
+    if (!v)
+        return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for dO");
+    set_array_entry(&e[0], "dO.npy", "input dO: the upstream gradient dL/do of the VJP",
+                    STILL__DT_F4, x->layout, gc->B, gc->Hq, gc->N, gc->dv);
+    rc = draw_array(gc, x, 4, &state, shape, v);
+    if (!rc)
+        rc = write_npy(dir, &e[0], v);
+    free(v);
+    snprintf(label, sizeof label, "case %s", gc->name);
+    if (rc || (rc = compute(label, dir, rec->grad.argc, rec->grad.argv, TOOL_PATH_REF, &c)))
+        return rc;
+    const char *names[TOOL_GRAD_TENSORS];
+    still__array arrays[TOOL_GRAD_TENSORS];
+    const int n = tool_grad_set_named(&c.in, &c.grads, names, arrays);
+    rec->ngrads = n;
+    for (int i = 0; i < n; i++) { /* the per-tensor bound of SPEC §10 */
+        double m = 0;
+        for (int64_t k = 0; k < arrays[i].count; k++) {
+            double g = fabs(((const double *)arrays[i].data)[k]);
+            m = g > m ? g : m;
+        }
+        rec->grad_names[i] = names[i]; /* static strings */
+        rec->grad_max[i] = m;
+    }
+    set_entry(&e[1], "grads.safetensors", "output: the VJP's gradients of L = sum(dO * o) "
+              "(ref path)", STILL__DT_F8, 0, 0, 0, 0, 0);
+    e[1].tensors = "the gradients named as their inputs, as still grad --dout writes them";
+    int fd = -1;
+    if (join_path(path, sizeof path, dir, e[1].name))
+        rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s: path too long", dir);
+    else if ((fd = tool_out_tree_open(golden_cmd, path)) < 0)
+        rc = TOOL_EXIT_OUTPUT;
+    else
+        rc = tool_out_tree_close(golden_cmd, path, fd,
+                                 still__st_write_fd(fd, path, n, names, arrays, err, sizeof err),
+                                 err);
+    computed_free(&c);
+    rec->nfiles += 2;
+    return rc;
+}
+
+/* Generates one case into dir (which exists); x: a real case's extras. */
+static int generate_case(const char *dir, const golden_case *gc, const golden_real *x,
+                         uint64_t seed, case_record *rec)
 {
     still__resolved r;
     computed run, teach;
@@ -762,33 +930,44 @@ static int generate_case(const char *dir, const golden_case *gc, uint64_t seed, 
     int rc;
 
     memset(rec, 0, sizeof *rec);
-    if (case_config(gc, &rec->cfg, &r) || build_commands(gc, &rec->cfg, &r, &rec->run,
+    if (case_config(gc, &rec->cfg, &r) || build_commands(gc, x, &rec->cfg, &r, &rec->run,
                                                           &rec->teacher))
         return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "case %s: its configuration is "
                          "refused (a bug in the case table)", gc->name);
+    if (x) {
+        rec->nsplit = golden_split_points(gc->N, rec->cfg.chunk, rec->split);
+        if (build_real_commands(&rec->run, rec->cfg.routing == STILL_ROUTING_SALIENCY,
+                                &rec->grad, rec->decode, rec->split, rec->nsplit))
+            return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "case %s: command line too long",
+                             gc->name);
+    }
     snprintf(label, sizeof label, "case %s", gc->name);
-    /* redraw until every selection decision has a clear margin (SPEC §10) */
+    /* redraw until every selection decision has a clear margin (SPEC §10);
+       the real suite keeps its values (tiny-lm's are what they are) and
+       is checked by the near-tie rule where the margin is smaller */
     for (rec->attempt = 0;; rec->attempt++) {
-        if ((rc = write_inputs(dir, gc, seed, rec->attempt, rec)) ||
+        if ((rc = write_inputs(dir, gc, x, seed, rec->attempt, rec)) ||
             (rc = compute(label, dir, rec->run.argc, rec->run.argv, TOOL_PATH_REF, &run)))
             return rc;
         rec->margin = selection_margin(&run);
-        if (rec->margin >= 1e-4)
+        if (rec->margin >= 1e-4 || (x && rec->margin >= 0))
             break;
         computed_free(&run);
-        if (rec->attempt == 15)
+        if (rec->attempt == 15 || x)
             return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "case %s: no draw of 16 has a "
                              "selection margin of 1e-4", gc->name);
     }
     const still_shape *s = &run.in.shape;
     const int64_t B = s->batch, H = s->heads_q, N = s->seq_len;
+    const int layout = s->layout;
     file_entry *o = rec->files + rec->nfiles; /* the outputs follow the inputs */
     const int n = rec->nfiles + 4;
-    set_entry(&o[0], "o.npy", "output o (ref path)", STILL__DT_F8, 4, B, H, N, s->dim_v);
+    set_array_entry(&o[0], "o.npy", "output o (ref path)", STILL__DT_F8, layout, B, H, N,
+                    s->dim_v);
     set_entry(&o[1], "sigma.npy", "output sigma (ref path)", STILL__DT_F8, 3, B, H, N, 0);
     set_entry(&o[2], "sel.npy", "output selection (ref path)", STILL__DT_U1, 3, B, H, N, 0);
-    set_entry(&o[3], "o_teacher.npy", "output of the teacher (ref path)", STILL__DT_F8, 4, B, H,
-              N, s->dim_v);
+    set_array_entry(&o[3], "o_teacher.npy", "output of the teacher (ref path)", STILL__DT_F8,
+                    layout, B, H, N, s->dim_v);
     rec->max_abs_v = run.max_abs_v;
     still__resolved rp; /* with the parameters: f and m */
     if (still__resolve(&run.opts.cfg, s, run.opts.params ? &run.in.params : NULL, &rp))
@@ -809,7 +988,9 @@ static int generate_case(const char *dir, const golden_case *gc, uint64_t seed, 
         computed_free(&teach);
     }
     rec->nfiles = n;
-    for (int i = 0; i < n && !rc; i++) {
+    if (!rc && x)
+        rc = write_grads(dir, gc, x, seed, rec);
+    for (int i = 0; i < rec->nfiles && !rc; i++) {
         char path[GOLDEN_PATH_MAX];
         file_entry *e = &rec->files[i];
         if (join_path(path, sizeof path, dir, e->name) || sha256_file(path, e->sha, &e->size))
@@ -825,6 +1006,8 @@ static int generate_case(const char *dir, const golden_case *gc, uint64_t seed, 
 #define TOL_F64_O 1e-10     /* times max|v|, rtol 0 */
 #define TOL_F32_SIGMA 1e-4  /* |d sigma| <= 1e-4 (1 + |sigma|) */
 #define TOL_F64_SIGMA 1e-10
+#define TOL_F32_GRAD 1e-5   /* times max|g_ref| per tensor, rtol 0 (SPEC §10) */
+#define TOL_F64_GRAD 1e-10
 
 /* A real of the manifest, null when not finite. */
 static json_t *manifest_real(double x)
@@ -896,13 +1079,70 @@ static json_t *manifest_files(const case_record *rec)
     return files;
 }
 
+/* {"q": {"atol": 1e-5 max|g_q|, "rtol": 0}, ...}: SPEC §10's gradient
+ * bound per tensor, times `factor` (1e-5 float32, 1e-10 float64). */
+static json_t *manifest_grads_tolerance(const case_record *rec, double factor)
+{
+    json_t *t = json_object();
+    for (int i = 0; i < rec->ngrads && t; i++)
+        if (json_object_set_new(t, rec->grad_names[i],
+                                manifest_tolerance(round_down3(factor * rec->grad_max[i]), 0))) {
+            json_decref(t);
+            t = NULL;
+        }
+    return t;
+}
+
+/* The real suite's members of a case: where its inputs come from, the
+ * grad and decode command lines, and the contract checks of a port. */
+static int manifest_real_case(json_t *cs, const golden_case *gc, const golden_real *x,
+                              const case_record *rec)
+{
+    static const char *const rounded[] = {"float32", "bfloat16", "float16"};
+    char text[4096], line[4096];
+    int rc = 0;
+    if (x->layer)
+        snprintf(text, sizeof text, "q, k, v: tiny-lm layer %d activations (float16, the first "
+                 "%lld tokens); gate drawn and dO drawn, rounded through float16 (to nearest "
+                 "even); stored as <f4", x->layer, (long long)gc->N);
+    else
+        snprintf(text, sizeof text, "drawn from the stream of '%s', then q, k, v, gate and dO "
+                 "rounded through %s (to nearest even) and stored as <f4: the values are "
+                 "exactly %s%s", x->stream ? x->stream : gc->name, rounded[x->round],
+                 rounded[x->round], x->layout == STILL_LAYOUT_BNHD ? "; arrays in layout BNHD "
+                 "[B,N,H,x] (--layout bnhd), sigma and sel [B,Hq,N]" : "");
+    rc |= json_object_set_new(cs, "inputs", json_string(text));
+    argvec_join(&rec->grad, line, sizeof line);
+    rc |= json_object_set_new(cs, "grad_command", json_string(line));
+    rc |= json_object_set_new(cs, "grad", strings_array(&rec->grad));
+    json_t *dec = json_array();
+    for (int k = 0; k < rec->nsplit && dec; k++) {
+        argvec_join(&rec->decode[k], line, sizeof line);
+        rc |= json_array_append_new(dec, json_pack("{s:I, s:s, s:o}", "prefill",
+                                                   (json_int_t)rec->split[k], "command", line,
+                                                   "decode", strings_array(&rec->decode[k])));
+    }
+    rc |= json_object_set_new(cs, "decode", dec);
+    rc |= json_object_set_new(cs, "decode_note", json_string(
+        "prefill tokens [0, prefill) in one block, then decode the rest one at a time: o_decode "
+        "equals o.npy within tolerance.o (SPEC I6)"));
+    snprintf(text, sizeof text, "still check YOUR_o.npy o.npy --contract --v v.npy; still check "
+             "YOUR_sel.npy sel.npy --contract --scores-a YOUR_sigma.npy --scores-b sigma.npy "
+             "--chunk %lld; still check YOUR_grads.safetensors grads.safetensors --contract",
+             (long long)rec->cfg.chunk);
+    rc |= json_object_set_new(cs, "contract_checks", json_string(text));
+    return rc ? -1 : 0;
+}
+
 /* One case of the manifest; NULL when out of memory. */
-static json_t *manifest_case(const golden_case *gc, const case_record *rec)
+static json_t *manifest_case(const golden_case *gc, const golden_real *x, const case_record *rec)
 {
     char command[4096], teacher[4096], check[160], num[40];
     const still_config *c = &rec->cfg;
     const double o32 = round_down3(TOL_F32_O * rec->max_abs_v);
     const double o64 = round_down3(TOL_F64_O * rec->max_abs_v);
+    /* SPEC §10: a real case's selection may hold near-ties */
+    const char *sel = rec->margin >= 1e-4 ? "exact" : "near-tie";
 
     argvec_join(&rec->run, command, sizeof command);
     argvec_join(&rec->teacher, teacher, sizeof teacher);
@@ -912,7 +1152,8 @@ static json_t *manifest_case(const golden_case *gc, const case_record *rec)
                               "B", (json_int_t)gc->B, "Hq", (json_int_t)gc->Hq,
                               "Hk", (json_int_t)gc->Hk, "N", (json_int_t)gc->N,
                               "d", (json_int_t)gc->d, "dv", (json_int_t)gc->dv,
-                              "f", (json_int_t)rec->f, "m", (json_int_t)rec->m, "layout", "BHND");
+                              "f", (json_int_t)rec->f, "m", (json_int_t)rec->m, "layout",
+                              x && x->layout == STILL_LAYOUT_BNHD ? "BNHD" : "BHND");
     json_t *config = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:b, s:b, s:s, s:b, s:o, s:o, s:b, s:b}",
         "chunk", (json_int_t)c->chunk, "topk", (json_int_t)c->topk, "window", (json_int_t)rec->w,
@@ -925,26 +1166,39 @@ static json_t *manifest_case(const golden_case *gc, const case_record *rec)
     json_t *tolerance = json_pack(
         "{s:{s:o, s:o, s:o, s:s}, s:{s:o, s:o, s:o, s:s}}",
         "float32", "o", manifest_tolerance(o32, 0), "o_teacher", manifest_tolerance(o32, 0),
-        "sigma", manifest_tolerance(TOL_F32_SIGMA, TOL_F32_SIGMA), "sel", "exact",
+        "sigma", manifest_tolerance(TOL_F32_SIGMA, TOL_F32_SIGMA), "sel", sel,
         "float64", "o", manifest_tolerance(o64, 0), "o_teacher", manifest_tolerance(o64, 0),
-        "sigma", manifest_tolerance(TOL_F64_SIGMA, TOL_F64_SIGMA), "sel", "exact");
+        "sigma", manifest_tolerance(TOL_F64_SIGMA, TOL_F64_SIGMA), "sel", sel);
+    if (x && tolerance &&
+        (json_object_set_new(json_object_get(tolerance, "float32"), "grads",
+                             manifest_grads_tolerance(rec, TOL_F32_GRAD)) ||
+         json_object_set_new(json_object_get(tolerance, "float64"), "grads",
+                             manifest_grads_tolerance(rec, TOL_F64_GRAD)))) {
+        json_decref(tolerance);
+        tolerance = NULL;
+    }
     /* json_pack takes the references of its "o" values, also when it fails */
-    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:o, s:s, s:o, s:o, s:i, s:o, s:o}",
+    json_t *cs = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:o, s:s, s:o, s:o, s:i, s:o, s:o}",
                      "name", gc->name, "description", gc->what, "shape", shape,
                      "config", config, "command", command, "run", strings_array(&rec->run),
                      "teacher_command", teacher, "teacher", strings_array(&rec->teacher),
                      "check", check, "max_abs_v", manifest_real(rec->max_abs_v),
                      "selection_margin", manifest_real(rec->margin), "draw", rec->attempt,
                      "tolerance", tolerance, "files", manifest_files(rec));
+    if (cs && x && manifest_real_case(cs, gc, x, rec)) {
+        json_decref(cs);
+        cs = NULL;
+    }
+    return cs;
 }
 
 /* The manifest's head, with an empty "cases" array to fill. */
-static json_t *manifest_head(uint64_t seed)
+static json_t *manifest_head(uint64_t seed, int real, int64_t max_n)
 {
     return json_pack(
-        "{s:s, s:i, s:s, s:I, s:s, s:s, s:s, s:[]}", "format", GOLDEN_FORMAT,
+        "{s:s, s:i, s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:[]}", "format", GOLDEN_FORMAT,
         "format_version", GOLDEN_FORMAT_VERSION, "libstill_version", still_version_string(),
-        "seed", (json_int_t)seed,
+        "seed", (json_int_t)seed, "suite", real ? "real" : "small", "max_n", (json_int_t)max_n,
         "generator", "per case: SplitMix64 from seed ^ FNV-1a-64(name) ^ "
         "draw*0x9E3779B97F4A7C15; u = (x >> 11) * 2^-53; normal = (u1+u2+u3+u4-2)*sqrt(3); "
         "q, k = 1.5*normal, v = normal, gate = 1/16+7/8*((x >> 40)*2^-24), "
@@ -960,6 +1214,23 @@ static json_t *manifest_head(uint64_t seed)
         "has a sigma margin >= 1e-4 (1+|sigma|), SPEC 10). The command reproduces o.npy, "
         "sigma.npy and sel.npy with libstill; teacher_command o_teacher.npy",
         "cases");
+}
+
+/* What the real suite adds to how_to_check. */
+static int manifest_head_real(json_t *man)
+{
+    json_t *cases = json_incref(json_object_get(man, "cases"));
+    int rc = json_object_del(man, "cases") ||
+             json_object_set_new(man, "how_to_check_real", json_string(
+                 "the real suite also: run your backward on dO.npy and compare every gradient "
+                 "of grads.safetensors within tolerance.float32.grads (still check "
+                 "YOUR_grads.safetensors grads.safetensors --contract); where tolerance.*.sel is "
+                 "near-tie, sel.npy by the near-tie rule (still check --contract --scores-a "
+                 "--scores-b) and o with the selection of sel.npy given; each case's decode "
+                 "commands prefill n tokens and decode the rest (o within tolerance.o); arrays of "
+                 "a case with shape.layout BNHD are [B,N,H,x]")) ||
+             json_object_set_new(man, "cases", cases);
+    return rc ? -1 : 0;
 }
 
 /* ==== the directory of a set ===================================================== */
@@ -978,8 +1249,10 @@ static int write_manifest(const char *dir, const char *text)
                                still__write_fd(fd, path, &part, 1, err, sizeof err), err);
 }
 
-static int generate_set(const char *out_arg, uint64_t seed)
+static int generate_set(const char *out_arg, uint64_t seed, int real, int64_t max_n)
 {
+    int ncases = GOLDEN_NCASES;
+    const golden_real_case *rcases = real ? golden_real_cases(max_n, &ncases) : NULL;
     char out[GOLDEN_PATH_MAX], tmp[GOLDEN_PATH_MAX + 16], dir[GOLDEN_PATH_MAX + 80];
     json_t *man = NULL;
     char *text = NULL;
@@ -1000,24 +1273,26 @@ static int generate_set(const char *out_arg, uint64_t seed)
         return rc;
     snprintf(tmp, sizeof tmp, "%s", tmpdir);
 
-    if (!(man = manifest_head(seed)))
+    if (!(man = manifest_head(seed, real, max_n)) || (real && manifest_head_real(man)))
         rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
-    printf("still golden: seed %llu, %d cases, libstill %s (ref path)\n",
-           (unsigned long long)seed, GOLDEN_NCASES, still_version_string());
-    for (int i = 0; i < GOLDEN_NCASES && !rc; i++) {
-        const golden_case *gc = &golden_cases[i];
-        case_record rec;
+    printf("still golden: %s suite, seed %llu, %d cases, libstill %s (ref path)\n",
+           real ? "real" : "small", (unsigned long long)seed, ncases, still_version_string());
+    for (int i = 0; i < ncases && !rc; i++) {
+        const golden_case *gc = real ? &rcases[i].c : &golden_cases[i];
+        const golden_real *x = real ? &rcases[i].x : NULL;
+        const double tc = tool_now();
+        static case_record rec; /* large: not on the stack */
         if (join_path(dir, sizeof dir, tmp, gc->name)) {
             rc = tool_fail(TOOL_EXIT_OUTPUT, golden_cmd, "%s/%s: path too long", tmp, gc->name);
             break;
         }
-        tool_progress(i, GOLDEN_NCASES, "case %s", gc->name);
+        tool_progress(i, ncases, "case %s", gc->name);
         if ((rc = tool_out_tree_mkdir(golden_cmd, dir)))
             break;
-        if ((rc = generate_case(dir, gc, seed, &rec)))
+        if ((rc = generate_case(dir, gc, x, seed, &rec)))
             break;
         tool_progress_clear();
-        if (json_array_append_new(json_object_get(man, "cases"), manifest_case(gc, &rec))) {
+        if (json_array_append_new(json_object_get(man, "cases"), manifest_case(gc, x, &rec))) {
             rc = tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "out of memory for the manifest");
             break;
         }
@@ -1027,10 +1302,11 @@ static int generate_set(const char *out_arg, uint64_t seed)
         char margin[40] = "-";
         if (isfinite(rec.margin))
             snprintf(margin, sizeof margin, "%.2g", rec.margin);
-        printf("  %-15s B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld  %-8s margin %-7s %s\n",
+        printf("  %-15s B=%lld Hq=%lld Hk=%lld N=%lld d=%lld dv=%lld  %-8s margin %-7s %s",
                gc->name, (long long)gc->B, (long long)gc->Hq, (long long)gc->Hk,
                (long long)gc->N, (long long)gc->d, (long long)gc->dv,
                routing_word[rec.cfg.routing], margin, gc->what);
+        printf(real ? " (%.1f s)\n" : "\n", tool_now() - tc);
     }
     if (!rc) {
         /* JSON_INDENT: one key per line, each case's keys at six spaces */
@@ -1058,7 +1334,7 @@ static int generate_set(const char *out_arg, uint64_t seed)
     bytes += strlen(text);
     printf("wrote %s: %d cases, %d files + manifest.json, %.2f MB in %.2f s\n"
            "manifest.json sha256 %s\n",
-           out, GOLDEN_NCASES, files, (double)bytes / 1e6, tool_now() - t0, sha);
+           out, ncases, files, (double)bytes / 1e6, tool_now() - t0, sha);
     free(text);
     return TOOL_EXIT_OK;
 }
@@ -1211,7 +1487,7 @@ static int argvec_of(const json_t *arr, argvec *a)
 static int verify_hashes(case_report *rep, const char *dir, const json_t *files)
 {
     static const char *const inputs[] = {"q.npy", "k.npy", "v.npy", "gate.npy",
-                                         "params.safetensors"};
+                                         "params.safetensors", "dO.npy"};
     int bad = 0, bad_input = 0;
     char path[GOLDEN_PATH_MAX], sha[65];
     const char *fname;
@@ -1234,6 +1510,103 @@ static int verify_hashes(case_report *rep, const char *dir, const json_t *files)
     if (!bad)
         note(rep, 0, "%zu files sha256 ok", json_object_size(files));
     return bad_input;
+}
+
+/* sel.npy against a recomputed selection by SPEC §10's near-tie rule
+ * (tool_selection_contract, as still check --contract): a token chosen
+ * differently passes only where the scores are within 1e-4 (1 + |sigma|)
+ * of the chunk's k-th.  Returns the number of tokens chosen differently,
+ * -1 after a failed note. */
+static int64_t compare_near_tie(case_report *rep, const char *dir, const computed *c)
+{
+    char path[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
+    still__array sel, sig;
+    const still_shape *s = &c->in.shape;
+    const int64_t rows = s->batch * s->heads_q, N = s->seq_len, n = rows * N;
+    double *a = NULL, *b = NULL, *sb = NULL;
+    int64_t differ = -1;
+    memset(&sel, 0, sizeof sel);
+    memset(&sig, 0, sizeof sig);
+    if (join_path(path, sizeof path, dir, "sel.npy") ||
+        still__npy_read(path, &sel, err, sizeof err) || sel.count != n ||
+        sel.dtype != STILL__DT_U1 || join_path(path, sizeof path, dir, "sigma.npy") ||
+        still__npy_read(path, &sig, err, sizeof err) || sig.count != n ||
+        still__array_to_f64(&sig, &sb) || !(a = malloc((size_t)n * sizeof *a)) ||
+        !(b = malloc((size_t)n * sizeof *b))) {
+        note(rep, 1, "sel.npy or sigma.npy unreadable or of another size");
+    } else {
+        tool_sel_verdict v;
+        for (int64_t i = 0; i < n; i++) {
+            a[i] = c->sel[i];
+            b[i] = ((const uint8_t *)sel.data)[i];
+        }
+        tool_selection_contract(a, b, c->sigma, sb, rows, N, c->opts.cfg.chunk, &v);
+        const int bad = v.first_bad >= 0 || v.first_bad_chunk >= 0;
+        note(rep, bad, "sel %lld differ, %lld near-ties%s", (long long)v.differ,
+             (long long)v.ties, bad ? " (FAIL: a difference beyond the near-tie rule)" : "");
+        differ = bad ? -1 : v.differ;
+    }
+    free(a);
+    free(b);
+    free(sb);
+    still__array_free(&sel);
+    still__array_free(&sig);
+    return differ;
+}
+
+/* grads.safetensors against the VJP recomputed from the case's grad
+ * command, each tensor within its tolerance (SPEC §10). */
+static int verify_grads(case_report *rep, const char *label, const char *dir, const json_t *cs,
+                        int path, const json_t *tol)
+{
+    char fpath[GOLDEN_PATH_MAX], err[STILL__ERRLEN];
+    const char *names[TOOL_GRAD_TENSORS];
+    still__array arrays[TOOL_GRAD_TENSORS];
+    still__st_file f;
+    argvec grad;
+    computed c;
+    int rc, bad = 0;
+    double worst = 0; /* the largest |g - g_ref| / atol */
+
+    if (argvec_of(member(cs, "grad", JSON_ARRAY), &grad) || !tol)
+        return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: a malformed \"grad\" or no "
+                         "tolerance for the gradients", label);
+    if (join_path(fpath, sizeof fpath, dir, "grads.safetensors") ||
+        still__st_read(fpath, &f, err, sizeof err)) {
+        note(rep, 1, "grads.safetensors unreadable");
+        return TOOL_EXIT_OK;
+    }
+    if ((rc = compute(label, dir, grad.argc, grad.argv, path, &c))) {
+        still__st_free(&f);
+        return rc;
+    }
+    const int n = tool_grad_set_named(&c.in, &c.grads, names, arrays);
+    for (int i = 0; i < n; i++) {
+        const still__array *st = still__st_get(&f, names[i]);
+        const json_t *t = member(tol, names[i], JSON_OBJECT);
+        const json_t *at = member(t, "atol", JSON_REAL);
+        double *stored = NULL;
+        if (!st || st->count != arrays[i].count || !at || still__array_to_f64(st, &stored)) {
+            note(rep, 1, "grads %s missing, of another size or without a tolerance", names[i]);
+            bad = 1;
+            free(stored);
+            continue;
+        }
+        const double atol = json_number_value(at);
+        cmp_result r = compare_values(arrays[i].data, stored, st->count, atol, 0.0);
+        free(stored);
+        if (r.fails) {
+            note(rep, 1, "grads %s %.2g > %.3g", names[i], r.max_abs, atol);
+            bad = 1;
+        }
+        const double ratio = atol > 0 ? r.max_abs / atol : r.max_abs > 0 ? INFINITY : 0;
+        worst = ratio > worst ? ratio : worst;
+    }
+    if (!bad)
+        note(rep, 0, "grads (%d tensors) within %.2g of their bounds", n, worst);
+    computed_free(&c);
+    still__st_free(&f);
+    return TOOL_EXIT_OK;
 }
 
 /* One case: hashes, then run and teacher recomputed and compared.
@@ -1274,27 +1647,40 @@ static int verify_case(const char *set, const json_t *cs, int path, case_report 
     }
     if ((rc = compute(label, dir, run.argc, run.argv, path, &c)))
         return rc;
+    const json_t *seltol = member(tol, "sel", JSON_STRING);
+    int64_t differ = 0;
+    if (seltol && !strcmp(json_string_value(seltol), "near-tie") &&
+        (differ = compare_near_tie(rep, dir, &c)) > 0 &&
+        !argvec_split(&run, "--select-in sel.npy")) {
+        /* near-ties chose differently: o with the stored selection held */
+        computed_free(&c);
+        if ((rc = compute(label, dir, run.argc, run.argv, path, &c)))
+            return rc;
+    } else if (!seltol || strcmp(json_string_value(seltol), "near-tie")) {
+        compare_stored(rep, dir, "sel.npy", NULL, c.sel, &c.in, 0, NULL);
+    }
     compare_stored(rep, dir, "o.npy", c.o, NULL, &c.in, c.in.shape.dim_v,
                    member(tol, "o", JSON_OBJECT));
     compare_stored(rep, dir, "sigma.npy", c.sigma, NULL, &c.in, 0,
                    member(tol, "sigma", JSON_OBJECT));
-    compare_stored(rep, dir, "sel.npy", NULL, c.sel, &c.in, 0, NULL);
     computed_free(&c);
     if ((rc = compute(label, dir, teacher.argc, teacher.argv, path, &c)))
         return rc;
     compare_stored(rep, dir, "o_teacher.npy", c.o, NULL, &c.in, c.in.shape.dim_v,
                    member(tol, "o_teacher", JSON_OBJECT));
     computed_free(&c);
+    if (member(cs, "grad", JSON_ARRAY)) /* the real suite: the VJP of dO */
+        return verify_grads(rep, label, dir, cs, path, member(tol, "grads", JSON_OBJECT));
     return TOOL_EXIT_OK;
 }
 
-static int verify_set(const char *set, int path)
+static int verify_set(const char *set, int path, const char *only)
 {
     char mpath[GOLDEN_PATH_MAX], failed_names[512] = "";
     char *textbuf = NULL;
     size_t len = 0;
     json_error_t e;
-    int rc, nfail = 0;
+    int rc, nfail = 0, nverified = 0;
     const double t0 = tool_now();
 
     if (join_path(mpath, sizeof mpath, set, "manifest.json"))
@@ -1330,6 +1716,9 @@ static int verify_set(const char *set, int path)
         case_report rep = {{NULL, 0, 0, 0}, 0};
         const json_t *cs = json_array_get(cases, i);
         const char *name = json_string_value(member(cs, "name", JSON_STRING));
+        if (only && (!name || strcmp(name, only)))
+            continue;
+        nverified++;
         tool_progress((int64_t)i, (int64_t)ncases, "case %s", name ? name : "?");
         if ((rc = verify_case(set, cs, path, &rep))) {
             free(rep.line.p);
@@ -1349,11 +1738,14 @@ static int verify_set(const char *set, int path)
     }
     json_decref(root);
     if (nfail)
-        return tool_fail(TOOL_EXIT_MISMATCH, golden_cmd, "%s: %d of %zu cases do not match: %s",
-                         set, nfail, ncases, failed_names);
+        return tool_fail(TOOL_EXIT_MISMATCH, golden_cmd, "%s: %d of %d cases do not match: %s",
+                         set, nfail, nverified, failed_names);
+    if (only && nverified == 0)
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--case %s: no such case in %s", only,
+                         mpath);
     if (ncases == 0)
         return tool_fail(TOOL_EXIT_INPUT, golden_cmd, "%s: the manifest lists no case", mpath);
-    printf("PASS: %zu cases in %.2f s\n", ncases, tool_now() - t0);
+    printf("PASS: %d cases in %.2f s\n", nverified, tool_now() - t0);
     return TOOL_EXIT_OK;
 }
 
@@ -1374,9 +1766,9 @@ static int print_sha256(int argc, char **argv, int first)
 
 int cmd_golden(int argc, char **argv)
 {
-    const char *out = NULL, *verify = NULL, *val;
-    int64_t seed = 1;
-    int path = TOOL_PATH_REF;
+    const char *out = NULL, *verify = NULL, *only = NULL, *val;
+    int64_t seed = 1, max_n = 0;
+    int path = TOOL_PATH_REF, real = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1392,6 +1784,20 @@ int cmd_golden(int argc, char **argv)
                 return TOOL_EXIT_USAGE;
         } else if (tool_is_option(a, "--verify")) {
             if (!(verify = tool_option_value(golden_cmd, argc, argv, &i, "--verify")))
+                return TOOL_EXIT_USAGE;
+        } else if (tool_is_option(a, "--suite")) {
+            if (!(val = tool_option_value(golden_cmd, argc, argv, &i, "--suite")))
+                return TOOL_EXIT_USAGE;
+            if (strcmp(val, "small") && strcmp(val, "real"))
+                return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--suite: expected small or real, "
+                                 "found '%s'", val);
+            real = !strcmp(val, "real");
+        } else if (tool_is_option(a, "--max-n")) {
+            if (!(val = tool_option_value(golden_cmd, argc, argv, &i, "--max-n")) ||
+                tool_parse_int64(golden_cmd, "--max-n", val, 16, INT64_C(1) << 40, &max_n))
+                return TOOL_EXIT_USAGE;
+        } else if (tool_is_option(a, "--case")) {
+            if (!(only = tool_option_value(golden_cmd, argc, argv, &i, "--case")))
                 return TOOL_EXIT_USAGE;
         } else if (tool_is_option(a, "--seed")) {
             if (!(val = tool_option_value(golden_cmd, argc, argv, &i, "--seed")) ||
@@ -1412,10 +1818,17 @@ int cmd_golden(int argc, char **argv)
     if (!out == !verify)
         return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "expected one of --out DIR or --verify DIR "
                          "(see still golden --help)");
+    if (verify && (real || max_n))
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--suite and --max-n are options of --out "
+                         "(--verify reads the suite from the manifest)");
+    if (out && only)
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--case is an option of --verify");
+    if (max_n && !real)
+        return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--max-n: only with --suite real");
     if (verify)
-        return verify_set(verify, path);
+        return verify_set(verify, path, only);
     if (path == TOOL_PATH_FAST)
         return tool_fail(TOOL_EXIT_USAGE, golden_cmd, "--path fast: reference outputs are "
                          "written by the ref path only (use it with --verify)");
-    return generate_set(out, (uint64_t)seed);
+    return generate_set(out, (uint64_t)seed, real, max_n);
 }

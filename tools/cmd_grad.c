@@ -188,9 +188,7 @@ static void grad_usage(FILE *f)
             tool_attn_options_help);
 }
 
-/* A float .npy of the shape of the output o (a teacher output or dO, as
- * `what` says), in the path's dtype. */
-static int load_like_o(const char *cmd, const char *path, const char *what,
+int tool_load_like_o(const char *cmd, const char *path, const char *what,
                        const tool_attn_inputs *in, void **out)
 {
     char err[STILL__ERRLEN], found[160], want[160];
@@ -255,20 +253,69 @@ static int write_st(const char *cmd, const char *path, int n, const char *const 
 }
 
 /* A gradient of an input array as a safetensors view: shape in the rank
- * of the inputs (3-D when B = 1 was given as 3-D). */
+ * and layout of the inputs (3-D when B = 1 was given as 3-D). */
 static still__array input_view(const tool_attn_inputs *in, int64_t H, int64_t D, double *data)
 {
     still__array a;
     memset(&a, 0, sizeof a);
     a.dtype = STILL__DT_F8;
-    if (in->ndim == 4)
-        a.shape[a.ndim++] = in->shape.batch;
-    a.shape[a.ndim++] = H;
-    a.shape[a.ndim++] = in->shape.seq_len;
-    a.shape[a.ndim++] = D;
+    a.ndim = tool_attn_array_shape(in, H, D, a.shape);
     a.count = in->shape.batch * H * in->shape.seq_len * D;
     a.data = data;
     return a;
+}
+
+int tool_grad_set_alloc(const tool_attn_inputs *in, const still_params *given,
+                        tool_grad_set *gs)
+{
+    const still_shape *s = &in->shape;
+    const int64_t nq = s->batch * s->heads_q * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    memset(gs, 0, sizeof *gs);
+    if (tool_param_set_build(given, s->heads_q, s->dim_qk, 0, &gs->ps) ||
+        !(gs->dq = malloc((size_t)(nq * s->dim_qk) * sizeof *gs->dq)) ||
+        !(gs->dk = malloc((size_t)(nk * s->dim_qk) * sizeof *gs->dk)) ||
+        !(gs->dv = malloc((size_t)(nk * s->dim_v) * sizeof *gs->dv)) ||
+        (in->gate && !(gs->dgate = malloc((size_t)(nq * s->dim_v) * sizeof *gs->dgate)))) {
+        tool_grad_set_free(gs);
+        return STILL_E_NOMEM;
+    }
+    gs->g = tool_param_set_grads(&gs->ps);
+    gs->g.dq = gs->dq;
+    gs->g.dk = gs->dk;
+    gs->g.dv = gs->dv;
+    gs->g.dgate = gs->dgate;
+    return STILL_OK;
+}
+
+void tool_grad_set_free(tool_grad_set *gs)
+{
+    tool_param_set_free(&gs->ps);
+    free(gs->dq);
+    free(gs->dk);
+    free(gs->dv);
+    free(gs->dgate);
+    memset(gs, 0, sizeof *gs);
+}
+
+int tool_grad_set_named(const tool_attn_inputs *in, const tool_grad_set *gs, const char **names,
+                        still__array *arrays)
+{
+    const still_shape *s = &in->shape;
+    int n = gs->ps.n;
+    tool_param_set_arrays(&gs->ps, 1, arrays);
+    for (int i = 0; i < gs->ps.n; i++)
+        names[i] = gs->ps.names[i];
+    if (gs->dgate) {
+        names[n] = "gate";
+        arrays[n++] = input_view(in, s->heads_q, s->dim_v, gs->dgate);
+    }
+    names[n] = "q";
+    arrays[n++] = input_view(in, s->heads_q, s->dim_qk, gs->dq);
+    names[n] = "k";
+    arrays[n++] = input_view(in, s->heads_kv, s->dim_qk, gs->dk);
+    names[n] = "v";
+    arrays[n++] = input_view(in, s->heads_kv, s->dim_v, gs->dv);
+    return n;
 }
 
 typedef struct grad_opts {
@@ -329,7 +376,7 @@ int cmd_grad(int argc, char **argv)
     const char *cmd = "grad";
     grad_opts o;
     tool_attn_inputs in;
-    tool_param_set ps;
+    tool_grad_set gs;
     int help, rc;
 
     if ((rc = parse(cmd, argc, argv, &o, &help)) || help) {
@@ -340,44 +387,36 @@ int cmd_grad(int argc, char **argv)
     if ((rc = tool_attn_load(cmd, &o.a, 1, &in)))
         return rc;
     const still_shape *s = &in.shape;
-    const int64_t nq = s->batch * s->heads_q * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    const int64_t nq = s->batch * s->heads_q * s->seq_len;
     const size_t es = in.dtype == STILL_F64 ? sizeof(double) : sizeof(float);
     void *teacher = NULL, *dout = NULL, *out = NULL;
-    double *dq = NULL, *dk = NULL, *dv = NULL, *dgate = NULL, *sigma = NULL;
+    double *sigma = NULL;
     uint8_t *sel = NULL;
-    memset(&ps, 0, sizeof ps);
-    if ((o.teacher && (rc = load_like_o(cmd, o.teacher, "teacher output", &in, &teacher))) ||
-        (o.dout && (rc = load_like_o(cmd, o.dout, "dO", &in, &dout))) ||
+    memset(&gs, 0, sizeof gs);
+    if ((o.teacher && (rc = tool_load_like_o(cmd, o.teacher, "teacher output", &in, &teacher))) ||
+        (o.dout && (rc = tool_load_like_o(cmd, o.dout, "dO", &in, &dout))) ||
         (o.a.path == TOOL_PATH_FAST && (rc = tool_blas_room(cmd))))
         goto done;
-    if (tool_param_set_build(o.a.params ? &in.params : NULL, s->heads_q, s->dim_qk, 0, &ps) ||
-        !(dq = malloc((size_t)(nq * s->dim_qk) * sizeof *dq)) ||
-        !(dk = malloc((size_t)(nk * s->dim_qk) * sizeof *dk)) ||
-        !(dv = malloc((size_t)(nk * s->dim_v) * sizeof *dv)) ||
-        (in.gate && !(dgate = malloc((size_t)(nq * s->dim_v) * sizeof *dgate))) ||
+    if (tool_grad_set_alloc(&in, o.a.params ? &in.params : NULL, &gs) ||
         (o.a.out && !(out = malloc((size_t)(nq * s->dim_v) * es))) ||
         (o.a.scores_out && !(sigma = malloc((size_t)nq * sizeof *sigma))) ||
         (o.a.select_out && !(sel = malloc((size_t)nq)))) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory");
         goto done;
     }
-    still_grads g = tool_param_set_grads(&ps);
-    g.dq = dq;
-    g.dk = dk;
-    g.dv = dv;
-    g.dgate = dgate;
+    const still_grads g = gs.g;
     still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in};
     double loss = 0.0, t0 = tool_now();
     tool_progress(0, 0, "%s path, loss and gradients of %lld tokens x %lld heads ...",
                   o.a.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,
                   (long long)(s->batch * s->heads_q));
     if (dout) /* SPEC §18: the VJP of the given dO */
-        rc = o.a.path == TOOL_PATH_FAST ? still_vjp(&o.a.cfg, s, &ps.params, &t, dout, &g)
-                                        : still_ref_vjp(&o.a.cfg, s, &ps.params, &t, dout, &g);
+        rc = o.a.path == TOOL_PATH_FAST ? still_vjp(&o.a.cfg, s, &gs.ps.params, &t, dout, &g)
+                                        : still_ref_vjp(&o.a.cfg, s, &gs.ps.params, &t, dout, &g);
     else
         rc = o.a.path == TOOL_PATH_FAST
-                 ? still_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g)
-                 : still_ref_transfer_grad(&o.a.cfg, s, &ps.params, &t, teacher, &loss, &g);
+                 ? still_transfer_grad(&o.a.cfg, s, &gs.ps.params, &t, teacher, &loss, &g)
+                 : still_ref_transfer_grad(&o.a.cfg, s, &gs.ps.params, &t, teacher, &loss, &g);
     double seconds = tool_now() - t0;
     tool_progress_clear();
     if (rc) {
@@ -408,8 +447,8 @@ int cmd_grad(int argc, char **argv)
     }
     if ((rc = tool_write_outputs(cmd, outs, nout)))
         goto done;
-    const char *names[TOOL_MAX_PARAMS + 5];
-    still__array arrays[TOOL_MAX_PARAMS + 5];
+    const char *names[TOOL_GRAD_TENSORS + 1];
+    still__array arrays[TOOL_GRAD_TENSORS + 1];
     int n = 0;
     if (!dout) { /* the transfer loss; a VJP has none */
         names[n] = "loss";
@@ -418,19 +457,7 @@ int cmd_grad(int argc, char **argv)
         arrays[n].count = 1; /* a scalar: shape [] */
         arrays[n++].data = &loss;
     }
-    tool_param_set_arrays(&ps, 1, arrays + n);
-    for (int i = 0; i < ps.n; i++)
-        names[n++] = ps.names[i];
-    if (dgate) {
-        names[n] = "gate";
-        arrays[n++] = input_view(&in, s->heads_q, s->dim_v, dgate);
-    }
-    names[n] = "q";
-    arrays[n++] = input_view(&in, s->heads_q, s->dim_qk, dq);
-    names[n] = "k";
-    arrays[n++] = input_view(&in, s->heads_kv, s->dim_qk, dk);
-    names[n] = "v";
-    arrays[n++] = input_view(&in, s->heads_kv, s->dim_v, dv);
+    n += tool_grad_set_named(&in, &gs, names + n, arrays + n);
     if ((rc = write_st(cmd, o.grads_out, n, names, arrays, dt)) || (rc = tool_out_commit(cmd)))
         goto done;
     char what[48];
@@ -447,13 +474,9 @@ done:
     free(teacher);
     free(dout);
     free(out);
-    free(dq);
-    free(dk);
-    free(dv);
-    free(dgate);
     free(sigma);
     free(sel);
-    tool_param_set_free(&ps);
+    tool_grad_set_free(&gs);
     tool_attn_free(&in);
     return rc;
 }

@@ -60,6 +60,9 @@ void tool_index_text(int ndim, const int64_t *shape, int64_t flat, char *buf, si
  * message) when OpenBLAS could not map its work buffer: it would retry
  * forever.  Called before a computation that uses OpenBLAS. */
 int tool_blas_room(const char *cmd);
+/* The directory holding tiny-lm/ (cmd_demo.c): the installed data when it
+ * is there, else the source tree's tests/data. */
+const char *tool_data_dir(void);
 /* Seconds on a monotonic clock. */
 double tool_now(void);
 
@@ -133,6 +136,8 @@ typedef struct tool_attn_opts { /* (declared above for tool_mpi_split) */
     int path;   /* TOOL_PATH_REF (default) or TOOL_PATH_FAST */
     int decode; /* --mode decode */
     int dtype;  /* --dtype: STILL__DT_F4 or _F8; 0 = the path's default */
+    int layout; /* --layout: STILL_LAYOUT_BHND (default) or _BNHD, of every array file
+                   but sigma and selections */
 } tool_attn_opts;
 
 void tool_attn_defaults(tool_attn_opts *o);
@@ -159,7 +164,7 @@ int tool_attn_outputs(const char *cmd, const tool_attn_opts *o);
 
 /* The arrays of one call, loaded and checked. */
 typedef struct tool_attn_inputs {
-    still_shape shape;    /* layout BHND */
+    still_shape shape;    /* in the layout of --layout (the files') */
     int ndim;             /* rank of q: 3 ([Hq,N,d], B = 1) or 4 */
     int dtype;            /* STILL_F64 (ref path) or STILL_F32 (fast path) */
     void *q, *k, *v, *gate;
@@ -176,8 +181,28 @@ int tool_attn_load(const char *cmd, const tool_attn_opts *o, int with_extras,
                    tool_attn_inputs *in);
 void tool_attn_free(tool_attn_inputs *in);
 
-/* The output of [B,Hq,N,x] (x = 0: [B,Hq,N]) in the rank of the inputs. */
+/* The output of [B,Hq,N,x] (x = 0: [B,Hq,N]) in the rank of the inputs
+ * (and, for x > 0, their layout: [B,N,Hq,x] under BNHD). */
 int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape);
+/* The same for an array of `heads` heads (k, v and their gradients: Hk). */
+int tool_attn_array_shape(const tool_attn_inputs *in, int64_t heads, int64_t last,
+                          int64_t *shape);
+
+/* ---- SPEC §10's near-tie rule for selections (cmd_check.c) ---------------- */
+
+typedef struct tool_sel_verdict {
+    int64_t differ;          /* tokens selected by one side only */
+    int64_t ties;            /* of them near-ties: within 1e-4 (1 + |theta|) of the k-th */
+    int64_t first_bad;       /* flat index of the first other difference, or -1 */
+    int64_t bad_chunks;      /* chunks with another count (or a selection in a partial one) */
+    int64_t first_bad_chunk; /* flat index of the first of them, or -1 */
+} tool_sel_verdict;
+/* Selections a, b (0/1) with each side's scores sa, sb, rows of N in
+ * chunks of C: the contract holds when first_bad and first_bad_chunk are
+ * both -1 (still check --contract --scores-a --scores-b). */
+void tool_selection_contract(const double *a, const double *b, const double *sa,
+                             const double *sb, int64_t rows, int64_t N, int64_t C,
+                             tool_sel_verdict *v);
 
 /* ---- outputs (tool_common.c) ------------------------------------------------- */
 

@@ -47,6 +47,9 @@ const char tool_attn_options_help[] =
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
     "  --threads T          threads of both paths 0..1024, 0 = OpenMP's default\n"
     "  --mode M             prefill (default) or decode (streaming, token by token)\n"
+    "  --layout L           bhnd (default) or bnhd: q, k, v, gate, o (and dO, the\n"
+    "                       gradients) are [B,N,H,x] ([N,H,x] in 3-D) instead;\n"
+    "                       sigma and selections stay [B,Hq,N]\n"
     TOOL_PROGRESS_HELP
     "outputs (.npy, written only when everything succeeded):\n"
     "  --dtype D            f4 or f8 for --out (default f8 on the ref path, f4 fast)\n"
@@ -84,6 +87,7 @@ static const char *const mode_names[] = {"prefill", "decode"};
 static const char *const dtype_names[] = {"f4", "f8"};
 static const char *const saliency_names[] = {"spec", "authors"};
 static const char *const compat_names[] = {"authors"};
+static const char *const layout_names[] = {"bhnd", "bnhd"};
 
 /* Options taking a file name, by the field they fill. */
 static const char **file_option(tool_attn_opts *o, const char *arg, const char **name)
@@ -203,6 +207,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         {"--mode", mode_names, 2, "prefill or decode"},
         {"--dtype", dtype_names, 2, "f4 or f8"},
         {"--saliency", saliency_names, 2, "spec or authors"},
+        {"--layout", layout_names, 2, "bhnd or bnhd"},
     };
     for (size_t k = 0; k < sizeof kw / sizeof *kw; k++) {
         if (!tool_is_option(a, kw[k].opt))
@@ -217,7 +222,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         case 3: o->path = c ? TOOL_PATH_FAST : TOOL_PATH_REF; break;
         case 4: o->decode = c; break;
         case 5: o->dtype = c ? STILL__DT_F8 : STILL__DT_F4; break;
-        default: o->cfg.saliency = c ? STILL_SALIENCY_AUTHORS : STILL_SALIENCY_SPEC; break;
+        case 6: o->cfg.saliency = c ? STILL_SALIENCY_AUTHORS : STILL_SALIENCY_SPEC; break;
+        default: o->layout = c ? STILL_LAYOUT_BNHD : STILL_LAYOUT_BHND; break;
         }
         return 1;
     }
@@ -277,7 +283,7 @@ static int first_nonfinite(int dtype, const void *p, int64_t n, int64_t *at)
 }
 
 static int load_float(const char *cmd, const char *path, const char *role, int dtype,
-                      loaded *L)
+                      int layout, loaded *L)
 {
     char err[STILL__ERRLEN], shape[160], where[160];
     still__array a;
@@ -308,6 +314,11 @@ static int load_float(const char *cmd, const char *path, const char *role, int d
     L->s[0] = a.ndim == 4 ? a.shape[0] : 1;
     for (int i = 0; i < 3; i++)
         L->s[1 + i] = a.shape[a.ndim - 3 + i];
+    if (layout == STILL_LAYOUT_BNHD) { /* [B,N,H,x]: the axes named as in BHND */
+        int64_t n = L->s[1];
+        L->s[1] = L->s[2];
+        L->s[2] = n;
+    }
     if (dtype == STILL_F64) {
         double *d = NULL;
         rc = still__array_to_f64(&a, &d);
@@ -323,7 +334,7 @@ static int load_float(const char *cmd, const char *path, const char *role, int d
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s", path, still_strerror(rc));
     if (first_nonfinite(dtype, L->data, count, &at)) {
         double x = still__load(dtype, L->data, at);
-        tool_index_text(L->ndim, L->ndim == 4 ? L->s : L->s + 1, at, where, sizeof where);
+        tool_index_text(a.ndim, a.shape, at, where, sizeof where);
         free(L->data);
         L->data = NULL;
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: %s element %s is %s%s, expected finite "
@@ -456,10 +467,10 @@ int tool_attn_load(const char *cmd, const tool_attn_opts *o, int with_extras,
     in->dtype = dtype;
     memset(&k, 0, sizeof k);
     memset(&v, 0, sizeof v);
-    if ((rc = load_float(cmd, o->q, "q", dtype, &q)) ||
-        (rc = load_float(cmd, o->k, "k", dtype, &k)) ||
-        (rc = load_float(cmd, o->v, "v", dtype, &v)) ||
-        (with_extras && o->gate && (rc = load_float(cmd, o->gate, "gate", dtype, &g))) ||
+    if ((rc = load_float(cmd, o->q, "q", dtype, o->layout, &q)) ||
+        (rc = load_float(cmd, o->k, "k", dtype, o->layout, &k)) ||
+        (rc = load_float(cmd, o->v, "v", dtype, o->layout, &v)) ||
+        (with_extras && o->gate && (rc = load_float(cmd, o->gate, "gate", dtype, o->layout, &g))) ||
         (rc = check_shapes(cmd, o, &q, &k, &v, g.data ? &g : NULL)))
         goto fail;
     in->q = q.data;
@@ -467,7 +478,7 @@ int tool_attn_load(const char *cmd, const tool_attn_opts *o, int with_extras,
     in->v = v.data;
     in->gate = g.data;
     in->ndim = q.ndim;
-    in->shape = (still_shape){q.s[0], q.s[1], k.s[1], q.s[2], q.s[3], v.s[3], STILL_LAYOUT_BHND};
+    in->shape = (still_shape){q.s[0], q.s[1], k.s[1], q.s[2], q.s[3], v.s[3], o->layout};
     if (with_extras && o->params &&
         still__params_read(o->params, in->shape.heads_q, in->shape.dim_qk, &in->params,
                            &in->params_storage, err, sizeof err)) {
@@ -492,11 +503,18 @@ fail:
 
 int tool_attn_out_shape(const tool_attn_inputs *in, int64_t last, int64_t *shape)
 {
+    return tool_attn_array_shape(in, in->shape.heads_q, last, shape);
+}
+
+int tool_attn_array_shape(const tool_attn_inputs *in, int64_t heads, int64_t last,
+                          int64_t *shape)
+{
+    const int bnhd = last > 0 && in->shape.layout == STILL_LAYOUT_BNHD;
     int n = 0;
     if (in->ndim == 4)
         shape[n++] = in->shape.batch;
-    shape[n++] = in->shape.heads_q;
-    shape[n++] = in->shape.seq_len;
+    shape[n++] = bnhd ? in->shape.seq_len : heads;
+    shape[n++] = bnhd ? heads : in->shape.seq_len;
     if (last > 0)
         shape[n++] = last;
     return n;

@@ -36,4 +36,31 @@ still_grads tool_param_set_grads(const tool_param_set *ps);
 /* The tensors as still__array views (dtype F8) of values or of grads. */
 void tool_param_set_arrays(const tool_param_set *ps, int of_grads, still__array *arrays);
 
+/* The gradients of one call of the transfer loss or the VJP (still grad's
+ * file, still golden's grads.safetensors): the parameter set's and those
+ * of the arrays, dq, dk, dv [B,H,N,x] in the inputs' layout and dgate when
+ * the inputs have a gate. */
+typedef struct tool_grad_set {
+    tool_param_set ps;
+    double *dq, *dk, *dv, *dgate;
+    still_grads g; /* pointing at all of them */
+} tool_grad_set;
+
+/* A float .npy of the shape of the output o (a teacher output or dO, as
+ * `what` says), in the path's dtype and the inputs' layout. */
+int tool_load_like_o(const char *cmd, const char *path, const char *what,
+                     const tool_attn_inputs *in, void **out);
+
+#define TOOL_GRAD_TENSORS (TOOL_MAX_PARAMS + 4)
+
+/* For given parameters (NULL: the defaults); STILL_OK or STILL_E_NOMEM. */
+int tool_grad_set_alloc(const tool_attn_inputs *in, const still_params *given,
+                        tool_grad_set *gs);
+void tool_grad_set_free(tool_grad_set *gs);
+/* The tensors named as their inputs (fq.W, ..., window.w, gate, q, k, v)
+ * as F8 views in the rank and layout of the inputs; returns their number
+ * (at most TOOL_GRAD_TENSORS). */
+int tool_grad_set_named(const tool_attn_inputs *in, const tool_grad_set *gs, const char **names,
+                        still__array *arrays);
+
 #endif /* STILL_TOOL_TRAIN_H */
