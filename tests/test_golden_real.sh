@@ -18,6 +18,7 @@
 
 . "$(dirname "$0")/tap.sh"
 tap_start test_golden_real
+tap_require tool
 
 # flip FILE: changes the last byte of FILE (xor 1)
 flip() {
