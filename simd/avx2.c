@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Copyright (c) 2026 The libstill authors */
 /* avx2.c -- the kernels for AVX2 + FMA, 8 floats per vector.  Compiled
- * with -mavx2 -mfma; vector exp/log from SLEEF's AVX2 functions (sleef.h
- * declares them only under __AVX2__).  Every multiply-add is fused; column
- * tails use masked loads and stores (vmaskmov), so a column computed in a
- * tail lane gets the same bits as in a full vector. */
+ * with -mavx2 -mfma; vector log from SLEEF's AVX2 function (sleef.h
+ * declares it only under __AVX2__), exp in line (vexp below).  Every
+ * multiply-add is fused; column tails use masked loads and stores
+ * (vmaskmov), so a column computed in a tail lane gets the same bits as in
+ * a full vector; full vectors use plain ones, cheaper on some cores. */
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -16,7 +17,44 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE __m256 vexp(__m256 x) { return Sleef_expf8_u10avx2(x); }
+/* e^x in line (SLEEF's function is a call, and around it the caller's
+ * vector registers are spilled: in the softmax tile's loop that cost more
+ * than the exponential).  x = n ln2 + r, |r| <= ln2/2 (ln2 in two parts,
+ * so r is exact to a few ulps), e^r by its Taylor polynomial of degree 7
+ * (truncation r^8/8! < 5.2e-9 relative), times 2^n from the exponent
+ * bits.  Within 1 ulp of e^x in [-87.3, 88.7] (0.91 at worst over every
+ * 32nd float there, against double exp; tests/test_fast*.c hold
+ * the fast path to SPEC §10 with it); below that 0 (-inf included; float's
+ * subnormals never matter next to the maximum's own e^0 = 1), above it
+ * +inf, NaN stays NaN. */
+INLINE __m256 vexp(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.33654475f), hi = _mm256_set1_ps(88.72283935f);
+    /* max_ps(a, b) and min_ps return b when one is NaN: x's NaN passes */
+    const __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504089f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^n as 2^n1 2^n2 (n = n1 + n2, each in -63..64): n = 128 is e^x
+     * just below FLT_MAX, whose 2^n alone overflows */
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, n1), bias), 23));
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);
+}
 INLINE __m256 vlog(__m256 x) { return Sleef_logf8_u10avx2(x); }
 
 /* lanes < n set (n clamped to 0..8) */
@@ -55,25 +93,32 @@ INLINE float hmax(__m256 v)
 
 /* ---- gemm --------------------------------------------------------------------- */
 
-INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t ars,
-                  int64_t acs, const float *B, int64_t ldb, float *C, int64_t ldc,
-                  __m256i m0, __m256i m1, int acc)
+/* The micro-tile: mr (1..MR) rows of C by nv (1, 2) vectors.  full: the
+ * tile is 16 columns wide, so B and C move with plain loads and stores --
+ * vmaskmov costs several times a load on some cores (AMD), and its mask
+ * registers pushed the 12 accumulators out to the stack; a tail tile keeps
+ * the masks.  The chains are the same either way (the same bits). */
+INLINE void micro(const int mr, const int nv, const int full, int64_t K, const float *A,
+                  int64_t ars, int64_t acs, const float *B, int64_t ldb, float *C,
+                  int64_t ldc, __m256i m0, __m256i m1, int acc)
 {
     __m256 c0[MR], c1[MR];
     const float *a[MR];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         a[r] = A + r * ars;
-        c0[r] = acc ? mload(C + r * ldc, m0) : _mm256_setzero_ps();
-        c1[r] = (nv == 2 && acc) ? mload(C + r * ldc + VL, m1) : _mm256_setzero_ps();
+        c0[r] = !acc ? _mm256_setzero_ps()
+                : full ? _mm256_loadu_ps(C + r * ldc) : mload(C + r * ldc, m0);
+        c1[r] = !(nv == 2 && acc) ? _mm256_setzero_ps()
+                : full ? _mm256_loadu_ps(C + r * ldc + VL) : mload(C + r * ldc + VL, m1);
     }
     for (int64_t p = 0; p < K; p++) {
         const float *bp = B + p * ldb;
-        const __m256 b0 = mload(bp, m0);
-        const __m256 b1 = nv == 2 ? mload(bp + VL, m1) : b0;
+        const __m256 b0 = full ? _mm256_loadu_ps(bp) : mload(bp, m0);
+        const __m256 b1 = nv != 2 ? b0 : full ? _mm256_loadu_ps(bp + VL) : mload(bp + VL, m1);
         const int64_t o = p * acs;
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) {
+        for (int r = 0; r < mr; r++) {
             const __m256 av = _mm256_broadcast_ss(a[r] + o);
             c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
             if (nv == 2)
@@ -82,15 +127,21 @@ INLINE void micro(const int mr, const int nv, int64_t K, const float *A, int64_t
     }
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
-        mstore(C + r * ldc, m0, c0[r]);
-        if (nv == 2)
-            mstore(C + r * ldc + VL, m1, c1[r]);
+        if (full) {
+            _mm256_storeu_ps(C + r * ldc, c0[r]);
+            _mm256_storeu_ps(C + r * ldc + VL, c1[r]);
+        } else {
+            mstore(C + r * ldc, m0, c0[r]);
+            if (nv == 2)
+                mstore(C + r * ldc + VL, m1, c1[r]);
+        }
     }
 }
 
-#define MICRO_CASE(R)                                                                   \
-    case R * 2 + 1: micro(R, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break; \
-    case R * 2 + 2: micro(R, 2, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break;
+#define MICRO_CASE(R)                                                                      \
+    case R * 3 + 0: micro(R, 2, 1, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break; \
+    case R * 3 + 1: micro(R, 1, 0, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break; \
+    case R * 3 + 2: micro(R, 2, 0, K, Ai, ars, acs, Bj, ldb, Cij, ldc, m0, m1, acc); break;
 
 /* One row of C, nv (1..8) vectors wide: with a single row the micro-tile
  * above holds only two chains, and each step waits for the FMA before; here
@@ -144,23 +195,34 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, i
         gemm_row(N, K, A, acs, B, ldb, C, acc);
         return;
     }
-    for (int64_t i = 0; i < M; i += MR) {
-        const int mr = M - i < MR ? (int)(M - i) : MR;
-        const float *Ai = A + i * ars;
+    /* Row blocks of IB rows, and in each the column panels outermost: the
+     * panel of B (K x 16) then serves every row tile of the block from L1
+     * (the products of the exact branch and the teacher are 16 rows: keys
+     * by queries, queries by values), where a row tile outermost swept all
+     * of B from L2 once per row tile.  The order of the tiles changes no
+     * chain. */
+    enum { IB = 4 * MR };
+    for (int64_t i0 = 0; i0 < M; i0 += IB) {
+        const int64_t i1 = M - i0 < IB ? M : i0 + IB;
         for (int64_t j = 0; j < N; j += 2 * VL) {
             const int64_t nr = N - j < 2 * VL ? N - j : 2 * VL;
             const __m256i m0 = tail_mask(nr), m1 = tail_mask(nr - VL);
-            const int nv = nr > VL ? 2 : 1;
+            /* 0: a full tile; 1, 2: a tail of one or two vectors */
+            const int kind = nr == 2 * VL ? 0 : nr > VL ? 2 : 1;
             const float *Bj = B + j;
-            float *Cij = C + i * ldc + j;
-            switch (mr * 2 + nv) {
-                MICRO_CASE(1)
-                MICRO_CASE(2)
-                MICRO_CASE(3)
-                MICRO_CASE(4)
-                MICRO_CASE(5)
-                MICRO_CASE(6)
-            default: break;
+            for (int64_t i = i0; i < i1; i += MR) {
+                const int mr = i1 - i < MR ? (int)(i1 - i) : MR;
+                const float *Ai = A + i * ars;
+                float *Cij = C + i * ldc + j;
+                switch (mr * 3 + kind) {
+                    MICRO_CASE(1)
+                    MICRO_CASE(2)
+                    MICRO_CASE(3)
+                    MICRO_CASE(4)
+                    MICRO_CASE(5)
+                    MICRO_CASE(6)
+                default: break;
+                }
             }
         }
     }
@@ -208,6 +270,38 @@ static void softmax_col1(int64_t M, float *S, float *m, float *l, float *alpha)
     alpha[0] = al;
 }
 
+/* The steps of softmax_cols on the 8 columns t..t+7 of one row (full) or
+ * the last nt < 8 of them (masked: vmaskmov costs several loads on some
+ * cores, so only the tail pays for it). */
+INLINE __m256 ld(const float *p, int full, __m256i mk)
+{
+    return full ? _mm256_loadu_ps(p) : mload(p, mk);
+}
+INLINE void st(float *p, int full, __m256i mk, __m256 v)
+{
+    if (full)
+        _mm256_storeu_ps(p, v);
+    else
+        mstore(p, mk, v);
+}
+INLINE void softmax_max8(const float *row, float *mx, int full, __m256i mk)
+{
+    st(mx, full, mk, _mm256_max_ps(ld(mx, full, mk), ld(row, full, mk)));
+}
+INLINE void softmax_exp8(float *row, const float *m, float *l, int full, __m256i mk)
+{
+    const __m256 s = ld(row, full, mk);
+    const __m256 live = _mm256_cmp_ps(s, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+    const __m256 e = _mm256_and_ps(live, vexp(_mm256_sub_ps(s, ld(m, full, mk))));
+    st(row, full, mk, e);
+    st(l, full, mk, _mm256_add_ps(ld(l, full, mk), e));
+}
+
+/* Row by row, vector by vector along each row: the tile is read in the
+ * order it lies in memory (a strip of 8 columns down the rows touched a new
+ * cache line per row, twice, and cost a quarter of the tile's products).
+ * Every column still gets the same chains as one column alone: its maximum
+ * over i = 0..M-1 in order, then l*alpha + e_0 + e_1 + ... in order. */
 static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
                          float *alpha)
 {
@@ -216,26 +310,35 @@ static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, 
         softmax_col1(M, S, m, l, alpha);
         return;
     }
+    const int64_t nf = N / VL * VL; /* columns in full vectors */
+    const __m256i mk = tail_mask(N - nf);
+    float *mx = alpha; /* the new maximum, until alpha replaces it */
     for (int64_t t = 0; t < N; t += VL) {
-        const __m256i mk = tail_mask(N - t);
-        const __m256 mold = mload(m + t, mk);
-        __m256 mx = mold;
-        for (int64_t i = 0; i < M; i++)
-            mx = _mm256_max_ps(mx, mload(S + i * lds + t, mk));
-        const __m256 fin = _mm256_cmp_ps(mx, ninf, _CMP_NEQ_OQ);
-        const __m256 al = select(fin, vexp(_mm256_sub_ps(mold, mx)), one);
-        __m256 sum = _mm256_mul_ps(mload(l + t, mk), al);
-        for (int64_t i = 0; i < M; i++) {
-            float *row = S + i * lds + t;
-            const __m256 s = mload(row, mk);
-            const __m256 live = _mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ);
-            const __m256 e = _mm256_and_ps(live, vexp(_mm256_sub_ps(s, mx)));
-            mstore(row, mk, e);
-            sum = _mm256_add_ps(sum, e);
-        }
-        mstore(m + t, mk, mx);
-        mstore(l + t, mk, sum);
-        mstore(alpha + t, mk, al);
+        const __m256i mt = tail_mask(N - t);
+        mstore(mx + t, mt, mload(m + t, mt));
+    }
+    for (int64_t i = 0; i < M; i++) {
+        const float *row = S + i * lds;
+        for (int64_t t = 0; t < nf; t += VL)
+            softmax_max8(row + t, mx + t, 1, mk);
+        if (nf < N)
+            softmax_max8(row + nf, mx + nf, 0, mk);
+    }
+    for (int64_t t = 0; t < N; t += VL) {
+        const __m256i mt = tail_mask(N - t);
+        const __m256 mold = mload(m + t, mt), mnew = mload(mx + t, mt);
+        const __m256 fin = _mm256_cmp_ps(mnew, ninf, _CMP_NEQ_OQ);
+        const __m256 al = select(fin, vexp(_mm256_sub_ps(mold, mnew)), one);
+        mstore(l + t, mt, _mm256_mul_ps(mload(l + t, mt), al));
+        mstore(m + t, mt, mnew);
+        mstore(alpha + t, mt, al);
+    }
+    for (int64_t i = 0; i < M; i++) {
+        float *row = S + i * lds;
+        for (int64_t t = 0; t < nf; t += VL)
+            softmax_exp8(row + t, m + t, l + t, 1, mk);
+        if (nf < N)
+            softmax_exp8(row + nf, m + nf, l + nf, 0, mk);
     }
 }
 

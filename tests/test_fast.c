@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -511,6 +512,67 @@ START_TEST(test_fast_rejects_f64_and_nonfinite)
 }
 END_TEST
 
+/* The softmax tile and the sigmoid of every ISA against double exp (the
+ * AVX2 kernels' exponential is their own polynomial, simd/avx2.c): every
+ * entry within 3e-7 relative of exp of the same float argument, masked
+ * entries (-inf) 0, a column with nothing unmasked left alone (alpha 1),
+ * and l the sequential sum; column counts that leave vector tails. */
+START_TEST(test_fast_exp_kernels_match_double)
+{
+    enum { M = 37, N = 21, LDS = 24 };
+    int isas[8], ni = isa_list(isas);
+    for (int j = 0; j < ni; j++) {
+        const still__kernels *K;
+        ck_assert_int_eq(still__kernels_select(isas[j], &K), STILL_OK);
+        static float S[M * LDS], S0[M * LDS];
+        float m[N], l[N], alpha[N], m0[N], l0[N];
+        for (int i = 0; i < M; i++)
+            for (int t = 0; t < LDS; t++) {
+                const int hidden = t == 18 || (i + t) % 11 == 0;
+                S0[i * LDS + t] = hidden ? -INFINITY : -0.9f * (float)((i * 7 + t * 3) % 97) +
+                                                           (t % 4 == 0 ? 40.0f : 0.0f);
+            }
+        for (int t = 0; t < N; t++) {
+            m0[t] = t % 3 == 0 ? -INFINITY : t % 3 == 1 ? 5.0f : -120.0f;
+            l0[t] = t % 3 == 0 ? 0.0f : 2.0f;
+        }
+        memcpy(S, S0, sizeof S);
+        memcpy(m, m0, sizeof m);
+        memcpy(l, l0, sizeof l);
+        K->softmax_cols(M, N, S, LDS, m, l, alpha);
+        for (int t = 0; t < N; t++) {
+            float mx = m0[t];
+            for (int i = 0; i < M; i++)
+                mx = S0[i * LDS + t] > mx ? S0[i * LDS + t] : mx;
+            ck_assert_float_eq(m[t], mx);
+            const double al = mx == -INFINITY ? 1.0 : exp((double)(float)(m0[t] - mx));
+            ck_assert_msg(fabs(alpha[t] - al) <= 3e-7 * al + 1e-37, "%s alpha[%d] = %g, not %g",
+                          K->name, t, alpha[t], al);
+            double sum = l0[t] * al;
+            for (int i = 0; i < M; i++) {
+                const float s = S0[i * LDS + t];
+                const double e = s == -INFINITY ? 0.0 : exp((double)(float)(s - mx));
+                const float got = S[i * LDS + t];
+                ck_assert_msg(fabs(got - e) <= 3e-7 * e + (e < FLT_MIN ? FLT_MIN : 0.0),
+                              "%s e[%d][%d] = %g, not %g", K->name, i, t, got, e);
+                sum += e;
+            }
+            ck_assert_msg(fabs(l[t] - sum) <= 1e-6 * sum, "%s l[%d] = %g, not %g", K->name, t,
+                          l[t], sum);
+        }
+        float x[200];
+        for (int i = 0; i < 200; i++)
+            x[i] = -100.0f + 1.003f * (float)i;
+        K->sigmoid(200, x);
+        for (int i = 0; i < 200; i++) {
+            const double v = -100.0f + 1.003f * (float)i, ref = 1.0 / (1.0 + exp(-v));
+            ck_assert_msg(fabs(x[i] - ref) <= 1e-6 * ref + 1e-37, "%s sigmoid(%g) = %g, not %g",
+                          K->name, v, x[i], ref);
+        }
+    }
+}
+END_TEST
+
 static Suite *fast_suite(void)
 {
     Suite *s = suite_create("fast");
@@ -530,6 +592,7 @@ static Suite *fast_suite(void)
     tcase_add_test(tc, test_fast_unit_blocks_give_same_bits);
     tcase_add_test(tc, test_fast_isa_env_override_and_errors);
     tcase_add_test(tc, test_fast_rejects_f64_and_nonfinite);
+    tcase_add_test(tc, test_fast_exp_kernels_match_double);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,79 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
+# peers.sh -- libstill's fast teacher and STILL next to PyTorch's CPU
+# attention, in one run, at the same shapes and thread counts:
+#
+#   sh bench/peers.sh [--n 4096,16384] [--threads 1,2] [--reps 3]
+#
+# For each thread count: `still bench` (teacher, STILL, and the machine's
+# multiply-add peak measured in the same run), then bench/peers.py (torch:
+# scaled_dot_product_attention, or matmul + softmax + matmul where torch
+# is older than 2.0).  Prints medians, % of the peak (the teacher's FLOP
+# count for every full-attention method) and the ratios.  The machine is
+# shared: compare within one run only.  The python3 used is the first of
+# $PYTHON3, python3, /usr/bin/python3 that imports torch (Debian:
+# python3-torch); without one the peers are skipped, saying so.
+# STILL_TOOL names the still program (default: tools/still of this tree);
+# PEERS_RAW=FILE keeps the raw output of the runs.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+tool=${STILL_TOOL:-$here/../tools/still}
+ns=4096,16384
+threads=1,2
+reps=3
+while [ $# -gt 0 ]; do
+    case $1 in
+    --n) ns=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    *) echo "usage: peers.sh [--n N1,N2] [--threads T1,T2] [--reps R]" >&2; exit 2 ;;
+    esac
+done
+[ -x "$tool" ] || { echo "peers.sh: $tool not built (make first)" >&2; exit 1; }
+py=
+for cand in "${PYTHON3:-}" python3 /usr/bin/python3; do
+    [ -n "$cand" ] || continue
+    command -v "$cand" >/dev/null 2>&1 || continue
+    if "$cand" -c 'import torch' >/dev/null 2>&1; then
+        py=$cand
+        break
+    fi
+done
+[ -n "$py" ] || echo "peers.sh: no python3 with torch (Debian: python3-torch): peers skipped"
+tmax=$(echo "$ns" | tr ',' '\n' | sort -n | tail -1)
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+[ -z "${PEERS_RAW:-}" ] || trap 'cp "$out" "$PEERS_RAW"; rm -f "$out"' EXIT
+for t in $(echo "$threads" | tr ',' ' '); do
+    echo "threads $t" >>"$out"
+    nice "$tool" bench --n "$ns" --threads "$t" --reps "$reps" --ref-max 0 \
+        --teacher-max "$tmax" --no-progress >>"$out"
+    [ -z "$py" ] || nice "$py" "$here/peers.py" --n "$ns" --threads "$t" --reps "$reps" >>"$out"
+done
+# still bench rows: "N method seconds tokens/s GFLOP/s %peak"
+awk '
+/^threads / { t = $2; next }
+/^multiply-add peak/ { for (i = 1; i <= NF; i++) if ($i == "GFLOP/s") peak[t] = $(i - 1); next }
+$2 == "STILL" && $3 + 0 > 0 { still[t, $1] = $3; next }
+$2 == "teacher" { teach[t, $1] = $3; gf[t, $1] = $5; key[t, $1] = 1; next }
+$1 == "peer" { split($3, a, "="); split($5, b, "="); peer[t, a[2]] = b[2]; pname = $2; next }
+END {
+    printf "%7s %3s %8s  %18s  %18s  %18s  %9s %9s\n", "N", "T", "peak", "teacher s (%peak)",
+           "STILL s (%peak*)", (pname == "" ? "peer: none" : pname " s (%peak)"),
+           "peer/tchr", "peer/STILL"
+    for (k in key) {
+        split(k, p, SUBSEP); tt = p[1]; n = p[2]
+        fl = gf[k] * teach[k] # GFLOP of full causal attention
+        pk = peak[tt]
+        line = sprintf("%7d %3d %8.1f  %9.4f (%5.1f%%)  %9.4f (%5.1f%%)", n, tt, pk, teach[k],
+                       100 * gf[k] / pk, still[k], 100 * fl / still[k] / pk)
+        if (k in peer)
+            line = line sprintf("  %9.4f (%5.1f%%)  %9.3f %9.3f", peer[k], 100 * fl / peer[k] / pk,
+                                peer[k] / teach[k], peer[k] / still[k])
+        print line | "sort -k2,2n -k1,1n"
+    }
+    close("sort -k2,2n -k1,1n")
+    print "%peak*: STILL time against the FLOPs of full causal attention (its speed as a"
+    print "replacement); GFLOP/s of its own work: still bench. peer/x > 1: x is faster."
+}' "$out"
