@@ -230,6 +230,24 @@ class TestCompare(unittest.TestCase):
         self.assertEqual(bad.worst, (0, 0, 5))
         self.assertAlmostEqual(bad.error, 0.1 / 2.1)
 
+    def test_gate_and_parameters_reach_fn_and_oracle(self):
+        # fn = the library's own autograd function: every check passes, with a
+        # gradient per input; the same fn ignoring the gate fails on o and dgate
+        rng = np.random.default_rng(11)
+        params = {"fq.W": rng.standard_normal((2, 6, 4)), "fq.b": rng.standard_normal((2, 6))}
+        cfg = dict(chunk=4, topk=1)
+        kw = dict(N=16, d=4, dv=3, gate=True, params=params, dtype=F64, **cfg)
+        good = still.testing.compare(
+            lambda q, k, v, gate, params: st.attention(q, k, v, gate=gate, params=params,
+                                                       **cfg), **kw)
+        self.assertTrue(good.passed, str(good))
+        self.assertEqual([c.name for c in good.checks],
+                         ["o", "dq", "dk", "dv", "dgate", "dfq.W", "dfq.b"])
+        bad = still.testing.compare(
+            lambda q, k, v, gate, params: st.attention(q, k, v, params=params, **cfg), **kw)
+        self.assertFalse(bad.by_name("o").passed, str(bad))
+        self.assertFalse(bad.by_name("dgate").passed, str(bad))
+
     def test_example_program_exits_0(self):
         out = io.StringIO()
         with redirect_stdout(out):

@@ -261,20 +261,22 @@ def _pkg_config_libdir():
 
 
 def _candidates():
+    """The paths to try, in order (pkg-config runs only when the earlier
+    ones are absent)."""
     env = os.environ.get("STILL_LIB")
     if env:
-        return [env]
+        yield env
+        return
     here = os.path.dirname(os.path.abspath(__file__))
-    paths = [os.path.join(here, os.pardir, os.pardir, "lib", ".libs", "libstill.so")]
+    yield os.path.join(here, os.pardir, os.pardir, "lib", ".libs", "libstill.so")
     if _INSTALLED_LIBDIR:
-        paths.append(os.path.join(_INSTALLED_LIBDIR, "libstill.so"))
+        yield os.path.join(_INSTALLED_LIBDIR, "libstill.so")
     libdir = _pkg_config_libdir()
     if libdir:
-        paths.append(os.path.join(libdir, "libstill.so"))
+        yield os.path.join(libdir, "libstill.so")
     found = ctypes.util.find_library("still")
     if found:
-        paths.append(found)
-    return paths
+        yield found
 
 
 def _load():

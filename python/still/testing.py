@@ -139,7 +139,7 @@ def _selection_check(sel, ref_sel, sigma, chunk):
                  "score gap relative to 1 + |sigma|" if worst is not None else "identical")
 
 
-def random_inputs(B=1, Hq=2, Hk=1, N=64, d=16, dv=16, gate=False, params=None, seed=0):
+def random_inputs(B=1, Hq=2, Hk=1, N=64, d=16, dv=16, gate=False, seed=0):
     """Seeded float64 inputs: a dict with q, k, v (standard normal), gate
     (uniform in (0.1, 1) when gate is true) and dO (standard normal)."""
     rng = np.random.default_rng(seed)
@@ -157,7 +157,7 @@ def compare(fn, B=1, Hq=2, Hk=1, N=64, d=16, dv=16, gate=False, params=None, see
     """Run fn and the oracle on the same seeded inputs; a Report (see the
     module's text).  params: a dict of SPEC §11 names to arrays (the same
     values go to fn, as tensors requiring grad, and to the oracle)."""
-    x = random_inputs(B, Hq, Hk, N, d, dv, gate, params, seed)
+    x = random_inputs(B, Hq, Hk, N, d, dv, gate, seed)
     names = ["q", "k", "v"] + (["gate"] if gate else [])
     pnames = sorted(params or {})
 
