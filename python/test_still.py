@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Copyright (c) 2026 The libstill authors
-"""Tests of python/still.py against values computed independently in NumPy.
+"""Tests of the package still (python/still/, its NumPy layer) against values computed independently in NumPy.
 
 Run:  STILL_LIB=/path/to/libstill.so python3 test_still.py
 (make check runs it through check-python.sh when python3 has NumPy).
