@@ -77,6 +77,14 @@ __all__ = ["StillError", "ArgumentError", "ShapeError", "DtypeError", "ConfigErr
            "library_path"]
 
 # ---- the C types of include/still.h (field order and types must match) ----
+#
+# A field that the library adds at the end of one of these structs is safe
+# before this file learns of it: each struct ends with zeroed spare bytes,
+# so still_config_default / still_params_default write its default there
+# and the library reads NULL pointers and zeros (their defaults) for the
+# new arrays.  Knowing it by name here is then one line in _fields_ (and,
+# for a routing or another enumeration, one entry in _NAMES below).
+_SPARE = ("_spare", ctypes.c_uint8 * 512)
 
 
 class _Config(ctypes.Structure):
@@ -89,14 +97,14 @@ class _Config(ctypes.Structure):
                 ("phantom_sink", ctypes.c_int), ("isa", ctypes.c_int),
                 ("threads", ctypes.c_int),
                 ("query_begin", ctypes.c_int64), ("query_end", ctypes.c_int64),
-                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p)]
+                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p), _SPARE]
 
 
 class _Shape(ctypes.Structure):
     _fields_ = [("batch", ctypes.c_int64), ("heads_q", ctypes.c_int64),
                 ("heads_kv", ctypes.c_int64), ("seq_len", ctypes.c_int64),
                 ("dim_qk", ctypes.c_int64), ("dim_v", ctypes.c_int64),
-                ("layout", ctypes.c_int)]
+                ("layout", ctypes.c_int), _SPARE]
 
 
 _PD = ctypes.POINTER(ctypes.c_double)
@@ -109,13 +117,13 @@ class _FeatureMap(ctypes.Structure):
 
 class _Params(ctypes.Structure):
     _fields_ = [("fq", _FeatureMap), ("fk", _FeatureMap), ("fk_tied", ctypes.c_int),
-                ("window_w", _PD)]
+                ("window_w", _PD), _SPARE]
 
 
 class _Tensors(ctypes.Structure):
     _fields_ = [("dtype", ctypes.c_int), ("q", ctypes.c_void_p), ("k", ctypes.c_void_p),
                 ("v", ctypes.c_void_p), ("gate", ctypes.c_void_p), ("o", ctypes.c_void_p),
-                ("sigma", _PD), ("selected", _PU8), ("selection_in", _PU8)]
+                ("sigma", _PD), ("selected", _PU8), ("selection_in", _PU8), _SPARE]
 
 
 # The gradient buffers of still_grads, in its field order, by their SPEC §11 names.
@@ -125,7 +133,7 @@ _GRAD_FIELDS = [("fq.W", "dfq_W"), ("fq.b", "dfq_b"), ("fq.u", "dfq_u"), ("fk.W"
 
 
 class _Grads(ctypes.Structure):
-    _fields_ = [(field, _PD) for _, field in _GRAD_FIELDS]
+    _fields_ = [(field, _PD) for _, field in _GRAD_FIELDS] + [_SPARE]
 
 
 _F32, _F64 = 0, 1
@@ -340,7 +348,7 @@ def _config(kw):
     _config_default(ctypes.byref(cfg))
     types = dict(_Config._fields_)
     for key, value in kw.items():
-        if key not in types:
+        if key not in types or key.startswith("_"):
             raise TypeError("unknown configuration field %r" % key)
         if key in ("progress", "progress_user"):
             raise TypeError("%s: a C callback, not settable from Python" % key)
