@@ -70,6 +70,20 @@ class TestGradcheck(unittest.TestCase):
             with self.subTest(cfg=cfg):
                 self.check(cfg)
 
+    def test_gradcheck_ref_every_routing_the_library_names(self):
+        # still.routings(): a routing added to the library is covered here by
+        # its name alone; one that needs inputs this test does not give
+        # (its own parameters) or has no VJP is skipped, saying so
+        for r in still.routings():
+            cfg = dict(routing=r, chunk=4, topk=1, window=3)
+            with self.subTest(routing=r):
+                q, k, v, _, _ = inputs(10)
+                try:
+                    st.attention(q, k, v, **cfg).sum().backward()
+                except (still.ParamsError, still.UnsupportedError, still.ConfigError) as e:
+                    self.skipTest("routing %s: %s" % (r, e))
+                self.check(cfg, seed=10)
+
     def test_gradcheck_ref_tied_maps_bnhd_and_batch(self):
         self.check(dict(chunk=4, topk=1), seed=2, layout="BNHD", B=2, Hq=2, Hk=2,
                    untied=False)
