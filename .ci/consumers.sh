@@ -134,7 +134,7 @@ docs() {
 }
 check "docdir holds SPEC.md README.md LICENSE NEWS; still --version names MIT" docs
 
-pymod=$(find "$prefix" -name still.py | head -1)
+pymod=$(find "$prefix" -path '*/still/__init__.py' | head -1)
 python=$(for p in python3 /usr/bin/python3; do
     "$p" -c 'import numpy' 2>/dev/null && { echo "$p"; break; }; done || true)
 if [ -z "$pymod" ]; then
@@ -146,7 +146,7 @@ else
     py() {
         # without LD_LIBRARY_PATH: the module finds the installed library;
         # the teacher against causal softmax attention written in NumPy
-        env -u LD_LIBRARY_PATH PYTHONPATH="$(dirname "$pymod")" PREFIX="$prefix" "$python" -c '
+        env -u LD_LIBRARY_PATH PYTHONPATH="$(dirname "$(dirname "$pymod")")" PREFIX="$prefix" "$python" -c '
 import os, numpy as np, still
 assert still.library_path.startswith(os.environ["PREFIX"] + "/"), still.library_path
 r = np.random.default_rng(1)

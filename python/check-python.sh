@@ -5,16 +5,8 @@
 # with NumPy is available; exits 77 (skipped) otherwise, saying why.
 # STILL_LIB (set by python/Makefile.am) names the libstill.so to test.
 srcdir=${srcdir:-$(dirname "$0")}
-py=
-for cand in "${PYTHON3:-}" python3 /usr/bin/python3; do
-    [ -n "$cand" ] || continue
-    command -v "$cand" >/dev/null 2>&1 || continue
-    if "$cand" -c 'import numpy' >/dev/null 2>&1; then
-        py=$cand
-        break
-    fi
-done
-if [ -z "$py" ]; then
+. "$srcdir/pyfind.sh"
+if ! pyfind numpy; then
     echo "SKIP: no python3 with NumPy found (install the Debian package python3-numpy)"
     exit 77
 fi

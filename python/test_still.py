@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Copyright (c) 2026 The libstill authors
-"""Tests of python/still.py against values computed independently in NumPy.
+"""Tests of the package still (python/still/, its NumPy layer) against values computed independently in NumPy.
 
 Run:  STILL_LIB=/path/to/libstill.so python3 test_still.py
 (make check runs it through check-python.sh when python3 has NumPy).
@@ -132,6 +132,57 @@ class TestStill(unittest.TestCase):
         with self.assertRaises(still.StillError) as cm:
             still.ref_forward(q, k, v)
         self.assertEqual(cm.exception.code, -4)  # STILL_E_NONFINITE
+
+    def test_nonfinite_input_is_refused_naming_the_array(self):
+        q, k, v = random_qkv(self.rng, 1, 1, 1, 8, 4, 4)
+        v[0, 0, 2, 3] = np.inf
+        for fn in (still.ref_forward, still.forward, still.ref_teacher):
+            with self.assertRaises(still.NonfiniteError) as cm:
+                fn(q, k, v)
+            e = cm.exception
+            self.assertEqual((e.name, e.code, e.code_name), ("v", -4, "STILL_E_NONFINITE"))
+            self.assertIn("[0, 0, 2, 3]", str(e))
+        # a float64 value beyond float32 is refused on the fast path, named
+        q[0, 0, 1, 0] = 1e300
+        with self.assertRaises(still.NonfiniteError) as cm:
+            still.forward(q, k, np.zeros_like(v))
+        self.assertEqual(cm.exception.name, "q")
+
+    def test_library_errors_are_the_subclass_of_their_code(self):
+        q, k, v = random_qkv(self.rng, 1, 1, 1, 8, 4, 4)
+        with self.assertRaises(still.ConfigError) as cm:  # found by the C library
+            still.ref_forward(q, k, v, chunk=4, topk=5)
+        e = cm.exception
+        self.assertEqual((e.code, e.func, e.code_name), (-3, "still_ref_forward", "STILL_E_CONFIG"))
+        self.assertIsInstance(e, still.StillError)
+        self.assertIsInstance(e, ValueError)
+
+    def test_ref_vjp_matches_central_differences_of_ref_forward(self):
+        # SPEC §18: dL/dx of L = sum(dout * o), checked on a few entries of each input
+        q, k, v = random_qkv(self.rng, 1, 2, 1, 12, 3, 2)
+        gate = self.rng.uniform(0.1, 1.0, (1, 2, 12, 2))
+        dout = self.rng.standard_normal((1, 2, 12, 2))
+        cfg = dict(chunk=4, topk=1)
+        o, sel, g = still.ref_vjp(q, k, v, dout, gate=gate, return_selected=True, **cfg)
+        # the VJP computes o on its own (rounding may differ in the last bit)
+        self.assertLess(np.max(np.abs(o - still.ref_forward(q, k, v, gate=gate, **cfg))), 1e-12)
+        self.assertEqual(sorted(g), ["fq.W", "fq.b", "fq.u", "gate", "k", "q", "v", "window.w"])
+        arrays = {"q": q, "k": k, "v": v, "gate": gate}
+        h = 1e-6
+        for name, a in arrays.items():
+            for idx in [(0, 0, 5, 1), (0, 0, 11, 0), (0, 0, 0, 0)]:
+                idx = idx[:a.ndim]
+                plus, minus = a.copy(), a.copy()
+                plus[idx] += h
+                minus[idx] -= h
+                fx = {n: x for n, x in arrays.items()}
+
+                def L(x):
+                    fx[name] = x
+                    return np.sum(dout * still.ref_forward(fx["q"], fx["k"], fx["v"],
+                                                           gate=fx["gate"], selection=sel, **cfg))
+                fd = (L(plus) - L(minus)) / (2 * h)
+                self.assertAlmostEqual(g[name][idx], fd, delta=1e-6 * (1 + abs(fd)))
 
     def test_bad_config_raises_still_error(self):
         q, k, v = random_qkv(self.rng, 1, 1, 1, 8, 4, 4)

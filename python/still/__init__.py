@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Copyright (c) 2026 The libstill authors
-"""still.py -- call libstill from Python on NumPy arrays (ctypes, no build step).
+"""still -- call libstill from Python on NumPy arrays (ctypes, no build step).
 
 Meant for comparing another implementation of STILL (a GPU port, a PyTorch
 module) with libstill's ref path (the oracle, double precision) and its fast
@@ -43,22 +43,48 @@ code never reads past an array and an error names what is wrong:
 All of these are ArgumentErrors (ValueErrors); DtypeError is a TypeError
 as well.
 
+The backward pass (SPEC §18) is ref_vjp() / vjp(): for an upstream
+gradient dout of the shape of o, the gradients of sum(dout * o) with
+respect to q, k, v, the gate and every parameter, the routing held fixed.
+
+Library calls that fail raise a subclass of StillError named after the
+code (NonfiniteError for STILL_E_NONFINITE, ...); .code is the status code,
+.code_name "STILL_E_NONFINITE", .func the C function.  Inputs holding NaN
+or infinity are refused here, before the call, by a NonfiniteError whose
+.name is the array.  The ArgumentErrors carry the code the library would
+return (.code: STILL_E_SHAPE for a ShapeError, ...).
+
+still.torch (PyTorch autograd on both paths) and still.testing (compare()
+a user's implementation with the oracle) are imported on demand; they need
+PyTorch.  See still-python(7).
+
 The library is found through the environment variable STILL_LIB (a path to
-libstill.so), else in the build tree next to this file (../lib/.libs), else
-where make install put it (for the installed module), else by the system's
-library search (ctypes.util.find_library).
+libstill.so), else in the build tree holding this package (../../lib/.libs),
+else where make install put it (for the installed module), else in
+pkg-config's libdir of the package still (pkg-config --variable=libdir
+still), else by the system's library search (ctypes.util.find_library).
 """
 import ctypes
 import ctypes.util
 import os
+import subprocess
 
 import numpy as np
 
 __all__ = ["StillError", "ArgumentError", "ShapeError", "DtypeError", "ConfigError",
-           "THREADS_MAX", "ref_forward", "forward", "ref_teacher", "teacher",
-           "version", "strerror", "library_path"]
+           "NonfiniteError", "SelectionError", "ParamsError", "UnsupportedError", "THREADS_MAX", "ref_forward", "forward",
+           "ref_teacher", "teacher", "ref_vjp", "vjp", "routings", "version", "strerror",
+           "library_path"]
 
 # ---- the C types of include/still.h (field order and types must match) ----
+#
+# A field that the library adds at the end of one of these structs is safe
+# before this file learns of it: each struct ends with zeroed spare bytes,
+# so still_config_default / still_params_default write its default there
+# and the library reads NULL pointers and zeros (their defaults) for the
+# new arrays.  Knowing it by name here is then one line in _fields_ (and,
+# for a routing or another enumeration, one entry in _NAMES below).
+_SPARE = ("_spare", ctypes.c_uint8 * 512)
 
 
 class _Config(ctypes.Structure):
@@ -71,14 +97,14 @@ class _Config(ctypes.Structure):
                 ("phantom_sink", ctypes.c_int), ("isa", ctypes.c_int),
                 ("threads", ctypes.c_int),
                 ("query_begin", ctypes.c_int64), ("query_end", ctypes.c_int64),
-                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p)]
+                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p), _SPARE]
 
 
 class _Shape(ctypes.Structure):
     _fields_ = [("batch", ctypes.c_int64), ("heads_q", ctypes.c_int64),
                 ("heads_kv", ctypes.c_int64), ("seq_len", ctypes.c_int64),
                 ("dim_qk", ctypes.c_int64), ("dim_v", ctypes.c_int64),
-                ("layout", ctypes.c_int)]
+                ("layout", ctypes.c_int), _SPARE]
 
 
 _PD = ctypes.POINTER(ctypes.c_double)
@@ -91,13 +117,23 @@ class _FeatureMap(ctypes.Structure):
 
 class _Params(ctypes.Structure):
     _fields_ = [("fq", _FeatureMap), ("fk", _FeatureMap), ("fk_tied", ctypes.c_int),
-                ("window_w", _PD)]
+                ("window_w", _PD), _SPARE]
 
 
 class _Tensors(ctypes.Structure):
     _fields_ = [("dtype", ctypes.c_int), ("q", ctypes.c_void_p), ("k", ctypes.c_void_p),
                 ("v", ctypes.c_void_p), ("gate", ctypes.c_void_p), ("o", ctypes.c_void_p),
-                ("sigma", _PD), ("selected", _PU8), ("selection_in", _PU8)]
+                ("sigma", _PD), ("selected", _PU8), ("selection_in", _PU8), _SPARE]
+
+
+# The gradient buffers of still_grads, in its field order, by their SPEC §11 names.
+_GRAD_FIELDS = [("fq.W", "dfq_W"), ("fq.b", "dfq_b"), ("fq.u", "dfq_u"), ("fk.W", "dfk_W"),
+                ("fk.b", "dfk_b"), ("fk.u", "dfk_u"), ("window.w", "dwindow_w"),
+                ("gate", "dgate"), ("q", "dq"), ("k", "dk"), ("v", "dv")]
+
+
+class _Grads(ctypes.Structure):
+    _fields_ = [(field, _PD) for _, field in _GRAD_FIELDS] + [_SPARE]
 
 
 _F32, _F64 = 0, 1
@@ -108,39 +144,110 @@ _NAMES = {
     "saliency": {"spec": 0, "authors": 1},
     "isa": {"auto": 0, "generic": 1, "avx2": 2, "avx512": 3, "neon": 4},
 }
-E_UNSUPPORTED = -16
 THREADS_MAX = 1024  # STILL_THREADS_MAX of still.h: the largest cfg.threads
+
+# The STILL_E_* codes of still.h and the StillError subclass of each.
+_CODES = {-1: "NULL", -2: "SHAPE", -3: "CONFIG", -4: "NONFINITE", -5: "NOMEM",
+          -6: "OVERFLOW", -7: "ISA", -8: "DTYPE", -9: "SELECTION", -10: "IO",
+          -11: "FORMAT", -12: "VERSION", -13: "CHECKSUM", -14: "STATE", -15: "PARAMS",
+          -16: "UNSUPPORTED", -17: "CANCELED"}
+for _code, _name in _CODES.items():
+    globals()["E_" + _name] = _code
 
 
 class StillError(RuntimeError):
-    """A libstill call returned a negative status code."""
+    """A libstill call failed, or an argument was refused before the call.
 
-    def __init__(self, code, func):
+    .code: the STILL_E_* status code (an E_* value of this module);
+    .code_name: its name, "STILL_E_NONFINITE"; .func: the C function
+    ("still" for a check made here); .name: the array, parameter or
+    configuration field at fault when known, else None.  Every code has
+    its subclass (ShapeError for STILL_E_SHAPE, NonfiniteError, ...)."""
+
+    code = None
+
+    def __init__(self, code, func, name=None, detail=None):
         self.code = code
+        self.code_name = "STILL_E_" + _CODES.get(code, "UNKNOWN")
         self.func = func
-        super().__init__("%s: %s (%d)" % (func, strerror(code), code))
-
-
-class ArgumentError(ValueError):
-    """An argument refused before the library is called; .name is the
-    argument (an array, a parameter or a configuration field)."""
-
-    def __init__(self, name, message):
         self.name = name
-        super().__init__("%s: %s" % (name, message))
+        if name is None:
+            text = "%s: %s (%s)" % (func, strerror(code), self.code_name)
+        else:
+            text = "%s: %s" % (name, detail or strerror(code))
+        super().__init__(text)
+
+
+class ArgumentError(StillError, ValueError):
+    """An argument refused before the library is called (or by it); .name
+    is the argument: an array, a parameter or a configuration field."""
+
+    code = -2
+
+    def __init__(self, name, message, func="still"):
+        StillError.__init__(self, type(self).code, func, name, message)
 
 
 class ShapeError(ArgumentError):
-    """An array whose shape does not fit q or the configuration."""
+    """An array whose shape does not fit q or the configuration (STILL_E_SHAPE)."""
+
+    code = -2
 
 
 class DtypeError(ArgumentError, TypeError):
-    """An array whose elements are not real numbers."""
+    """An array whose elements are not real numbers (STILL_E_DTYPE)."""
+
+    code = -8
 
 
 class ConfigError(ArgumentError):
-    """A configuration field out of the range of its C type (or threads
-    outside 0..THREADS_MAX)."""
+    """A configuration field out of range: of its C type or threads outside
+    0..THREADS_MAX here, of the library's rules in C (STILL_E_CONFIG)."""
+
+    code = -3
+
+
+class SelectionError(ArgumentError):
+    """A malformed forced selection (STILL_E_SELECTION)."""
+
+    code = -9
+
+
+class ParamsError(ArgumentError):
+    """Malformed parameters (STILL_E_PARAMS)."""
+
+    code = -15
+
+
+class NonfiniteError(StillError):
+    """NaN or infinity in an input, or a result or intermediate its type
+    cannot hold (STILL_E_NONFINITE, SPEC §10)."""
+
+    code = -4
+
+
+class UnsupportedError(StillError):
+    """A combination the path does not implement (STILL_E_UNSUPPORTED)."""
+
+    code = -16
+
+
+_ERRORS = {c.code: c for c in (ShapeError, DtypeError, ConfigError, SelectionError,
+                               ParamsError, NonfiniteError, UnsupportedError)}
+for _code, _cls in ((-1, "NullError"), (-5, "NoMemoryError"), (-6, "SizeOverflowError"),
+                    (-7, "IsaError"), (-10, "IoError"), (-11, "FormatError"),
+                    (-12, "VersionError"), (-13, "ChecksumError"), (-14, "StateError"),
+                    (-17, "CanceledError")):
+    _ERRORS[_code] = globals()[_cls] = type(_cls, (StillError,), {
+        "code": _code, "__doc__": "StillError of STILL_E_%s." % _CODES[_code]})
+
+
+def _still_error(code, func, name=None, detail=None):
+    """The StillError subclass of code (StillError for an unknown code)."""
+    cls = _ERRORS.get(code, StillError)
+    e = cls.__new__(cls)
+    StillError.__init__(e, code, func, name, detail)
+    return e
 
 
 # ---- loading the library -----------------------------------------------------
@@ -150,18 +257,34 @@ class ConfigError(ArgumentError):
 _INSTALLED_LIBDIR = None
 
 
+def _pkg_config_libdir():
+    """pkg-config's libdir of the package still, or None."""
+    try:
+        r = subprocess.run(["pkg-config", "--variable=libdir", "still"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    libdir = r.stdout.decode(errors="replace").strip()
+    return libdir if r.returncode == 0 and libdir else None
+
+
 def _candidates():
+    """The paths to try, in order (pkg-config runs only when the earlier
+    ones are absent)."""
     env = os.environ.get("STILL_LIB")
     if env:
-        return [env]
+        yield env
+        return
     here = os.path.dirname(os.path.abspath(__file__))
-    paths = [os.path.join(here, os.pardir, "lib", ".libs", "libstill.so")]
+    yield os.path.join(here, os.pardir, os.pardir, "lib", ".libs", "libstill.so")
     if _INSTALLED_LIBDIR:
-        paths.append(os.path.join(_INSTALLED_LIBDIR, "libstill.so"))
+        yield os.path.join(_INSTALLED_LIBDIR, "libstill.so")
+    libdir = _pkg_config_libdir()
+    if libdir:
+        yield os.path.join(libdir, "libstill.so")
     found = ctypes.util.find_library("still")
     if found:
-        paths.append(found)
-    return paths
+        yield found
 
 
 def _load():
@@ -197,6 +320,9 @@ _FORWARD_ARGS = [_P(_Config), _P(_Shape), _P(_Params), _P(_Tensors)]
 _TEACHER_ARGS = [_P(_Config), _P(_Shape), _P(_Tensors)]
 _ref_forward = _declare("still_ref_forward", ctypes.c_int, _FORWARD_ARGS)
 _forward = _declare("still_forward", ctypes.c_int, _FORWARD_ARGS)
+_VJP_ARGS = _FORWARD_ARGS + [ctypes.c_void_p, _P(_Grads)]
+_ref_vjp = _declare("still_ref_vjp", ctypes.c_int, _VJP_ARGS)
+_vjp = _declare("still_vjp", ctypes.c_int, _VJP_ARGS)
 _ref_teacher = _declare("still_ref_teacher", ctypes.c_int, _TEACHER_ARGS)
 _teacher = _declare("still_teacher", ctypes.c_int, _TEACHER_ARGS)
 
@@ -222,7 +348,7 @@ def _config(kw):
     _config_default(ctypes.byref(cfg))
     types = dict(_Config._fields_)
     for key, value in kw.items():
-        if key not in types:
+        if key not in types or key.startswith("_"):
             raise TypeError("unknown configuration field %r" % key)
         if key in ("progress", "progress_user"):
             raise TypeError("%s: a C callback, not settable from Python" % key)
@@ -256,7 +382,15 @@ def _real(a, name, dtype):
     if a.dtype.kind not in "fiu":
         raise DtypeError(name, "expected real numbers (float16/32/64 or integers, "
                          "converted to %s), got dtype %s" % (np.dtype(dtype).name, a.dtype))
-    return np.ascontiguousarray(a, dtype=dtype)
+    with np.errstate(over="ignore"):
+        a = np.ascontiguousarray(a, dtype=dtype)
+    if a.size and not np.isfinite(a).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise _still_error(E_NONFINITE, "still", name,
+                           "holds NaN or infinity (as %s) at index %s; the library refuses "
+                           "non-finite inputs (STILL_E_NONFINITE)" % (np.dtype(dtype).name,
+                                                                      list(bad)))
+    return a
 
 
 def _expect(a, name, want, three_d):
@@ -355,13 +489,30 @@ def _selection(selection, want, three_d):
         raise DtypeError("selection", "expected 0/1 as bool or integers, got dtype %s" % s.dtype)
     _expect(s, "selection", want, three_d)
     if s.dtype.kind != "b" and s.size and (s.min() < 0 or s.max() > 1):
-        raise ArgumentError("selection", "expected only 0 and 1, found values %d..%d"
+        raise SelectionError("selection", "expected only 0 and 1, found values %d..%d"
                             % (s.min(), s.max()))
     return np.ascontiguousarray(s, dtype=np.uint8).reshape(want)
 
 
+def _grads(shape, p, q, k, v, out_shape):
+    """Zeroed float64 buffers of every gradient of still_grads for this call
+    (fk.* only when the key map is not tied) and the struct pointing at them."""
+    Hq, d = shape.heads_q, shape.dim_qk
+    fq = (p.fq.f or d) if p is not None else d
+    want = {"fq.W": (Hq, fq, d), "fq.b": (Hq, fq), "fq.u": (Hq, d), "window.w": (Hq,),
+            "gate": out_shape, "q": q.shape, "k": k.shape, "v": v.shape}
+    if p is not None and not p.fk_tied:
+        fk = p.fk.f or d
+        want.update({"fk.W": (Hq, fk, d), "fk.b": (Hq, fk), "fk.u": (Hq, d)})
+    bufs = {n: np.zeros(sh) for n, sh in want.items()}
+    g = _Grads()
+    for n, field in _GRAD_FIELDS:
+        setattr(g, field, _ptr(bufs.get(n)))
+    return bufs, g
+
+
 def _call(fn, name, q, k, v, gate, params, selection, dtype, layout, return_sigma,
-          return_selected, kw, with_params=True):
+          return_selected, kw, with_params=True, dout=None):
     three_d = np.ndim(q) == 3
     q, k, v = (_real(a, n, dtype) for a, n in ((q, "q"), (k, "k"), (v, "v")))
     shape = _shape(q, k, v, layout, three_d)
@@ -388,19 +539,30 @@ def _call(fn, name, q, k, v, gate, params, selection, dtype, layout, return_sigm
         s = _selection(selection, (B, Hq, N), three_d)
         keep.append(s)
         t.selection_in = _ptr(s, ctypes.c_uint8)
-    if with_params:
-        p = _params(params, keep, shape)
-        rc = fn(ctypes.byref(cfg), ctypes.byref(shape),
-                None if p is None else ctypes.byref(p), ctypes.byref(t))
-    else:
+    grads = None
+    if not with_params:
         rc = fn(ctypes.byref(cfg), ctypes.byref(shape), ctypes.byref(t))
+    else:
+        p = _params(params, keep, shape)
+        pp = None if p is None else ctypes.byref(p)
+        if dout is None:
+            rc = fn(ctypes.byref(cfg), ctypes.byref(shape), pp, ctypes.byref(t))
+        else:
+            dd = _real(dout, "dout", dtype)
+            _expect(dd, "dout", out_shape, three_d)
+            dd = _as4(dd, "dout", dtype, three_d)
+            grads, g = _grads(shape, p, q, k, v, out_shape)
+            rc = fn(ctypes.byref(cfg), ctypes.byref(shape), pp, ctypes.byref(t),
+                    dd.ctypes.data, ctypes.byref(g))
     if rc != 0:
-        raise StillError(rc, name)
+        raise _still_error(rc, name)
+    if grads is not None:
+        return o, sigma, selected, grads
     return o, sigma, selected
 
 
 def _finish(result, three_d, return_sigma, return_selected):
-    o, sigma, selected = result
+    o, sigma, selected = result[:3]
     if three_d:
         o = o[0]
         sigma = None if sigma is None else sigma[0]
@@ -461,3 +623,48 @@ def ref_teacher(q, k, v, layout="BHND", **config):
 def teacher(q, k, v, layout="BHND", **config):
     """Full causal softmax attention on the fast path, float32."""
     return _teacher_any(_teacher, "still_teacher", np.float32, q, k, v, layout, config)
+
+
+def _vjp_any(fn, name, dtype, q, k, v, dout, gate, params, selection, layout,
+             return_sigma, return_selected, kw):
+    three_d = np.ndim(q) == 3
+    r = _call(fn, name, q, k, v, gate, params, selection, dtype, layout,
+              return_sigma, return_selected, kw, dout=dout)
+    grads = r[3]
+    if three_d:
+        for n in ("q", "k", "v", "gate"):
+            grads[n] = grads[n][0]
+    out = _finish(r, three_d, return_sigma, return_selected)
+    return (out if isinstance(out, tuple) else (out,)) + (grads,)
+
+
+def ref_vjp(q, k, v, dout, gate=None, params=None, selection=None, layout="BHND",
+            return_sigma=False, return_selected=False, **config):
+    """The backward pass (SPEC §18) on the ref path, in float64.
+
+    dout is dL/do, of the shape of o.  Returns (o, grads), or (o, sigma,
+    selected, grads) with return_sigma / return_selected as in
+    ref_forward: grads is a dict of float64 arrays, the gradients of
+    L = sum(dout * o) named as the inputs -- "q", "k", "v", "gate" (at
+    G = 1 without a gate), "fq.W", "fq.b", "fq.u" (at their defaults
+    W = I, b = 0, u = 0 where absent; with the key map tied they hold the
+    sum of its query and key uses), "fk.*" when params has a key map of
+    its own, and "window.w" (zero without one).  The routing is held fixed:
+    pass the forward's selection (return_selected=True there) to make sure
+    the backward differentiates the same routing.
+    """
+    return _vjp_any(_ref_vjp, "still_ref_vjp", np.float64, q, k, v, dout, gate, params,
+                    selection, layout, return_sigma, return_selected, config)
+
+
+def vjp(q, k, v, dout, gate=None, params=None, selection=None, layout="BHND",
+        return_sigma=False, return_selected=False, **config):
+    """The backward pass on the fast path (float32 inputs, float64 gradients
+    within 1e-5 * max|ref| of ref_vjp's per array); arguments as ref_vjp."""
+    return _vjp_any(_vjp, "still_vjp", np.float32, q, k, v, dout, gate, params,
+                    selection, layout, return_sigma, return_selected, config)
+
+
+def routings():
+    """The routing names the configuration field routing takes."""
+    return sorted(_NAMES["routing"], key=_NAMES["routing"].get)
