@@ -136,33 +136,25 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, i
         gemm_row(N, K, A, acs, B, ldb, C, acc);
         return;
     }
-    /* Row blocks of IB rows, and in each the column panels outermost: the
-     * panel of B (K x 32) then serves every row tile of the block from L1
-     * (as in simd/avx2.c, where it was measured).  The order of the tiles
-     * changes no chain. */
-    enum { IB = 3 * MR };
-    for (int64_t i0 = 0; i0 < M; i0 += IB) {
-        const int64_t i1 = M - i0 < IB ? M : i0 + IB;
+    for (int64_t i = 0; i < M; i += MR) {
+        const int mr = M - i < MR ? (int)(M - i) : MR;
+        const float *Ai = A + i * ars;
         for (int64_t j = 0; j < N; j += 2 * VL) {
             const int64_t nr = N - j < 2 * VL ? N - j : 2 * VL;
             const __mmask16 m0 = tail_mask(nr), m1 = nr > VL ? tail_mask(nr - VL) : 0;
             const int nv = nr > VL ? 2 : 1;
             const float *Bj = B + j;
-            for (int64_t i = i0; i < i1; i += MR) {
-                const int mr = i1 - i < MR ? (int)(i1 - i) : MR;
-                const float *Ai = A + i * ars;
-                float *Cij = C + i * ldc + j;
-                switch (mr * 2 + nv) {
-                    MICRO_CASE(1)
-                    MICRO_CASE(2)
-                    MICRO_CASE(3)
-                    MICRO_CASE(4)
-                    MICRO_CASE(5)
-                    MICRO_CASE(6)
-                    MICRO_CASE(7)
-                    MICRO_CASE(8)
-                default: break;
-                }
+            float *Cij = C + i * ldc + j;
+            switch (mr * 2 + nv) {
+                MICRO_CASE(1)
+                MICRO_CASE(2)
+                MICRO_CASE(3)
+                MICRO_CASE(4)
+                MICRO_CASE(5)
+                MICRO_CASE(6)
+                MICRO_CASE(7)
+                MICRO_CASE(8)
+            default: break;
             }
         }
     }
@@ -211,10 +203,6 @@ static void softmax_col1(int64_t M, float *S, float *m, float *l, float *alpha)
     alpha[0] = al;
 }
 
-/* Row by row, vector by vector along each row, as in simd/avx2.c (where a
- * strip of columns down the rows cost a quarter of the tile's products):
- * every column keeps its chains, the maximum over i in order, then
- * l*alpha + e_0 + e_1 + ... in order. */
 static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, float *l,
                          float *alpha)
 {
@@ -223,39 +211,26 @@ static void softmax_cols(int64_t M, int64_t N, float *S, int64_t lds, float *m, 
         softmax_col1(M, S, m, l, alpha);
         return;
     }
-    float *mx = alpha; /* the new maximum, until alpha replaces it */
     for (int64_t t = 0; t < N; t += VL) {
         const __mmask16 mk = tail_mask(N - t);
-        _mm512_mask_storeu_ps(mx + t, mk, _mm512_maskz_loadu_ps(mk, m + t));
-    }
-    for (int64_t i = 0; i < M; i++) {
-        const float *row = S + i * lds;
-        for (int64_t t = 0; t < N; t += VL) {
-            const __mmask16 mk = tail_mask(N - t);
-            _mm512_mask_storeu_ps(mx + t, mk, _mm512_max_ps(_mm512_maskz_loadu_ps(mk, mx + t),
-                                                            _mm512_maskz_loadu_ps(mk, row + t)));
-        }
-    }
-    for (int64_t t = 0; t < N; t += VL) {
-        const __mmask16 mk = tail_mask(N - t);
-        const __m512 mold = _mm512_maskz_loadu_ps(mk, m + t), mnew = _mm512_maskz_loadu_ps(mk, mx + t);
-        const __mmask16 fin = _mm512_cmp_ps_mask(mnew, ninf, _CMP_NEQ_OQ);
-        const __m512 al = _mm512_mask_blend_ps(fin, one, vexp(_mm512_sub_ps(mold, mnew)));
-        _mm512_mask_storeu_ps(l + t, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, l + t), al));
-        _mm512_mask_storeu_ps(m + t, mk, mnew);
-        _mm512_mask_storeu_ps(alpha + t, mk, al);
-    }
-    for (int64_t i = 0; i < M; i++) {
-        float *row = S + i * lds;
-        for (int64_t t = 0; t < N; t += VL) {
-            const __mmask16 mk = tail_mask(N - t);
-            const __m512 s = _mm512_maskz_loadu_ps(mk, row + t);
+        const __m512 mold = _mm512_maskz_loadu_ps(mk, m + t);
+        __m512 mx = mold;
+        for (int64_t i = 0; i < M; i++)
+            mx = _mm512_max_ps(mx, _mm512_maskz_loadu_ps(mk, S + i * lds + t));
+        const __mmask16 fin = _mm512_cmp_ps_mask(mx, ninf, _CMP_NEQ_OQ);
+        const __m512 al = _mm512_mask_blend_ps(fin, one, vexp(_mm512_sub_ps(mold, mx)));
+        __m512 sum = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, l + t), al);
+        for (int64_t i = 0; i < M; i++) {
+            float *row = S + i * lds + t;
+            const __m512 s = _mm512_maskz_loadu_ps(mk, row);
             const __mmask16 live = _mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ);
-            const __m512 e = _mm512_maskz_mov_ps(
-                live, vexp(_mm512_sub_ps(s, _mm512_maskz_loadu_ps(mk, m + t))));
-            _mm512_mask_storeu_ps(row + t, mk, e);
-            _mm512_mask_storeu_ps(l + t, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, l + t), e));
+            const __m512 e = _mm512_maskz_mov_ps(live, vexp(_mm512_sub_ps(s, mx)));
+            _mm512_mask_storeu_ps(row, mk, e);
+            sum = _mm512_add_ps(sum, e);
         }
+        _mm512_mask_storeu_ps(m + t, mk, mx);
+        _mm512_mask_storeu_ps(l + t, mk, sum);
+        _mm512_mask_storeu_ps(alpha + t, mk, al);
     }
 }
 
