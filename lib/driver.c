@@ -150,7 +150,7 @@ int still__fast_ctx_init(still__fast_ctx *ctx, const still__resolved *r,
     ctx->win_rows = sat_add(Ce, we);
     if (ctx->hist_cap > ((int64_t)1 << 40) || ctx->win_rows > ((int64_t)1 << 40))
         return STILL_E_OVERFLOW;
-    ctx->sigma_for_state = r->routing != STILL_ROUTING_WINDOW && r->k > 0 &&
+    ctx->sigma_for_state = r->engine != STILL__ENGINE_WINDOW && r->k > 0 &&
                            (r->max_sel > 0 || r->k < C);
 
     still_params def;
@@ -482,7 +482,7 @@ static void chunk_arrival(const still__fast_ctx *ctx, still__fast_unit *u,
     const still__resolved *r = &ctx->r;
     const int64_t C = r->C, d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m;
 
-    if (r->routing == STILL_ROUTING_WINDOW) { /* keys left of every window of chunk c */
+    if (r->engine == STILL__ENGINE_WINDOW) { /* keys left of every window of chunk c */
         int64_t first = imax(0, c * C - r->w + 1);
         if (first > u->raw_first) {
             for (int64_t i = 0; i < ctx->nh; i++)
@@ -782,7 +782,7 @@ static void mask_tile(const still__resolved *r, float *tile, int64_t tn, int64_t
     for (int64_t j = 0; j < tn; j++) {
         const int64_t rel = k0 + j - a; /* the query index of the key itself */
         int64_t lo = rel, hi = n;       /* visible: q >= key */
-        if (r->routing == STILL_ROUTING_WINDOW) {
+        if (r->engine == STILL__ENGINE_WINDOW) {
             /* exact iff q <= key + w - 1, i.e. t < rel + w */
             int64_t edge = r->w > n - rel ? n : rel + r->w;
             if (want_exact)
@@ -817,8 +817,8 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     const still__kernels *K = ctx->kern;
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m, b = a + n;
     const int64_t h = u->hq0 + i;
-    const int raw_has_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0;
-    const int raw_has_linear = r->routing == STILL_ROUTING_WINDOW || r->L == 0;
+    const int raw_has_exact = r->engine == STILL__ENGINE_WINDOW || r->L > 0;
+    const int raw_has_linear = r->engine == STILL__ENGINE_WINDOW || r->L == 0;
     const int any_exact = u->cache_n > 0 || raw_has_exact; /* else E_t is empty */
 
     for (int64_t t = 0; t < n; t++) {
@@ -847,7 +847,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     if (raw_has_exact) {
         for (int64_t k0 = u->raw_first; k0 < b; k0 += KEY_TILE) {
             int64_t tn = imin(KEY_TILE, b - k0);
-            if (r->routing == STILL_ROUTING_WINDOW && k0 + tn - 1 <= a - r->w)
+            if (r->engine == STILL__ENGINE_WINDOW && k0 + tn - 1 <= a - r->w)
                 continue; /* left of every window: no exact entry (a no-op tile) */
             float *tile = ws->tile;
             if (band && k0 == u->raw_first) /* computed for the saliency already */
@@ -891,7 +891,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
         if (raw_has_linear) {
             for (int64_t k0 = u->raw_first; k0 < b; k0 += KEY_TILE) {
                 int64_t tn = imin(KEY_TILE, b - k0);
-                if (r->routing == STILL_ROUTING_WINDOW && k0 > b - 1 - r->w)
+                if (r->engine == STILL__ENGINE_WINDOW && k0 > b - 1 - r->w)
                     break; /* inside every window: no linear entry (no-op tiles) */
                 raw_tile_gemm(K, tn, n, m, hist_row_phik(ctx, u, i, k0), m, ws->phiqt, ws->tile,
                               k0, a);
@@ -955,13 +955,13 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
      * segment when they reach back w keys (L = 2, w = C: the default):
      * computed once into ws->win for both */
     const int64_t band_rows = a + n - u->raw_first;
-    const int share = need_sigma && blk->o && (r->routing == STILL_ROUTING_WINDOW || r->L > 0) &&
+    const int share = need_sigma && blk->o && (r->engine == STILL__ENGINE_WINDOW || r->L > 0) &&
                       u->raw_first <= imax(0, a - r->w + 1) && band_rows <= KEY_TILE &&
                       band_rows <= ctx->win_rows;
     /* the logits q.k are needed for sigma and for an exact set (pure
      * linear mode, k = 0 and L = 0, has neither) */
     const int logits = need_sigma || (blk->o && (u->cache_n > 0 || r->L > 0 ||
-                                                 r->routing == STILL_ROUTING_WINDOW));
+                                                 r->engine == STILL__ENGINE_WINDOW));
     /* one query (decode) scores the band from the ring, when it fits in
      * win from its panel start (15 rows more at most) */
     const int ring = share && n == 1 && band_rows + STILL__PANEL - 1 <= sat_mul(ctx->win_rows, Cn);
@@ -1015,7 +1015,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
     if (blk->n <= 0)
         return STILL_OK;
     ws->overflow = 0;
-    if (r->routing != STILL_ROUTING_WINDOW && r->k > 0) {
+    if (r->engine != STILL__ENGINE_WINDOW && r->k > 0) {
         /* each arrival splits a complete raw chunk, if there is one */
         int64_t need = sat_add(u->cache_n, sat_mul(imin(arrivals(C, u->pos, end),
                                                         (end - u->raw_first) / C), r->k));
@@ -1027,7 +1027,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
     while (u->pos < end) {
         const int64_t c = u->pos / C, n = imin(end - u->pos, C - u->pos % C);
         if (u->pos == c * C && c >= 1 && u->split_chunks < c) {
-            chunk_arrival(ctx, u, ws, c, r->routing == STILL_ROUTING_WINDOW ? NULL : blk->forced);
+            chunk_arrival(ctx, u, ws, c, r->engine == STILL__ENGINE_WINDOW ? NULL : blk->forced);
             u->split_chunks = c;
         }
         segment(ctx, u, ws, blk, off, n, need_sigma);

@@ -291,7 +291,7 @@ static int counts_ok(const still_state *st, int64_t P, const still__unit_counts 
         k->keys_n != (window > raw ? window - raw : 0) || k->cache_n > P - k->raw_n ||
         k->folded != P - k->raw_n - k->cache_n)
         return 0;
-    if (r->routing == STILL_ROUTING_WINDOW)
+    if (r->engine == STILL__ENGINE_WINDOW)
         return k->cache_n == 0;
     int64_t split = (P - k->raw_n) / r->C; /* chunks split so far */
     if (r->k && split > INT64_MAX / r->k)

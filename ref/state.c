@@ -336,7 +336,7 @@ static void split_oldest_chunk(const still_state *st, ref_impl *w, ref_unit *u, 
 static void age(const still_state *st, ref_impl *w, ref_unit *u, int64_t t)
 {
     const still__resolved *r = &st->r;
-    if (r->routing == STILL_ROUTING_WINDOW) {
+    if (r->engine == STILL__ENGINE_WINDOW) {
         if (u->raw_n == r->w) {
             fold(st, w, u, u->raw_k, u->raw_v);
             raw_drop(st, u, 1);
@@ -420,7 +420,7 @@ static void output(const still_state *st, ref_impl *w, ref_unit *u, int64_t t, i
 {
     const still__resolved *r = &st->r;
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m, hq = u->hq0 + i;
-    const int raw_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0;
+    const int raw_exact = r->engine == STILL__ENGINE_WINDOW || r->L > 0;
     const double *q_t = w->q + i * d, *S = u->S + i * m * dv, *z = u->z + i * m;
     const double omega = still__ref_omega(&st->params, hq);
     int64_t f;
@@ -529,7 +529,7 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
     const still__resolved *r = &st->r;
     /* room first, so that nothing below can fail: at most n/C + 1 splits
      * (routing `window` caches nothing) */
-    for (int64_t i = 0; r->routing != STILL_ROUTING_WINDOW && i < st->units; i++) {
+    for (int64_t i = 0; r->engine != STILL__ENGINE_WINDOW && i < st->units; i++) {
         ref_unit *u = &w->u[i];
         /* a restored state's k need not fit its few tokens */
         int rc = cache_reserve(st, u, still__state_cache_need(r, u->cache_n, u->raw_n, n));
@@ -633,7 +633,7 @@ static int ref_finish_load(still_state *st, int64_t unit)
 
 static int64_t ref_raw_count(const still_state *st, int64_t P)
 {
-    if (st->r.routing == STILL_ROUTING_WINDOW) /* folded token by token */
+    if (st->r.engine == STILL__ENGINE_WINDOW) /* folded token by token */
         return P < st->r.w ? P : st->r.w;
     return still__state_split_raw_count(st, P);
 }
@@ -670,7 +670,7 @@ static void ref_census(const still_state *st, int64_t b, int64_t hq, still__cens
     const ref_unit *u = &((const ref_impl *)st->impl)->u[unit];
     c->cached = u->cache_n;
     c->raw = u->raw_n;
-    c->raw_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0 ? u->raw_n : 0;
+    c->raw_exact = r->engine == STILL__ENGINE_WINDOW || r->L > 0 ? u->raw_n : 0;
     c->folded = u->folded;
     c->raw_first = st->position - u->raw_n;
     if (cache_pos && u->cache_n) /* window routing has no cache array: no memcpy from NULL */
