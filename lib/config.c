@@ -15,6 +15,8 @@ void still_config_default(still_config *cfg)
     cfg->local = 2;
     cfg->max_sel = 0;
     cfg->routing = STILL_ROUTING_SALIENCY;
+    cfg->rest = STILL_REST_LINEAR;
+    cfg->sinks = 4;
     cfg->act = STILL_ACT_HEDGEHOG;
     cfg->npmap = 1;
     cfg->select_per_kv = 0;
@@ -82,7 +84,9 @@ static int cfg_ok(const still_config *c)
         return STILL_E_CONFIG;
     if (c->window == 1)
         return STILL_E_CONFIG; /* SPEC §4: w >= 2 */
-    if (!still__routing_of(c->routing))
+    if (!still__routing_of(c->routing) || c->sinks < 0)
+        return STILL_E_CONFIG;
+    if (c->rest != STILL_REST_LINEAR && c->rest != STILL_REST_DROP)
         return STILL_E_CONFIG;
     if (c->act < STILL_ACT_HEDGEHOG || c->act > STILL_ACT_RELU)
         return STILL_E_CONFIG;
@@ -132,6 +136,7 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->per_kv = cfg->select_per_kv;
     r->saliency = cfg->saliency;
     r->phantom_sink = cfg->phantom_sink;
+    r->rest = cfg->rest;
     r->eps_den = cfg->eps_den;
     r->w = cfg->window ? cfg->window : (cfg->chunk >= 2 ? cfg->chunk : 2);
     r->sinks = 0;
@@ -149,6 +154,8 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->keys_cap = still__sat_mul(2, r->w);
     /* k is unchecked (and unused) with routing `window`: it may be < 0 */
     r->cache_cap = r->max_sel > 0 ? still__sat_add(r->max_sel, r->k > 0 ? r->k : 0) : INT64_MAX;
+    if (r->engine == STILL__ENGINE_WINDOW) /* the sinks that left the window (SPEC §13) */
+        r->cache_cap = r->sinks;
 
     if ((rc = map_rows(&params->fq, shape->dim_qk, &r->f_q)))
         return rc;

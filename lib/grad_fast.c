@@ -179,9 +179,9 @@ static void route_row(fast_head *h, const double *sigma, const uint8_t *sel, int
                       int64_t n, uint8_t *kind)
 {
     const still__resolved *r = h->r;
-    if (r->engine == STILL__ENGINE_WINDOW) { /* the last w positions incl. t */
+    if (r->engine == STILL__ENGINE_WINDOW) { /* the last w positions incl. t, the sinks */
         for (int64_t j = 0; j < n; j++)
-            kind[j] = j > t ? KEY_FUTURE : j > t - r->w ? KEY_EXACT : KEY_LINEAR;
+            kind[j] = j > t ? KEY_FUTURE : j > t - r->w || j < r->sinks ? KEY_EXACT : KEY_LINEAR;
         return;
     }
     const int64_t c = t / r->C;

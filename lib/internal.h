@@ -45,6 +45,7 @@ typedef struct still__resolved {
     int64_t max_sel;  /* 0 = no cap */
     int routing, act, npmap, per_kv, saliency, phantom_sink;
     int engine;       /* STILL__ENGINE_*: how the routing decides E_t */
+    int rest;         /* STILL_REST_* (SPEC §12) */
     int64_t sinks;    /* leading positions always exact (routing sinks), else 0 */
     double scale;     /* effective logit scale */
     double eps_den;
@@ -58,7 +59,8 @@ typedef struct still__resolved {
                          `window`, else Ls * C */
     int64_t keys_cap; /* keys a state unit keeps for saliency: 2w */
     int64_t cache_cap; /* entries the selected cache can hold: max_sel + k,
-                          INT64_MAX without a cap */
+                          INT64_MAX without a cap; the sinks with the
+                          window engine */
 } still__resolved;
 
 /* A routing (SPEC §6) as the drivers see it: one of two engines,

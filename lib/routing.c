@@ -37,11 +37,35 @@ static int resolve_window(const still_config *cfg, still__resolved *r)
     return STILL_OK;
 }
 
+/* SPEC §13 sinks: the window engine with s sinks kept exact. */
+static int resolve_sinks(const still_config *cfg, still__resolved *r)
+{
+    if (cfg->phantom_sink)
+        return STILL_E_CONFIG; /* App. A.2 belongs to the authors' STILL */
+    r->k = 0;
+    r->sinks = cfg->sinks;
+    return STILL_OK;
+}
+
+/* SPEC §14 terraced: the chunk engine with blocks C = w, nothing selected,
+ * the current and the previous block exact (L = 2). */
+static int resolve_terraced(const still_config *cfg, still__resolved *r)
+{
+    if (cfg->phantom_sink)
+        return STILL_E_CONFIG;
+    r->C = r->w;
+    r->L = 2;
+    r->k = 0;
+    return STILL_OK;
+}
+
 static const still__routing routings[] = {
     [STILL_ROUTING_SALIENCY] = {"saliency", STILL__ENGINE_CHUNKS, resolve_saliency},
     [STILL_ROUTING_WINDOW] = {"window", STILL__ENGINE_WINDOW, resolve_window},
     [STILL_ROUTING_ALL] = {"all", STILL__ENGINE_CHUNKS, resolve_all},
     [STILL_ROUTING_NONE] = {"none", STILL__ENGINE_CHUNKS, resolve_none},
+    [STILL_ROUTING_SINKS] = {"sinks", STILL__ENGINE_WINDOW, resolve_sinks},
+    [STILL_ROUTING_TERRACED] = {"terraced", STILL__ENGINE_CHUNKS, resolve_terraced},
 };
 
 const still__routing *still__routing_of(int id)

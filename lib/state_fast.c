@@ -218,7 +218,7 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
         return grc;
     /* room first, for every unit, so that a failure changes nothing: at
      * most n/C + 1 chunk arrivals, k tokens each (lib/fast.h) */
-    if (r->engine != STILL__ENGINE_WINDOW && r->k > 0)
+    if (r->engine == STILL__ENGINE_WINDOW ? r->sinks > 0 : r->k > 0)
         for (int64_t i = 0; i < st->units; i++) {
             const int64_t raw = w->u[i].pos - w->u[i].raw_first;
             int rc = still__fast_unit_reserve(

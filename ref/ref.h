@@ -62,6 +62,10 @@ void still__ref_route_saliency(const still__resolved *r, const double *sigma,
                                const uint8_t *sel, int64_t t, uint8_t *exact);
 void still__ref_route_window(const still__resolved *r, const double *sigma,
                              const uint8_t *sel, int64_t t, uint8_t *exact);
+void still__ref_route_sinks(const still__resolved *r, const double *sigma,
+                            const uint8_t *sel, int64_t t, uint8_t *exact);
+void still__ref_route_terraced(const still__resolved *r, const double *sigma,
+                               const uint8_t *sel, int64_t t, uint8_t *exact);
 
 /* SPEC §6: output o_t [dv] of query t, given its routing.  phi_q [m] is
  * phi_q(q_t), phi_k [N][m] the key features, gate_t [dv] or NULL,

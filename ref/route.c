@@ -12,6 +12,8 @@ static const exact_set_fn exact_sets[] = {
     [STILL_ROUTING_WINDOW] = still__ref_route_window,
     [STILL_ROUTING_ALL] = still__ref_route_saliency,
     [STILL_ROUTING_NONE] = still__ref_route_saliency,
+    [STILL_ROUTING_SINKS] = still__ref_route_sinks,
+    [STILL_ROUTING_TERRACED] = still__ref_route_terraced,
 };
 
 void still__ref_route(const still__resolved *r, const double *sigma, const uint8_t *sel,
