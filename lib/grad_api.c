@@ -308,7 +308,6 @@ static int vjp_run(head_vjp_fn fn, int fast, const still_config *cfg,
     if (!inputs.o)
         inputs.o = &placeholder; /* o is optional here; the check wants one */
     if ((rc = still__resolve(cfg, shape, params, &r)) || (rc = still__no_query_range(cfg)) ||
-        (rc = r.rest == STILL_REST_DROP ? STILL_E_UNSUPPORTED : STILL_OK) || /* SPEC §12 */
         (fast && (rc = still__kernels_select(cfg ? cfg->isa : STILL_ISA_AUTO, &kern))) ||
         (rc = still__check_tensors(&r, params, &inputs, !fast)))
         return rc;

@@ -385,25 +385,33 @@ START_TEST(test_invalid_configs_refused)
 }
 END_TEST
 
-/* The VJP holds the exact set fixed; rest = drop is not in it (refused). */
-START_TEST(test_vjp_refuses_drop)
+/* The VJP of rest = drop (finite differences in test_vjp.c): the gate
+ * multiplies nothing, so its gradient is exactly 0, and q's is not. */
+START_TEST(test_vjp_drop_has_no_gate_gradient)
 {
     tu_rng g;
     tu_rng_seed(&g, 1210);
     tu_case c;
     make_case(&c, &g, 1, 1, 1, 9, STILL_LAYOUT_BHND, STILL_ROUTING_SINKS, STILL_REST_DROP, 3, 1, 0);
     double *dout = tu_dalloc(n_o(&c)), *dq = tu_dalloc(9 * 4), *o = tu_dalloc(n_o(&c));
+    double *dgate = tu_dalloc(n_o(&c)), *gate = tu_dalloc(n_o(&c));
+    tu_fill(&g, dout, n_o(&c), -1.0, 1.0);
+    tu_fill(&g, gate, n_o(&c), 0.1, 0.9);
     still_tensors t;
     memset(&t, 0, sizeof t);
     t.dtype = STILL_F64;
-    t.q = c.q, t.k = c.k, t.v = c.v, t.o = o;
+    t.q = c.q, t.k = c.k, t.v = c.v, t.o = o, t.gate = gate;
     still_grads gr;
     memset(&gr, 0, sizeof gr);
     gr.dq = dq;
-    ck_assert_int_eq(still_ref_vjp(&c.cfg, &c.shape, NULL, &t, dout, &gr), STILL_E_UNSUPPORTED);
+    gr.dgate = dgate;
+    ck_assert_int_eq(still_ref_vjp(&c.cfg, &c.shape, NULL, &t, dout, &gr), STILL_OK);
+    ck_assert_double_eq(tu_max_abs(dgate, n_o(&c)), 0.0);
+    ck_assert(tu_max_abs(dq, 9 * 4) > 0.0);
     c.cfg.rest = STILL_REST_LINEAR;
     ck_assert_int_eq(still_ref_vjp(&c.cfg, &c.shape, NULL, &t, dout, &gr), STILL_OK);
-    free(dout), free(dq), free(o);
+    ck_assert(tu_max_abs(dgate, n_o(&c)) > 0.0);
+    free(dout), free(dq), free(o), free(dgate), free(gate);
     tu_case_free(&c);
 }
 END_TEST
@@ -423,7 +431,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_decode_equals_prefill_every_split);
     tcase_add_test(tc, test_save_restore_continues);
     tcase_add_test(tc, test_invalid_configs_refused);
-    tcase_add_test(tc, test_vjp_refuses_drop);
+    tcase_add_test(tc, test_vjp_drop_has_no_gate_gradient);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -346,6 +346,28 @@ START_TEST(test_fd_sinks_and_terraced_routings)
 }
 END_TEST
 
+/* SPEC §12: rest = drop, the keys outside the exact set ignored; with
+ * L = 0 and eps_den 0 the first chunk's queries have no key (o = 0) */
+START_TEST(test_fd_rest_drop)
+{
+    still_shape sh = shape_of(1, 2, 1, 25, 4, 3, STILL_LAYOUT_BHND);
+    still_config sinks = cfg_of(STILL_ROUTING_SINKS, STILL_ACT_HEDGEHOG, 1, 8, 2, 2);
+    sinks.window = 4;
+    sinks.sinks = 2;
+    sinks.rest = STILL_REST_DROP;
+    sinks.eps_den = 0.5; /* omega acts through eps_den alone: a gradient FD can resolve */
+    still_config empty = cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 6, 2, 0);
+    empty.rest = STILL_REST_DROP;
+    empty.eps_den = 0.0;
+    vopts o = {.f = 4, .with_b = 1, .with_u = 1, .tied = 0, .with_w = 1, .with_gate = 1};
+    fd_case(112, &sh, &sinks, &o, "sinks 2 + window 4/drop", 1);
+    /* o does not depend on omega with eps_den 0 (a zero gradient FD cannot
+     * rate): no window.w here */
+    vopts no_w = {.f = 4, .with_b = 1, .with_u = 1, .tied = 0, .with_gate = 1};
+    fd_case(113, &sh, &empty, &no_w, "saliency L=0/drop/eps_den 0", 1);
+}
+END_TEST
+
 START_TEST(test_fd_routing_all_and_none)
 {
     still_shape sh = shape_of(1, 2, 1, 20, 4, 3, STILL_LAYOUT_BHND);
@@ -508,7 +530,7 @@ START_TEST(test_fast_vjp_within_its_bound_on_the_grid)
     /* N = 150: three query blocks of the fast path; chunks straddle them */
     still_shape gqa = shape_of(1, 4, 2, 150, 8, 6, STILL_LAYOUT_BHND);
     still_shape bnhd = shape_of(2, 2, 1, 130, 6, 5, STILL_LAYOUT_BNHD);
-    grid_point grid[11];
+    grid_point grid[12];
     int n = 0;
     grid[n++] = (grid_point){cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 16, 4, 2),
                                   &gqa, "saliency/GQA per query head"};
@@ -539,6 +561,9 @@ START_TEST(test_fast_vjp_within_its_bound_on_the_grid)
     grid[n] = (grid_point){cfg_of(STILL_ROUTING_TERRACED, STILL_ACT_HEDGEHOG, 1, 16, 0, 2),
                            &bnhd, "terraced 24/BNHD"};
     grid[n++].cfg.window = 24;
+    grid[n] = (grid_point){cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 16, 4, 2), &gqa,
+                           "saliency/drop"};
+    grid[n++].cfg.rest = STILL_REST_DROP;
     vopts full = {.f = 8, .with_b = 1, .with_u = 1, .tied = 0, .with_w = 1, .with_gate = 1};
     vopts bn = {.f = 6, .with_b = 1, .with_u = 1, .tied = 1, .with_w = 1, .with_gate = 1};
     double worst = 0.0;
@@ -806,6 +831,7 @@ static Suite *vjp_suite(void)
     tcase_add_test(fd, test_fd_window_routing_omega);
     tcase_add_test(fd, test_fd_routing_all_and_none);
     tcase_add_test(fd, test_fd_sinks_and_terraced_routings);
+    tcase_add_test(fd, test_fd_rest_drop);
     tcase_add_test(fd, test_fd_compat_authors_phantom_sink);
     tcase_add_test(fd, test_fd_default_map_and_ones_gate);
     tcase_add_test(fd, test_ref_f32_inputs_are_the_f64_vjp_of_their_values);
