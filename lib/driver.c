@@ -1031,8 +1031,9 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
         return STILL_OK;
     ws->overflow = 0;
     if (r->engine == STILL__ENGINE_WINDOW && r->sinks > 0) {
-        /* SPEC §13: at most one sink leaves the window per token */
-        int64_t need = imin(sat_add(u->cache_n, blk->n), imax(u->cache_n, r->cache_cap));
+        /* SPEC §13: the sinks leave the raw tokens at chunk arrivals, at
+         * most C of them at each, at most one arrival per C tokens plus one */
+        int64_t need = imin(sat_add(u->cache_n, sat_add(blk->n, C)), imax(u->cache_n, r->cache_cap));
         if ((rc = still__fast_unit_reserve(ctx, u, need)))
             return rc;
     } else if (r->engine != STILL__ENGINE_WINDOW && r->k > 0) {

@@ -282,14 +282,19 @@ START_TEST(test_decode_equals_prefill_every_split)
 {
     tu_rng g;
     tu_rng_seed(&g, 1208);
-    const int routings[] = {STILL_ROUTING_SINKS, STILL_ROUTING_TERRACED};
-    const int64_t N = 23;
-    int64_t blocks[23];
-    for (int ri = 0; ri < 2; ri++)
+    /* routing 2: sinks again with more sinks than a first cache holds (16)
+     * and whole chunks of them leaving at once on the fast path */
+    const int routings[] = {STILL_ROUTING_SINKS, STILL_ROUTING_TERRACED, STILL_ROUTING_SINKS};
+    const int64_t N = 61;
+    int64_t blocks[61];
+    for (int ri = 0; ri < 3; ri++)
         for (int rest = 0; rest <= 1; rest++)
             for (int path = STILL_PATH_REF; path <= STILL_PATH_FAST; path++) {
                 tu_case c;
-                make_case(&c, &g, 1, 2, 1, N, STILL_LAYOUT_BHND, routings[ri], rest, 5, 3, 1);
+                make_case(&c, &g, 1, 2, 1, N, STILL_LAYOUT_BHND, routings[ri], rest, 5,
+                          ri == 2 ? 40 : 3, 1);
+                if (ri == 2)
+                    c.cfg.chunk = 16;
                 if (path == STILL_PATH_FAST) {
                     c.dtype = STILL_F32;
                     tu_case_round(&c);
