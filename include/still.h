@@ -75,8 +75,11 @@ enum {                                                   /* SPEC §6 routing */
     STILL_ROUTING_SALIENCY = 0,
     STILL_ROUTING_WINDOW = 1,
     STILL_ROUTING_ALL = 2,
-    STILL_ROUTING_NONE = 3
+    STILL_ROUTING_NONE = 3,
+    STILL_ROUTING_SINKS = 4,    /* SPEC §13: s sinks + the last w positions */
+    STILL_ROUTING_TERRACED = 5  /* SPEC §14: LoLCATs' block window of w */
 };
+enum { STILL_REST_LINEAR = 0, STILL_REST_DROP = 1 };    /* SPEC §12 */
 enum {                                                   /* SPEC §2 activations */
     STILL_ACT_HEDGEHOG = 0,
     STILL_ACT_SOFTMAX = 1,
@@ -112,10 +115,16 @@ typedef struct still_config {
     int64_t chunk;     /* C >= 1; default 64 */
     int64_t topk;      /* k, 0 <= k <= C; default 4 (routing saliency only) */
     int64_t window;    /* w >= 2: saliency window, and the exact window of
-                          routing `window`; 0 = default max(C, 2) */
+                          routings `window`, `sinks` and `terraced` (its
+                          block, which replaces chunk, topk and local);
+                          0 = default max(C, 2) */
     int64_t local;     /* L >= 0 recent exact chunks; default 2 */
     int64_t max_sel;   /* cap on the selected cache, 0 = none (default) */
     int routing;       /* STILL_ROUTING_*; default SALIENCY */
+    int rest;          /* SPEC §12: keys outside the exact set feed the linear
+                          branch (STILL_REST_LINEAR, default) or are ignored
+                          (STILL_REST_DROP) */
+    int64_t sinks;     /* s >= 0 sink positions of routing `sinks`; default 4 */
     int act;           /* STILL_ACT_*; default HEDGEHOG */
     int npmap;         /* 1 (default): norm-preserving rescale; 0: off */
     int select_per_kv; /* 1: one selection per kv head (sigma averaged over

@@ -15,6 +15,8 @@ void still_config_default(still_config *cfg)
     cfg->local = 2;
     cfg->max_sel = 0;
     cfg->routing = STILL_ROUTING_SALIENCY;
+    cfg->rest = STILL_REST_LINEAR;
+    cfg->sinks = 4;
     cfg->act = STILL_ACT_HEDGEHOG;
     cfg->npmap = 1;
     cfg->select_per_kv = 0;
@@ -82,9 +84,9 @@ static int cfg_ok(const still_config *c)
         return STILL_E_CONFIG;
     if (c->window == 1)
         return STILL_E_CONFIG; /* SPEC §4: w >= 2 */
-    if (c->routing < STILL_ROUTING_SALIENCY || c->routing > STILL_ROUTING_NONE)
+    if (!still__routing_of(c->routing) || c->sinks < 0)
         return STILL_E_CONFIG;
-    if (c->routing == STILL_ROUTING_SALIENCY && (c->topk < 0 || c->topk > c->chunk))
+    if (c->rest != STILL_REST_LINEAR && c->rest != STILL_REST_DROP)
         return STILL_E_CONFIG;
     if (c->act < STILL_ACT_HEDGEHOG || c->act > STILL_ACT_RELU)
         return STILL_E_CONFIG;
@@ -134,13 +136,13 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->per_kv = cfg->select_per_kv;
     r->saliency = cfg->saliency;
     r->phantom_sink = cfg->phantom_sink;
+    r->rest = cfg->rest;
     r->eps_den = cfg->eps_den;
     r->w = cfg->window ? cfg->window : (cfg->chunk >= 2 ? cfg->chunk : 2);
-    switch (cfg->routing) {
-    case STILL_ROUTING_ALL: r->k = cfg->chunk; break;
-    case STILL_ROUTING_NONE: r->k = 0; break;
-    default: r->k = cfg->topk; break;
-    }
+    r->sinks = 0;
+    r->engine = still__routing_of(cfg->routing)->engine;
+    if ((rc = still__routing_of(cfg->routing)->resolve(cfg, r)))
+        return rc;
     /* SPEC App. A.1: the authors' window is the chunk (l = C = w) */
     if (cfg->saliency == STILL_SALIENCY_AUTHORS && r->w != r->C)
         return STILL_E_CONFIG;
@@ -148,10 +150,12 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->group = shape->heads_q / shape->heads_kv;
     r->nchunks = shape->seq_len / r->C + (shape->seq_len % r->C != 0); /* C may be INT64_MAX */
     r->Ls = r->L > 0 ? r->L : 1;
-    r->raw_cap = r->routing == STILL_ROUTING_WINDOW ? r->w : still__sat_mul(r->Ls, r->C);
+    r->raw_cap = r->engine == STILL__ENGINE_WINDOW ? r->w : still__sat_mul(r->Ls, r->C);
     r->keys_cap = still__sat_mul(2, r->w);
     /* k is unchecked (and unused) with routing `window`: it may be < 0 */
     r->cache_cap = r->max_sel > 0 ? still__sat_add(r->max_sel, r->k > 0 ? r->k : 0) : INT64_MAX;
+    if (r->engine == STILL__ENGINE_WINDOW) /* the sinks that left the window (SPEC §13) */
+        r->cache_cap = r->sinks;
 
     if ((rc = map_rows(&params->fq, shape->dim_qk, &r->f_q)))
         return rc;

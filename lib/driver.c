@@ -150,7 +150,7 @@ int still__fast_ctx_init(still__fast_ctx *ctx, const still__resolved *r,
     ctx->win_rows = sat_add(Ce, we);
     if (ctx->hist_cap > ((int64_t)1 << 40) || ctx->win_rows > ((int64_t)1 << 40))
         return STILL_E_OVERFLOW;
-    ctx->sigma_for_state = r->routing != STILL_ROUTING_WINDOW && r->k > 0 &&
+    ctx->sigma_for_state = r->engine != STILL__ENGINE_WINDOW && r->k > 0 &&
                            (r->max_sel > 0 || r->k < C);
 
     still_params def;
@@ -430,6 +430,8 @@ static void fold_rows(const still__fast_ctx *ctx, still__fast_unit *u, int64_t i
                       const float *phik, const float *v, int64_t ldv, int64_t n)
 {
     const int64_t m = ctx->r.m, dv = ctx->r.shape.dim_v;
+    if (ctx->r.rest == STILL_REST_DROP) /* SPEC §12: the tokens are only counted */
+        return;
     ctx->kern->gemm(m, dv, n, phik, 1, m, v, ldv, u->S + i * m * dv, dv, 1);
     ctx->kern->colsum_acc(n, m, phik, m, u->z + i * m);
 }
@@ -482,8 +484,17 @@ static void chunk_arrival(const still__fast_ctx *ctx, still__fast_unit *u,
     const still__resolved *r = &ctx->r;
     const int64_t C = r->C, d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m;
 
-    if (r->routing == STILL_ROUTING_WINDOW) { /* keys left of every window of chunk c */
+    if (r->engine == STILL__ENGINE_WINDOW) { /* keys left of every window of chunk c */
         int64_t first = imax(0, c * C - r->w + 1);
+        /* SPEC §13: the sinks among them join the cache (reserved by the
+         * caller), in position order */
+        for (; u->raw_first < imin(first, r->sinks); u->raw_first++) {
+            int64_t s = u->cache_n++;
+            memcpy(u->cache_k + s * d, hist_row_k(ctx, u, u->raw_first), (size_t)d * sizeof(float));
+            memcpy(u->cache_v + s * dv, hist_row_v(ctx, u, u->raw_first), (size_t)dv * sizeof(float));
+            u->cache_sigma[s] = 0.0; /* sinks are not ranked */
+            u->cache_pos[s] = u->raw_first;
+        }
         if (first > u->raw_first) {
             for (int64_t i = 0; i < ctx->nh; i++)
                 fold_rows(ctx, u, i, hist_row_phik(ctx, u, i, u->raw_first),
@@ -782,9 +793,10 @@ static void mask_tile(const still__resolved *r, float *tile, int64_t tn, int64_t
     for (int64_t j = 0; j < tn; j++) {
         const int64_t rel = k0 + j - a; /* the query index of the key itself */
         int64_t lo = rel, hi = n;       /* visible: q >= key */
-        if (r->routing == STILL_ROUTING_WINDOW) {
-            /* exact iff q <= key + w - 1, i.e. t < rel + w */
-            int64_t edge = r->w > n - rel ? n : rel + r->w;
+        if (r->engine == STILL__ENGINE_WINDOW) {
+            /* exact iff q <= key + w - 1, i.e. t < rel + w, or the key is
+             * a sink (SPEC §13) */
+            int64_t edge = r->w > n - rel || k0 + j < r->sinks ? n : rel + r->w;
             if (want_exact)
                 hi = edge;
             else
@@ -817,8 +829,9 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     const still__kernels *K = ctx->kern;
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m, b = a + n;
     const int64_t h = u->hq0 + i;
-    const int raw_has_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0;
-    const int raw_has_linear = r->routing == STILL_ROUTING_WINDOW || r->L == 0;
+    const int raw_has_exact = r->engine == STILL__ENGINE_WINDOW || r->L > 0;
+    const int raw_has_linear = r->rest == STILL_REST_LINEAR &&
+                               (r->engine == STILL__ENGINE_WINDOW || r->L == 0);
     const int any_exact = u->cache_n > 0 || raw_has_exact; /* else E_t is empty */
 
     for (int64_t t = 0; t < n; t++) {
@@ -847,8 +860,8 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     if (raw_has_exact) {
         for (int64_t k0 = u->raw_first; k0 < b; k0 += KEY_TILE) {
             int64_t tn = imin(KEY_TILE, b - k0);
-            if (r->routing == STILL_ROUTING_WINDOW && k0 + tn - 1 <= a - r->w)
-                continue; /* left of every window: no exact entry (a no-op tile) */
+            if (r->engine == STILL__ENGINE_WINDOW && k0 + tn - 1 <= a - r->w && k0 >= r->sinks)
+                continue; /* left of every window, no sink: no exact entry (a no-op tile) */
             float *tile = ws->tile;
             if (band && k0 == u->raw_first) /* computed for the saliency already */
                 tile = band;
@@ -870,7 +883,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
     }
 
     /* linear: phi_q^T S, phi_q^T z, and the linear raw tokens (SPEC §3, §6) */
-    const int have_linear = u->folded > 0 || raw_has_linear;
+    const int have_linear = r->rest == STILL_REST_LINEAR && (u->folded > 0 || raw_has_linear);
     if (have_linear) {
         const float *q = blk->q + i * blk->q_hs + off * blk->q_ns;
         feature_rows(ctx, &ctx->fq, h, n, q, blk->q_ns, ws->phiq, m, ws);
@@ -891,7 +904,7 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
         if (raw_has_linear) {
             for (int64_t k0 = u->raw_first; k0 < b; k0 += KEY_TILE) {
                 int64_t tn = imin(KEY_TILE, b - k0);
-                if (r->routing == STILL_ROUTING_WINDOW && k0 > b - 1 - r->w)
+                if (r->engine == STILL__ENGINE_WINDOW && k0 > b - 1 - r->w)
                     break; /* inside every window: no linear entry (no-op tiles) */
                 raw_tile_gemm(K, tn, n, m, hist_row_phik(ctx, u, i, k0), m, ws->phiqt, ws->tile,
                               k0, a);
@@ -922,6 +935,8 @@ static void segment_output(const still__fast_ctx *ctx, still__fast_unit *u,
         }
         float den = omega * lt + (have_linear ? ws->den[t] : 0.0f) + eps_den;
         den_bad |= !(fabsf(den) <= FLT_MAX); /* an infinite den makes o = 0 (SPEC §10) */
+        if (den == 0.0f) /* SPEC §12: E_t empty and dropped, eps_den 0: o = 0 (acc = 0) */
+            den = 1.0f;
         const float *g = blk->gate ? blk->gate + i * blk->g_hs + (off + t) * blk->g_ns : NULL;
         K->combine_row(dv, omega, acc, have_linear ? lin : NULL, g, den,
                        blk->o + i * blk->o_hs + (off + t) * blk->o_ns);
@@ -955,13 +970,13 @@ static void segment(const still__fast_ctx *ctx, still__fast_unit *u, still__fast
      * segment when they reach back w keys (L = 2, w = C: the default):
      * computed once into ws->win for both */
     const int64_t band_rows = a + n - u->raw_first;
-    const int share = need_sigma && blk->o && (r->routing == STILL_ROUTING_WINDOW || r->L > 0) &&
+    const int share = need_sigma && blk->o && (r->engine == STILL__ENGINE_WINDOW || r->L > 0) &&
                       u->raw_first <= imax(0, a - r->w + 1) && band_rows <= KEY_TILE &&
                       band_rows <= ctx->win_rows;
     /* the logits q.k are needed for sigma and for an exact set (pure
      * linear mode, k = 0 and L = 0, has neither) */
     const int logits = need_sigma || (blk->o && (u->cache_n > 0 || r->L > 0 ||
-                                                 r->routing == STILL_ROUTING_WINDOW));
+                                                 r->engine == STILL__ENGINE_WINDOW));
     /* one query (decode) scores the band from the ring, when it fits in
      * win from its panel start (15 rows more at most) */
     const int ring = share && n == 1 && band_rows + STILL__PANEL - 1 <= sat_mul(ctx->win_rows, Cn);
@@ -1015,7 +1030,13 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
     if (blk->n <= 0)
         return STILL_OK;
     ws->overflow = 0;
-    if (r->routing != STILL_ROUTING_WINDOW && r->k > 0) {
+    if (r->engine == STILL__ENGINE_WINDOW && r->sinks > 0) {
+        /* SPEC §13: the sinks leave the raw tokens at chunk arrivals, at
+         * most C of them at each, at most one arrival per C tokens plus one */
+        int64_t need = imin(sat_add(u->cache_n, sat_add(blk->n, C)), imax(u->cache_n, r->cache_cap));
+        if ((rc = still__fast_unit_reserve(ctx, u, need)))
+            return rc;
+    } else if (r->engine != STILL__ENGINE_WINDOW && r->k > 0) {
         /* each arrival splits a complete raw chunk, if there is one */
         int64_t need = sat_add(u->cache_n, sat_mul(imin(arrivals(C, u->pos, end),
                                                         (end - u->raw_first) / C), r->k));
@@ -1027,7 +1048,7 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
     while (u->pos < end) {
         const int64_t c = u->pos / C, n = imin(end - u->pos, C - u->pos % C);
         if (u->pos == c * C && c >= 1 && u->split_chunks < c) {
-            chunk_arrival(ctx, u, ws, c, r->routing == STILL_ROUTING_WINDOW ? NULL : blk->forced);
+            chunk_arrival(ctx, u, ws, c, r->engine == STILL__ENGINE_WINDOW ? NULL : blk->forced);
             u->split_chunks = c;
         }
         segment(ctx, u, ws, blk, off, n, need_sigma);

@@ -86,7 +86,7 @@ static int forward_unit(const still__fast_ctx *ctx, const still_tensors *t, int6
     blk.sigma_hs = N;
     /* SPEC §5: a forced selection (the group's rows agree, validated); the
      * ref path ignores it for routing `window`, so do we */
-    if (t->selection_in && r->routing != STILL_ROUTING_WINDOW)
+    if (t->selection_in && r->engine != STILL__ENGINE_WINDOW)
         blk.forced = t->selection_in + row0 * N;
     rc = still__fast_unit_append(ctx, &u, ws, &blk);
     for (int64_t i = 0; !rc && i < ctx->nh; i++) /* a result float32 cannot hold */

@@ -174,14 +174,29 @@ static void chunk_cache(fast_head *h, const double *sigma, const uint8_t *sel, i
         h->cache[h->order[i]] = 0; /* evicted: folds into the linear set */
 }
 
-/* kind[j] for query t and every key j < n (KEY_FUTURE after t). */
+static void route_row_kinds(fast_head *h, const double *sigma, const uint8_t *sel, int64_t t,
+                            int64_t n, uint8_t *kind);
+
+/* kind[j] for query t and every key j < n (KEY_FUTURE after t); with
+ * rest = drop (SPEC §12) the keys outside the exact set are absent, as
+ * future ones. */
 static void route_row(fast_head *h, const double *sigma, const uint8_t *sel, int64_t t,
                       int64_t n, uint8_t *kind)
 {
-    const still__resolved *r = h->r;
-    if (r->routing == STILL_ROUTING_WINDOW) { /* the last w positions incl. t */
+    route_row_kinds(h, sigma, sel, t, n, kind);
+    if (h->r->rest == STILL_REST_DROP)
         for (int64_t j = 0; j < n; j++)
-            kind[j] = j > t ? KEY_FUTURE : j > t - r->w ? KEY_EXACT : KEY_LINEAR;
+            if (kind[j] == KEY_LINEAR)
+                kind[j] = KEY_FUTURE;
+}
+
+static void route_row_kinds(fast_head *h, const double *sigma, const uint8_t *sel, int64_t t,
+                      int64_t n, uint8_t *kind)
+{
+    const still__resolved *r = h->r;
+    if (r->engine == STILL__ENGINE_WINDOW) { /* the last w positions incl. t, the sinks */
+        for (int64_t j = 0; j < n; j++)
+            kind[j] = j > t ? KEY_FUTURE : j > t - r->w || j < r->sinks ? KEY_EXACT : KEY_LINEAR;
         return;
     }
     const int64_t c = t / r->C;
@@ -291,6 +306,8 @@ static void block_forward(fast_head *h, const double *sigma, const uint8_t *sel,
         h->lin[i] = lin + r->eps_den;
         h->den[i] = h->omega * soft + lin + r->eps_den;
         h->overflow |= bad || !isfinite(h->den[i]);
+        if (h->den[i] == 0.0) /* SPEC §12: E_t empty and dropped, eps_den 0: o = 0, */
+            h->den[i] = INFINITY; /* no gradient (every term over den is 0) */
     }
     sgemm(0, 0, nb, dv, n, 1.0f, h->A, n, h->v, dv, 0.0f, h->num_exact, dv);
     sgemm(0, 0, nb, dv, n, 1.0f, h->K, n, h->v, dv, 0.0f, h->num_lin, dv);

@@ -44,6 +44,9 @@ typedef struct still__resolved {
     int64_t L;        /* local exact chunks */
     int64_t max_sel;  /* 0 = no cap */
     int routing, act, npmap, per_kv, saliency, phantom_sink;
+    int engine;       /* STILL__ENGINE_*: how the routing decides E_t */
+    int rest;         /* STILL_REST_* (SPEC §12) */
+    int64_t sinks;    /* leading positions always exact (routing sinks), else 0 */
     double scale;     /* effective logit scale */
     double eps_den;
     int64_t f_q, f_k; /* rows of W of the two maps */
@@ -56,8 +59,32 @@ typedef struct still__resolved {
                          `window`, else Ls * C */
     int64_t keys_cap; /* keys a state unit keeps for saliency: 2w */
     int64_t cache_cap; /* entries the selected cache can hold: max_sel + k,
-                          INT64_MAX without a cap */
+                          INT64_MAX without a cap; the sinks with the
+                          window engine */
 } still__resolved;
+
+/* A routing (SPEC §6) as the drivers see it: one of two engines,
+ * parameterized by the resolved fields.
+ *   CHUNKS  chunks of C are split (top-k by sigma to the cache, the rest
+ *           leave) when they age past the L recent chunks: saliency, all,
+ *           none, terraced (C = w, k = 0, L = 2);
+ *   WINDOW  the last w positions are exact, plus the first `sinks`
+ *           positions: window, sinks.
+ * The routings themselves are a table (lib/routing.c) with the resolution
+ * of their fields; the oracle has one file per routing with its exact set
+ * (ref/route_*.c). */
+enum { STILL__ENGINE_CHUNKS = 0, STILL__ENGINE_WINDOW = 1 };
+
+typedef struct still__routing {
+    const char *name; /* the tool's word (SPEC §11) */
+    int engine;       /* STILL__ENGINE_* */
+    /* Checks cfg's fields of this routing and sets r->k (and what the
+     * routing fixes: C, L, sinks) once r->C, r->L, r->w hold cfg's. */
+    int (*resolve)(const still_config *cfg, still__resolved *r);
+} still__routing;
+
+/* The routing of STILL_ROUTING_* id, NULL for an unknown id. */
+const still__routing *still__routing_of(int id);
 
 /* SPEC §6: the first position of the chunks not yet split when query t
  * (>= 0) is processed: chunks c' <= t/C - Ls are split, so

@@ -140,7 +140,7 @@ static void head_selection(const still__resolved *r, const still_tensors *t, int
                            const double *sigma, uint8_t *sel)
 {
     const int64_t N = r->shape.seq_len, complete = N / r->C * r->C;
-    if (!t->selection_in || r->routing == STILL_ROUTING_WINDOW) {
+    if (!t->selection_in || r->engine == STILL__ENGINE_WINDOW) {
         still__ref_select(r, sigma, N, sel);
         return;
     }

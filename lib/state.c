@@ -156,6 +156,12 @@ int64_t still__state_split_raw_count(const still_state *st, int64_t P)
 int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64_t raw,
                                 int64_t n)
 {
+    if (r->engine == STILL__ENGINE_WINDOW) {
+        /* SPEC §13: one sink leaves per token (ref), or the fast path's
+         * chunk arrivals move at most C at once: n + C bounds both */
+        const int64_t need = still__sat_add(cache_n, still__sat_add(n, r->C));
+        return need <= r->cache_cap ? need : (cache_n > r->cache_cap ? cache_n : r->cache_cap);
+    }
     int64_t splits = n / r->C + 1;
     const int64_t complete = still__sat_add(raw, n) / r->C;
     if (splits > complete)

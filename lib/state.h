@@ -106,7 +106,8 @@ extern const still__state_ops still__fast_state_ops;
  * raw, linear), the same on both paths. */
 int64_t still__state_split_raw_count(const still_state *st, int64_t P);
 
-/* SPEC §5: the cache entries a unit may hold after n more tokens, when it
+/* SPEC §5 (§13 for the window engine: at most n + C sinks leave the raw
+ * tokens, never more than the s sinks): the cache entries a unit may hold after n more tokens, when it
  * holds cache_n entries and raw raw tokens now: k for each chunk split, at
  * most n/C + 1 and (raw + n)/C splits (a split takes a complete raw chunk),
  * never more than the resolution's cache_cap (once the cache holds more, it

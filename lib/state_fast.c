@@ -218,7 +218,7 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
         return grc;
     /* room first, for every unit, so that a failure changes nothing: at
      * most n/C + 1 chunk arrivals, k tokens each (lib/fast.h) */
-    if (r->routing != STILL_ROUTING_WINDOW && r->k > 0)
+    if (r->engine == STILL__ENGINE_WINDOW ? r->sinks > 0 : r->k > 0)
         for (int64_t i = 0; i < st->units; i++) {
             const int64_t raw = w->u[i].pos - w->u[i].raw_first;
             int rc = still__fast_unit_reserve(
@@ -354,7 +354,7 @@ static int fast_finish_load(still_state *st, int64_t unit)
 static int64_t fast_raw_count(const still_state *st, int64_t P)
 {
     const still__resolved *r = &st->r;
-    if (r->routing != STILL_ROUTING_WINDOW)
+    if (r->engine != STILL__ENGINE_WINDOW)
         return still__state_split_raw_count(st, P);
     if (P == 0)
         return 0;
@@ -373,7 +373,7 @@ static void fast_census(const still_state *st, int64_t b, int64_t hq, still__cen
     c->raw = u->pos - u->raw_first;
     c->folded = u->folded;
     c->raw_first = u->raw_first;
-    if (r->routing == STILL_ROUTING_WINDOW) /* the last w are exact, older raw linear */
+    if (r->engine == STILL__ENGINE_WINDOW) /* the last w are exact, older raw linear */
         c->raw_exact = c->raw < r->w ? c->raw : r->w;
     else
         c->raw_exact = r->L > 0 ? c->raw : 0;

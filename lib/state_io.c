@@ -3,11 +3,13 @@
 /* state_io.c -- SPEC §7: saving and restoring a streaming state as a
  * versioned, checksummed, little-endian byte stream.
  *
- * Stream, version 1 (every integer and float little-endian, packed byte by
+ * Stream, version 1 or 2 (every integer and float little-endian, packed byte by
  * byte -- no struct is ever dumped):
  *
  *   magic     8 bytes  89 53 54 49 4C 4C 0D 0A  ("\x89STILL\r\n")
- *   version   u32      1
+ *   version   u32      1, or 2 when the configuration needs the
+ *                      extension below (rest = drop or a routing after
+ *                      `none`): one configuration has one stream
  *   path      u32      STILL_PATH_REF (arrays f64) or STILL_PATH_FAST (f32)
  *   length    u64      bytes of the whole stream, checksum included
  *   config    i64 chunk, topk, window, local, max_sel;
@@ -18,6 +20,7 @@
  *   params    u64 fingerprint (the parameters are not in the stream)
  *   position  i64
  *   units     i64
+ *   extension (version 2 only): i64 sinks; i32 rest (SPEC §12-13)
  *   per unit  i64 cache_n, raw_n, keys_n, folded; then its arrays in the
  *             order of the path's spans(): cache k, v, sigma, position;
  *             raw k, v, sigma; the keys of the saliency window older than
@@ -33,8 +36,15 @@
 #include <math.h>
 #include <string.h>
 
-#define STREAM_VERSION 1u
-#define HEADER_BYTES 180 /* magic .. units */
+#define HEADER_BYTES_V1 180 /* magic .. units */
+#define HEADER_BYTES_V2 192 /* and the extension */
+
+/* The stream version of a configuration: 1 unless it needs the fields of
+ * version 2 (a version-1 stream reads as rest = linear, sinks default). */
+static uint32_t version_of(const still_config *g)
+{
+    return g->rest != STILL_REST_LINEAR || g->routing > STILL_ROUTING_NONE ? 2u : 1u;
+}
 #define UNIT_HEAD_BYTES 32
 static const uint8_t stream_magic[8] = {0x89, 'S', 'T', 'I', 'L', 'L', '\r', '\n'};
 
@@ -178,7 +188,7 @@ static int get_span(cursor *c, const still__span *s)
 static int stream_length(still_state *st, size_t *len)
 {
     still__span sp[STILL__MAX_SPANS];
-    size_t total = HEADER_BYTES + 8;
+    size_t total = (version_of(&st->cfg) == 1u ? HEADER_BYTES_V1 : HEADER_BYTES_V2) + 8;
     for (int64_t u = 0; u < st->units; u++) {
         int n = st->ops->spans(st, u, sp);
         total += UNIT_HEAD_BYTES;
@@ -200,7 +210,7 @@ static void put_header(cursor *c, const still_state *st, size_t len)
     const still_shape *s = &st->r.shape;
     memcpy(c->p, stream_magic, 8);
     c->off = 8;
-    put_u32(c, STREAM_VERSION);
+    put_u32(c, version_of(g));
     put_u32(c, (uint32_t)st->path);
     put_u64(c, (uint64_t)len);
     const int64_t i64s[] = {g->chunk, g->topk, g->window, g->local, g->max_sel};
@@ -219,6 +229,10 @@ static void put_header(cursor *c, const still_state *st, size_t len)
     put_u64(c, st->params_fp);
     put_u64(c, (uint64_t)st->position);
     put_u64(c, (uint64_t)st->units);
+    if (version_of(g) == 2u) {
+        put_u64(c, (uint64_t)g->sinks);
+        put_u32(c, (uint32_t)g->rest);
+    }
 }
 
 int still_state_save(const still_state *st, void *buf, size_t cap, size_t *len)
@@ -278,8 +292,7 @@ static int get_config(cursor *c, still_config *g, still_shape *s, int *path)
         return STILL_E_FORMAT;
     if (*path != STILL_PATH_REF && *path != STILL_PATH_FAST)
         return STILL_E_FORMAT;
-    still__resolved r;
-    return still__resolve(g, s, NULL, &r) ? STILL_E_FORMAT : STILL_OK;
+    return STILL_OK;
 }
 
 /* The counts of a unit must be those its state can have at position P. */
@@ -291,8 +304,8 @@ static int counts_ok(const still_state *st, int64_t P, const still__unit_counts 
         k->keys_n != (window > raw ? window - raw : 0) || k->cache_n > P - k->raw_n ||
         k->folded != P - k->raw_n - k->cache_n)
         return 0;
-    if (r->routing == STILL_ROUTING_WINDOW)
-        return k->cache_n == 0;
+    if (r->engine == STILL__ENGINE_WINDOW) /* the sinks that left the window */
+        return k->cache_n == (r->sinks < P - k->raw_n ? r->sinks : P - k->raw_n);
     int64_t split = (P - k->raw_n) / r->C; /* chunks split so far */
     if (r->k && split > INT64_MAX / r->k)
         return 0;
@@ -413,18 +426,28 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
         return STILL_E_FORMAT;
     if (len < 12)
         return STILL_E_FORMAT;
-    if (le32(c.q + 8) != STREAM_VERSION)
+    const uint32_t version = le32(c.q + 8);
+    if (version != 1u && version != 2u)
         return STILL_E_VERSION;
-    if (len < HEADER_BYTES + 8 || (total = le64(c.q + 16)) != (uint64_t)len)
+    if (len < (version == 1u ? HEADER_BYTES_V1 : HEADER_BYTES_V2) + 8 ||
+        (total = le64(c.q + 16)) != (uint64_t)len)
         return STILL_E_FORMAT;
     if (still__fnv1a64(STILL__FNV_INIT, buf, len - 8) != le64(c.q + len - 8))
         return STILL_E_CHECKSUM;
     c.end = len - 8;
     path = (int)le32(c.q + 12);
     c.off = 24;
+    still_config_default(&cfg); /* version 1: the extension's defaults */
     if ((rc = get_config(&c, &cfg, &shape, &path)))
         return rc;
     if (get_u64(&c, &fp) || get_i64(&c, &position) || get_i64(&c, &units) || position < 0)
+        return STILL_E_FORMAT;
+    if (version == 2u && (get_i64(&c, &cfg.sinks) || get_i32(&c, &cfg.rest)))
+        return STILL_E_FORMAT;
+    if (version_of(&cfg) != version) /* one configuration, one stream */
+        return STILL_E_FORMAT;
+    still__resolved r;
+    if (still__resolve(&cfg, &shape, NULL, &r))
         return STILL_E_FORMAT;
     if ((rc = units_fit(&c, &cfg, &shape, params, path, units)))
         return rc;

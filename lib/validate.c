@@ -88,7 +88,7 @@ int still__check_tensors(const still__resolved *r, const still_params *params,
             (params->window_w && !still__all_finite(STILL_F64, params->window_w, s->heads_q)))
             return STILL_E_NONFINITE;
     }
-    if (t->selection_in && r->routing != STILL_ROUTING_WINDOW)
+    if (t->selection_in && r->engine != STILL__ENGINE_WINDOW)
         return selection_ok(r, t->selection_in);
     return STILL_OK;
 }

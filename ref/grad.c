@@ -274,6 +274,8 @@ static row_fwd row_forward(const still__resolved *r, int64_t t, const double *q,
             f.soft_den += wj;
             for (int64_t e = 0; e < dv; e++)
                 s->num_exact[e] += wj * v[j * dv + e];
+        } else if (r->rest == STILL_REST_DROP) { /* SPEC §12: the key is ignored */
+            wj = 0.0;
         } else { /* SPEC §3: kappa = <phi_q(q_t), phi_k(k_j)> */
             wj = dot(s->phi_q + t * m, s->phi_k + j * m, m);
             lin_den += wj;
@@ -283,6 +285,8 @@ static row_fwd row_forward(const still__resolved *r, int64_t t, const double *q,
         s->weight[j] = wj;
     }
     f.den = omega * f.soft_den + lin_den + r->eps_den;
+    if (f.den == 0.0) /* SPEC §12: E_t empty and dropped, eps_den 0: o = 0, no gradient */
+        f.den = INFINITY;
     for (int64_t e = 0; e < dv; e++)
         s->o_t[e] = (omega * s->num_exact[e] + (gate_t ? gate_t[e] : 1.0) * s->num_lin[e]) / f.den;
     return f;
@@ -334,7 +338,7 @@ static void row_backward(const still__resolved *r, int64_t t, const double *q, c
             double ds = dw * wj;
             dm -= ds;
             logit_backward(r, t, j, ds, q, k, g);
-        } else { /* w = kappa, the numerator gated */
+        } else if (r->rest == STILL_REST_LINEAR) { /* w = kappa, the numerator gated */
             for (int64_t e = 0; e < dv; e++)
                 dw += s->dnum[e] * (gate_t ? gate_t[e] : 1.0) * v_j[e];
             if (g->dv)

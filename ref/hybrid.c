@@ -51,7 +51,9 @@ void still__ref_hybrid(const still__resolved *r, int64_t t, const double *q_t,
             soft_den += p;
             for (int64_t e = 0; e < dv; e++)
                 o_t[e] += omega * p * v[j * dv + e];
-        } else { /* linear branch: g ⊙ kappa v_j; φq^T z_Λ = Σ_Λ kappa */
+        } else if (r->rest == STILL_REST_LINEAR) {
+            /* linear branch: g ⊙ kappa v_j; φq^T z_Λ = Σ_Λ kappa (SPEC §12:
+             * with rest = drop the key is ignored) */
             double kap = kappa(phi_q, phi_k + j * m, m);
             lin_den += kap;
             for (int64_t e = 0; e < dv; e++)
@@ -59,6 +61,6 @@ void still__ref_hybrid(const still__resolved *r, int64_t t, const double *q_t,
         }
     }
     double den = omega * soft_den + lin_den + r->eps_den;
-    for (int64_t e = 0; e < dv; e++)
-        o_t[e] /= den;
+    for (int64_t e = 0; e < dv; e++) /* SPEC §12: an empty E_t dropped gives 0 */
+        o_t[e] = den == 0.0 ? 0.0 : o_t[e] / den;
 }

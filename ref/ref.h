@@ -55,6 +55,18 @@ void still__ref_select(const still__resolved *r, const double *sigma, int64_t N,
 void still__ref_route(const still__resolved *r, const double *sigma, const uint8_t *sel,
                       int64_t t, uint8_t *exact);
 
+/* The exact sets of the routings (one file each, named after the method),
+ * with still__ref_route's contract; sigma and sel are read by the ones that
+ * select (saliency, all, none). */
+void still__ref_route_saliency(const still__resolved *r, const double *sigma,
+                               const uint8_t *sel, int64_t t, uint8_t *exact);
+void still__ref_route_window(const still__resolved *r, const double *sigma,
+                             const uint8_t *sel, int64_t t, uint8_t *exact);
+void still__ref_route_sinks(const still__resolved *r, const double *sigma,
+                            const uint8_t *sel, int64_t t, uint8_t *exact);
+void still__ref_route_terraced(const still__resolved *r, const double *sigma,
+                               const uint8_t *sel, int64_t t, uint8_t *exact);
+
 /* SPEC §6: output o_t [dv] of query t, given its routing.  phi_q [m] is
  * phi_q(q_t), phi_k [N][m] the key features, gate_t [dv] or NULL,
  * omega the window factor (1 for STILL). */

@@ -250,7 +250,8 @@ static int cache_reserve(const still_state *st, ref_unit *u, int64_t need)
 
 /* ---- the branches ----------------------------------------------------------- */
 
-/* SPEC §3: S += phi_k(k) v^T, z += phi_k(k) for every query head of the unit. */
+/* SPEC §3: S += phi_k(k) v^T, z += phi_k(k) for every query head of the
+ * unit; with rest = drop (SPEC §12) the token is only counted. */
 static void fold(const still_state *st, ref_impl *w, ref_unit *u, const double *k,
                  const double *v)
 {
@@ -258,7 +259,7 @@ static void fold(const still_state *st, ref_impl *w, ref_unit *u, const double *
     const int64_t m = r->m, dv = r->shape.dim_v;
     int64_t f;
     const still_feature_map *fk = still__ref_map_of(r, &st->params, STILL_MAP_K, &f);
-    for (int64_t i = 0; i < st->unit_heads; i++) {
+    for (int64_t i = 0; r->rest == STILL_REST_LINEAR && i < st->unit_heads; i++) {
         double *S = u->S + i * m * dv, *z = u->z + i * m;
         still__ref_feature_map(r, fk, f, u->hq0 + i, k, w->phi_k);
         for (int64_t a = 0; a < m; a++) {
@@ -331,14 +332,18 @@ static void split_oldest_chunk(const still_state *st, ref_impl *w, ref_unit *u, 
 }
 
 /* SPEC §5-6: before query t, the tokens that leave the exact set: for
- * routing `window` the token t-w; otherwise, when t starts a chunk, the
- * chunk that ages past the L recent ones (L = 0: the previous chunk). */
+ * the window engine the token t-w (a sink, SPEC §13, joins the cache);
+ * otherwise, when t starts a chunk, the chunk that ages past the L recent
+ * ones (L = 0: the previous chunk). */
 static void age(const still_state *st, ref_impl *w, ref_unit *u, int64_t t)
 {
     const still__resolved *r = &st->r;
-    if (r->routing == STILL_ROUTING_WINDOW) {
+    if (r->engine == STILL__ENGINE_WINDOW) {
         if (u->raw_n == r->w) {
-            fold(st, w, u, u->raw_k, u->raw_v);
+            if (t - r->w < r->sinks)
+                cache_push(st, u, u->raw_k, u->raw_v, 0.0, t - r->w); /* not ranked */
+            else
+                fold(st, w, u, u->raw_k, u->raw_v);
             raw_drop(st, u, 1);
         }
     } else if (t % r->C == 0 && u->raw_n == st->r.raw_cap) {
@@ -420,7 +425,7 @@ static void output(const still_state *st, ref_impl *w, ref_unit *u, int64_t t, i
 {
     const still__resolved *r = &st->r;
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v, m = r->m, hq = u->hq0 + i;
-    const int raw_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0;
+    const int raw_exact = r->engine == STILL__ENGINE_WINDOW || r->L > 0;
     const double *q_t = w->q + i * d, *S = u->S + i * m * dv, *z = u->z + i * m;
     const double omega = still__ref_omega(&st->params, hq);
     int64_t f;
@@ -438,18 +443,19 @@ static void output(const still_state *st, ref_impl *w, ref_unit *u, int64_t t, i
         m_t = 0.0; /* E_t empty */
 
     double soft_den = phantom ? (double)r->C * exp(-m_t) : 0.0;
-    double lin_den = dot(w->phi_q, z, m);
+    const int linear = r->rest == STILL_REST_LINEAR; /* SPEC §12 */
+    double lin_den = linear ? dot(w->phi_q, z, m) : 0.0;
     memset(w->soft_num, 0, (size_t)dv * sizeof(double));
     exact_rows(r, q_t, u->cache_k, u->cache_v, u->cache_n, m_t, w->soft_num, &soft_den);
     for (int64_t e = 0; e < dv; e++) { /* phi_q^T S */
         double acc = 0.0;
         for (int64_t a = 0; a < m; a++)
             acc += w->phi_q[a] * S[a * dv + e];
-        w->lin_num[e] = acc;
+        w->lin_num[e] = linear ? acc : 0.0;
     }
     if (raw_exact) {
         exact_rows(r, q_t, u->raw_k, u->raw_v, u->raw_n, m_t, w->soft_num, &soft_den);
-    } else { /* L = 0: the current chunk is linear (SPEC §6) */
+    } else if (linear) { /* L = 0: the current chunk is linear (SPEC §6) */
         for (int64_t j = 0; j < u->raw_n; j++) {
             still__ref_feature_map(r, fk, r->f_k, hq, u->raw_k + j * d, w->phi_k);
             double kap = dot(w->phi_q, w->phi_k, m);
@@ -459,8 +465,10 @@ static void output(const still_state *st, ref_impl *w, ref_unit *u, int64_t t, i
         }
     }
     const double den = omega * soft_den + lin_den + r->eps_den;
-    for (int64_t e = 0; e < dv; e++)
-        o_t[e] = (omega * w->soft_num[e] + (gate_t ? gate_t[e] : 1.0) * w->lin_num[e]) / den;
+    for (int64_t e = 0; e < dv; e++) /* SPEC §12: an empty E_t dropped gives 0 */
+        o_t[e] = den == 0.0 ? 0.0
+                            : (omega * w->soft_num[e] + (gate_t ? gate_t[e] : 1.0) * w->lin_num[e]) /
+                                  den;
 }
 
 /* ---- append ----------------------------------------------------------------- */
@@ -528,8 +536,8 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
     ref_impl *w = st->impl;
     const still__resolved *r = &st->r;
     /* room first, so that nothing below can fail: at most n/C + 1 splits
-     * (routing `window` caches nothing) */
-    for (int64_t i = 0; r->routing != STILL_ROUTING_WINDOW && i < st->units; i++) {
+     * (the window engine caches the sinks only) */
+    for (int64_t i = 0; i < st->units; i++) {
         ref_unit *u = &w->u[i];
         /* a restored state's k need not fit its few tokens */
         int rc = cache_reserve(st, u, still__state_cache_need(r, u->cache_n, u->raw_n, n));
@@ -633,7 +641,7 @@ static int ref_finish_load(still_state *st, int64_t unit)
 
 static int64_t ref_raw_count(const still_state *st, int64_t P)
 {
-    if (st->r.routing == STILL_ROUTING_WINDOW) /* folded token by token */
+    if (st->r.engine == STILL__ENGINE_WINDOW) /* folded token by token */
         return P < st->r.w ? P : st->r.w;
     return still__state_split_raw_count(st, P);
 }
@@ -670,7 +678,7 @@ static void ref_census(const still_state *st, int64_t b, int64_t hq, still__cens
     const ref_unit *u = &((const ref_impl *)st->impl)->u[unit];
     c->cached = u->cache_n;
     c->raw = u->raw_n;
-    c->raw_exact = r->routing == STILL_ROUTING_WINDOW || r->L > 0 ? u->raw_n : 0;
+    c->raw_exact = r->engine == STILL__ENGINE_WINDOW || r->L > 0 ? u->raw_n : 0;
     c->folded = u->folded;
     c->raw_first = st->position - u->raw_n;
     if (cache_pos && u->cache_n) /* window routing has no cache array: no memcpy from NULL */

@@ -331,6 +331,43 @@ START_TEST(test_fd_window_routing_omega)
 }
 END_TEST
 
+/* SPEC §13-14: the exact sets of sinks and terraced, held fixed */
+START_TEST(test_fd_sinks_and_terraced_routings)
+{
+    still_shape sh = shape_of(1, 4, 2, 27, 4, 3, STILL_LAYOUT_BNHD);
+    still_config sinks = cfg_of(STILL_ROUTING_SINKS, STILL_ACT_HEDGEHOG, 1, 8, 2, 2);
+    sinks.window = 5;
+    sinks.sinks = 3;
+    still_config terraced = cfg_of(STILL_ROUTING_TERRACED, STILL_ACT_SOFTMAX, 1, 8, 2, 2);
+    terraced.window = 6;
+    vopts o = {.f = 4, .with_b = 1, .with_u = 1, .tied = 0, .with_w = 1, .with_gate = 1};
+    fd_case(110, &sh, &sinks, &o, "sinks 3 + window 5/omega/GQA", 0);
+    fd_case(111, &sh, &terraced, &o, "terraced 6/omega/GQA", 0);
+}
+END_TEST
+
+/* SPEC §12: rest = drop, the keys outside the exact set ignored; with
+ * L = 0 and eps_den 0 the first chunk's queries have no key (o = 0) */
+START_TEST(test_fd_rest_drop)
+{
+    still_shape sh = shape_of(1, 2, 1, 25, 4, 3, STILL_LAYOUT_BHND);
+    still_config sinks = cfg_of(STILL_ROUTING_SINKS, STILL_ACT_HEDGEHOG, 1, 8, 2, 2);
+    sinks.window = 4;
+    sinks.sinks = 2;
+    sinks.rest = STILL_REST_DROP;
+    sinks.eps_den = 0.5; /* omega acts through eps_den alone: a gradient FD can resolve */
+    still_config empty = cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 6, 2, 0);
+    empty.rest = STILL_REST_DROP;
+    empty.eps_den = 0.0;
+    vopts o = {.f = 4, .with_b = 1, .with_u = 1, .tied = 0, .with_w = 1, .with_gate = 1};
+    fd_case(112, &sh, &sinks, &o, "sinks 2 + window 4/drop", 1);
+    /* o does not depend on omega with eps_den 0 (a zero gradient FD cannot
+     * rate): no window.w here */
+    vopts no_w = {.f = 4, .with_b = 1, .with_u = 1, .tied = 0, .with_gate = 1};
+    fd_case(113, &sh, &empty, &no_w, "saliency L=0/drop/eps_den 0", 1);
+}
+END_TEST
+
 START_TEST(test_fd_routing_all_and_none)
 {
     still_shape sh = shape_of(1, 2, 1, 20, 4, 3, STILL_LAYOUT_BHND);
@@ -493,7 +530,7 @@ START_TEST(test_fast_vjp_within_its_bound_on_the_grid)
     /* N = 150: three query blocks of the fast path; chunks straddle them */
     still_shape gqa = shape_of(1, 4, 2, 150, 8, 6, STILL_LAYOUT_BHND);
     still_shape bnhd = shape_of(2, 2, 1, 130, 6, 5, STILL_LAYOUT_BNHD);
-    grid_point grid[9];
+    grid_point grid[12];
     int n = 0;
     grid[n++] = (grid_point){cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 16, 4, 2),
                                   &gqa, "saliency/GQA per query head"};
@@ -517,6 +554,16 @@ START_TEST(test_fast_vjp_within_its_bound_on_the_grid)
     grid[n].cfg.window = 16;
     grid[n].cfg.saliency = STILL_SALIENCY_AUTHORS;
     grid[n++].cfg.phantom_sink = 1;
+    grid[n] = (grid_point){cfg_of(STILL_ROUTING_SINKS, STILL_ACT_HEDGEHOG, 1, 16, 0, 2), &gqa,
+                           "sinks 4 + window 20"};
+    grid[n].cfg.window = 20;
+    grid[n++].cfg.sinks = 4;
+    grid[n] = (grid_point){cfg_of(STILL_ROUTING_TERRACED, STILL_ACT_HEDGEHOG, 1, 16, 0, 2),
+                           &bnhd, "terraced 24/BNHD"};
+    grid[n++].cfg.window = 24;
+    grid[n] = (grid_point){cfg_of(STILL_ROUTING_SALIENCY, STILL_ACT_HEDGEHOG, 1, 16, 4, 2), &gqa,
+                           "saliency/drop"};
+    grid[n++].cfg.rest = STILL_REST_DROP;
     vopts full = {.f = 8, .with_b = 1, .with_u = 1, .tied = 0, .with_w = 1, .with_gate = 1};
     vopts bn = {.f = 6, .with_b = 1, .with_u = 1, .tied = 1, .with_w = 1, .with_gate = 1};
     double worst = 0.0;
@@ -783,6 +830,8 @@ static Suite *vjp_suite(void)
     tcase_add_test(fd, test_fd_gqa_per_kv_head_cap);
     tcase_add_test(fd, test_fd_window_routing_omega);
     tcase_add_test(fd, test_fd_routing_all_and_none);
+    tcase_add_test(fd, test_fd_sinks_and_terraced_routings);
+    tcase_add_test(fd, test_fd_rest_drop);
     tcase_add_test(fd, test_fd_compat_authors_phantom_sink);
     tcase_add_test(fd, test_fd_default_map_and_ones_gate);
     tcase_add_test(fd, test_ref_f32_inputs_are_the_f64_vjp_of_their_values);

@@ -115,6 +115,8 @@ static const char *config_difference(const still_config *a, const still_config *
     if (a->local != b->local) return "--local";
     if (a->max_sel != b->max_sel) return "--cap";
     if (a->routing != b->routing) return "--routing";
+    if (a->rest != b->rest) return "--rest";
+    if (a->sinks != b->sinks) return "--sinks";
     if (a->act != b->act) return "--act";
     if (a->npmap != b->npmap) return "--no-npmap";
     if (a->select_per_kv != b->select_per_kv) return "per-kv selection";

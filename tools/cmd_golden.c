@@ -277,6 +277,12 @@ static const golden_case golden_cases[] = {
      "--chunk 32 --act elu1 --no-npmap", P_NONE, 0},
     {"act_relu", "feature map act relu, W and bias (fk tied)", 1, 2, 2, 200, 16, 16,
      "--chunk 32 --act relu", P_BIAS, 16},
+    {"sinks_drop", "routing sinks (SPEC §13): 4 sinks + a window of 48, the rest dropped "
+     "(SPEC §12)", 1, 2, 2, 200, 16, 16, "--routing sinks --sinks 4 --window 48 --rest drop",
+     P_NONE, 0},
+    {"terraced", "routing terraced (SPEC §14, LoLCATs' block window) w=32, "
+     "omega=sigmoid(window.w) per head", 1, 2, 2, 200, 16, 16, "--routing terraced --window 32",
+     P_WINDOW, 0},
     {"authors_compat", "the authors' prefill (SPEC App. A, --compat authors): their saliency "
      "and phantom sink, C=w=64, Householder maps", 1, 2, 2, 300, 16, 16, "--compat authors",
      P_AUTHORS, 16},
@@ -334,7 +340,8 @@ static void argvec_join(const argvec *a, char *buf, size_t len)
         at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? " " : "", a->argv[i]);
 }
 
-static const char *const routing_word[] = {"saliency", "window", "all", "none"};
+static const char *const routing_word[] = {"saliency", "window", "all", "none", "sinks",
+                                           "terraced"};
 static const char *const act_word[] = {"hedgehog", "softmax", "elu1", "relu"};
 
 /* The explicit command lines of a case: every configuration field spelled
@@ -363,10 +370,14 @@ static int build_commands(const golden_case *c, const golden_real *x, const stil
     OPT_INT("--window", r->w);
     OPT_INT("--local", cfg->local);
     OPT_INT("--cap", cfg->max_sel);
-#undef OPT_INT
+#define OPT_SINKS(value) OPT_INT("--sinks", value)
     snprintf(buf, sizeof buf, "--routing %s --act %s", routing_word[cfg->routing],
              act_word[cfg->act]);
     rc |= argvec_split(run, buf);
+    if (cfg->routing == STILL_ROUTING_SINKS)
+        OPT_SINKS(cfg->sinks);
+    if (cfg->rest == STILL_REST_DROP) /* SPEC §12 */
+        rc |= argvec_split(run, "--rest drop");
     if (!cfg->npmap)
         rc |= argvec_push(run, "--no-npmap");
     if (cfg->select_per_kv)
@@ -375,6 +386,8 @@ static int build_commands(const golden_case *c, const golden_real *x, const stil
                                                                      : "--saliency spec");
     if (cfg->phantom_sink)
         rc |= argvec_push(run, "--phantom-sink");
+#undef OPT_SINKS
+#undef OPT_INT
     format_double(num, sizeof num, r->scale);
     snprintf(buf, sizeof buf, "--scale %s", num);
     rc |= argvec_split(run, buf);

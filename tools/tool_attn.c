@@ -27,10 +27,15 @@ const char tool_attn_options_help[] =
     "configuration (SPEC §2-6):\n"
     "  --chunk C            chunk size C >= 1 (default 64)\n"
     "  --topk K             tokens selected per chunk, 0 <= K <= C (default 4)\n"
-    "  --window W           saliency window / exact window of routing window,\n"
-    "                       W >= 2 (default max(C, 2))\n"
+    "  --window W           saliency window / exact window of routings window and\n"
+    "                       sinks / block of terraced, W >= 2 (default max(C, 2))\n"
     "  --local L            recent chunks kept exact, L >= 0 (default 2)\n"
-    "  --routing R          saliency (default), window, all, none\n"
+    "  --routing R          saliency (default), window, all, none, sinks (S sinks +\n"
+    "                       the last W positions), terraced (the previous and the\n"
+    "                       current block of W; chunk, topk and local unused)\n"
+    "  --sinks S            sink positions of routing sinks, S >= 0 (default 4)\n"
+    "  --rest R             keys outside the exact set: linear (default, the linear\n"
+    "                       branch) or drop (ignored: sparse attention)\n"
     "  --act A              hedgehog (default), softmax, elu1, relu\n"
     "  --no-npmap           no norm-preserving rescale of the feature map\n"
     "  --eps-den E          added to the hybrid denominator, E >= 0 (default 1e-6)\n"
@@ -79,7 +84,9 @@ static int choose(const char *cmd, const char *opt, const char *val, const char 
     return -1;
 }
 
-static const char *const routing_names[] = {"saliency", "window", "all", "none"};
+static const char *const routing_names[] = {"saliency", "window", "all",
+                                             "none",     "sinks",  "terraced"};
+static const char *const rest_names[] = {"linear", "drop"};
 static const char *const act_names[] = {"hedgehog", "softmax", "elu1", "relu"};
 static const char *const isa_names[] = {"auto", "generic", "avx2", "avx512", "neon"};
 static const char *const path_names[] = {"ref", "fast"};
@@ -168,6 +175,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         {"--chunk", 1, INT64_C(1) << 40}, {"--topk", 0, INT64_C(1) << 40},
         {"--window", 2, INT64_C(1) << 40}, {"--local", 0, INT64_C(1) << 40},
         {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, STILL_THREADS_MAX},
+        {"--sinks", 0, INT64_C(1) << 40},
     };
     for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
         if (!tool_is_option(a, ints[k].opt))
@@ -181,7 +189,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         case 2: o->cfg.window = x; break;
         case 3: o->cfg.local = x; break;
         case 4: o->cfg.max_sel = x; break;
-        default: o->cfg.threads = (int)x; break;
+        case 5: o->cfg.threads = (int)x; break;
+        default: o->cfg.sinks = x; break;
         }
         return 1;
     }
@@ -200,7 +209,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     }
     /* keywords */
     static const struct { const char *opt; const char *const *names; int n; const char *list; } kw[] = {
-        {"--routing", routing_names, 4, "saliency, window, all or none"},
+        {"--routing", routing_names, 6, "saliency, window, all, none, sinks or terraced"},
         {"--act", act_names, 4, "hedgehog, softmax, elu1 or relu"},
         {"--isa", isa_names, 5, "auto, generic, avx2, avx512 or neon"},
         {"--path", path_names, 2, "ref or fast"},
@@ -208,6 +217,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         {"--dtype", dtype_names, 2, "f4 or f8"},
         {"--saliency", saliency_names, 2, "spec or authors"},
         {"--layout", layout_names, 2, "bhnd or bnhd"},
+        {"--rest", rest_names, 2, "linear or drop"},
     };
     for (size_t k = 0; k < sizeof kw / sizeof *kw; k++) {
         if (!tool_is_option(a, kw[k].opt))
@@ -223,7 +233,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         case 4: o->decode = c; break;
         case 5: o->dtype = c ? STILL__DT_F8 : STILL__DT_F4; break;
         case 6: o->cfg.saliency = c ? STILL_SALIENCY_AUTHORS : STILL_SALIENCY_SPEC; break;
-        default: o->layout = c ? STILL_LAYOUT_BNHD : STILL_LAYOUT_BHND; break;
+        case 7: o->layout = c ? STILL_LAYOUT_BNHD : STILL_LAYOUT_BHND; break;
+        default: o->cfg.rest = c ? STILL_REST_DROP : STILL_REST_LINEAR; break;
         }
         return 1;
     }

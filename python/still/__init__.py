@@ -91,6 +91,7 @@ class _Config(ctypes.Structure):
     _fields_ = [("chunk", ctypes.c_int64), ("topk", ctypes.c_int64),
                 ("window", ctypes.c_int64), ("local", ctypes.c_int64),
                 ("max_sel", ctypes.c_int64), ("routing", ctypes.c_int),
+                ("rest", ctypes.c_int), ("sinks", ctypes.c_int64),
                 ("act", ctypes.c_int), ("npmap", ctypes.c_int),
                 ("select_per_kv", ctypes.c_int), ("scale", ctypes.c_double),
                 ("eps_den", ctypes.c_double), ("saliency", ctypes.c_int),
@@ -139,7 +140,9 @@ class _Grads(ctypes.Structure):
 _F32, _F64 = 0, 1
 _LAYOUTS = {"BHND": 0, "BNHD": 1}
 _NAMES = {
-    "routing": {"saliency": 0, "window": 1, "all": 2, "none": 3},
+    "routing": {"saliency": 0, "window": 1, "all": 2, "none": 3, "sinks": 4,
+                "terraced": 5},
+    "rest": {"linear": 0, "drop": 1},
     "act": {"hedgehog": 0, "softmax": 1, "elu1": 2, "relu": 3},
     "saliency": {"spec": 0, "authors": 1},
     "isa": {"auto": 0, "generic": 1, "avx2": 2, "avx512": 3, "neon": 4},

@@ -109,7 +109,7 @@ static void decode_config(bytes *b, still_config *c)
     c->window = i64_field(b, c->window);
     c->local = i64_field(b, c->local);
     c->max_sel = i64_field(b, c->max_sel);
-    c->routing = enum_field(b, 4);
+    c->routing = enum_field(b, 6); /* saliency .. terraced (SPEC §6, §13-14) */
     c->act = enum_field(b, 4);
     c->npmap = enum_field(b, 2);
     c->select_per_kv = enum_field(b, 2);
@@ -120,6 +120,8 @@ static void decode_config(bytes *b, still_config *c)
     const uint8_t isa = u8(b), thr = u8(b);
     c->isa = isa < 240 ? (isa % 3 == 2 ? STILL_ISA_GENERIC : STILL_ISA_AUTO) : isa - 245;
     c->threads = thr < 250 ? thr % 3 : thr == 255 ? 5000 : -1;
+    c->rest = enum_field(b, 2); /* SPEC §12 */
+    c->sinks = i64_field(b, c->sinks);
     /* the authors' saliency needs w = C: make it reachable often */
     if (c->saliency == STILL_SALIENCY_AUTHORS && (thr & 0x10))
         c->window = c->chunk;
@@ -327,10 +329,11 @@ static void require_finite_grads(const char *what, const run *r, const int64_t *
             if (!finite_d(r->g[i], gn[i])) {
                 fprintf(stderr, "fuzz_config: %s: gradient %d not finite (chunk %lld topk %lld "
                         "window %lld local %lld max_sel %lld routing %d act %d saliency %d "
-                        "scale %g eps_den %g)\n", what, i, (long long)r->cfg.chunk,
+                        "scale %g eps_den %g rest %d sinks %lld)\n", what, i, (long long)r->cfg.chunk,
                         (long long)r->cfg.topk, (long long)r->cfg.window,
                         (long long)r->cfg.local, (long long)r->cfg.max_sel, r->cfg.routing,
-                        r->cfg.act, r->cfg.saliency, r->cfg.scale, r->cfg.eps_den);
+                        r->cfg.act, r->cfg.saliency, r->cfg.scale, r->cfg.eps_den, r->cfg.rest,
+                        (long long)r->cfg.sinks);
                 REQUIRE(!"a gradient is finite");
             }
 }

@@ -35,7 +35,8 @@
         }                                                                                    \
     } while (0)
 
-/* "\x89STILL\r\n", version at 8, length at 16, header 180 bytes, checksum last */
+/* "\x89STILL\r\n", version at 8, length at 16, header 180 bytes (192 in
+ * version 2), checksum last */
 #define LENGTH_AT 16
 #define MIN_STREAM (180 + 8)
 
