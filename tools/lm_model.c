@@ -342,6 +342,10 @@ int lm_attn_parse(const lm_model *m, const char *spec, const lm_attn_opts *opts,
     if (!a)
         return still__io_fail(err, errlen, STILL_E_NOMEM, "out of memory");
     int all = kind_of(spec, strlen(spec));
+    if (!*spec) {
+        free(a);
+        return still__io_fail(err, errlen, STILL_E_CONFIG, "empty attention spec");
+    }
     for (int64_t l = 0; l < nl; l++)
         a[l].kind = all >= 0 ? all : LM_ATTN_TEACHER;
     if (all < 0) { /* "L=kind,L=kind,..." */
