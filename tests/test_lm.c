@@ -79,6 +79,14 @@ static void make_model(ref_model *m, uint64_t seed)
 
 /* ---- writing the files ----------------------------------------------------- */
 
+/* Not ck_assert: the writer also runs outside a test (--write-model), where
+ * Check cannot record a passing assertion. */
+#define REQUIRE(c)                                  \
+    do {                                            \
+        if (!(c))                                   \
+            ck_abort_msg("%s failed", #c);          \
+    } while (0)
+
 static uint16_t to_half(double v) /* v exactly a normal float16 or 0 */
 {
     if (v == 0)
@@ -117,7 +125,7 @@ static void write_shard(const char *path, const tensor *t, int n, int half)
     while (k % 8)
         header[k++] = ' ';
     FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
+    REQUIRE(f != NULL);
     unsigned char len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (unsigned char)((uint64_t)k >> (8 * i));
@@ -140,7 +148,7 @@ static void write_shard(const char *path, const tensor *t, int n, int half)
             }
         }
     }
-    ck_assert_int_eq(fclose(f), 0);
+    REQUIRE(fclose(f) == 0);
 }
 
 static char names[NL * 9 + 2][96];
@@ -188,7 +196,7 @@ static void write_model(const char *dir, const ref_model *m, int hf)
     }
     snprintf(path, sizeof path, "%s/config.json", dir);
     FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
+    REQUIRE(f != NULL);
     if (hf)
         fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, "
                    "\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
@@ -201,7 +209,7 @@ static void write_model(const char *dir, const ref_model *m, int hf)
                    "\"n_kv\": %d, \"head_dim\": %d, \"d_ff\": %d, \"ctx\": 128, "
                    "\"rope_theta\": %.1f}\n",
                 V, D, NL, HQ, HK, HD, FF, THETA);
-    ck_assert_int_eq(fclose(f), 0);
+    REQUIRE(fclose(f) == 0);
 }
 
 /* ---- the float64 forward (SPEC §18) ---------------------------------------- */
@@ -581,8 +589,15 @@ static Suite *lm_suite(void)
     return s;
 }
 
-int main(void)
+/* test_lm --write-model DIR: the random model of these tests (our names,
+ * a float16 and a float32 shard) for tests/test_lm_tool.sh. */
+int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--write-model")) {
+        make_model(&model_d, 7);
+        write_model(argv[2], &model_d, 0);
+        return 0;
+    }
     SRunner *sr = srunner_create(lm_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -9,7 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "lm_model.h"
-#include "tool.h"
+#include "tool_train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,14 +21,14 @@
 
 typedef struct lm_opts {
     const char *mode, *extra; /* the subcommand, and a second word (an error) */
-    const char *model, *params_dir, *text, *prompt, *prompt_file;
+    const char *model, *params_dir, *text, *prompt, *prompt_file, *out_dir;
     const char *attn[LM_MAX_CONFIGS];
     int n_attn;
     lm_attn_opts ao;
-    int64_t max_bytes, trials, tokens, report_every, seed;
+    int64_t max_bytes, trials, tokens, report_every, seed, steps;
     int64_t depths[LM_MAX_DEPTHS];
     int n_depths, recall;
-    double temperature;
+    double temperature, lr;
 } lm_opts;
 
 static void lm_usage(FILE *f)
@@ -36,6 +36,7 @@ static void lm_usage(FILE *f)
     fprintf(f,
             "usage: still lm eval --model DIR [--attn SPEC]... [--text FILE] [--recall] [options]\n"
             "       still lm generate --model DIR [--attn SPEC] --prompt TEXT [--tokens N]\n"
+            "       still lm transfer --model DIR [--attn SPEC] --text FILE --out-dir D\n"
             "\n"
             "A small Llama-style model (SPEC §18: byte tokens, RMSNorm, RoPE, grouped-query\n"
             "attention, SwiGLU, tied head) whose attention layers run through libstill.\n"
@@ -48,6 +49,10 @@ static void lm_usage(FILE *f)
             "  generate  streams bytes after the prompt through one decode state per layer;\n"
             "            stdout gets the text, stderr a line every --report-every tokens:\n"
             "            tokens/s and the bytes of state of each layer\n"
+            "  transfer  stage-1 attention transfer (SPEC §8) of every non-teacher layer of\n"
+            "            --attn on the model's own q, k, v of --text: Adam on the exact\n"
+            "            gradients; writes D/layer<i>.safetensors for --params-dir and\n"
+            "            prints the loss and the held-out bits/byte before and after\n"
             "\n"
             "options:\n"
             "  --model DIR          the model directory                       (required)\n"
@@ -77,6 +82,12 @@ static void lm_usage(FILE *f)
             "  --temperature T      0 (default): the most likely byte; else sampling\n"
             "  --seed S             the sampling seed (default 1)\n"
             "  --report-every K     a memory line every K tokens (default 64)\n"
+            "transfer:\n"
+            "  --text FILE          the training text (required; not the held-out text)\n"
+            "  --out-dir D          a new or empty directory for the parameter files\n"
+            "  --steps S            Adam steps per layer (default 100)\n"
+            "  --lr LR              learning rate (default 0.01)\n"
+            "  --max-bytes N        at most N bytes of each text (default: the context)\n"
             "\n"
             "Exit status: 0 success, 2 usage error, 3 input file problem, 4 library error.\n");
 }
@@ -122,18 +133,21 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
     o->tokens = 256;
     o->report_every = 64;
     o->seed = 1;
+    o->steps = 100;
+    o->lr = 0.01;
     o->n_depths = 6;
     memcpy(o->depths, default_depths, sizeof default_depths);
-    const char *text_opts[] = {"--model", "--params-dir", "--text", "--prompt", "--prompt-file"};
-    const char **text_dst[] = {&o->model, &o->params_dir, &o->text, &o->prompt,
-                               &o->prompt_file};
+    const char *text_opts[] = {"--model",  "--params-dir",  "--text",
+                               "--prompt", "--prompt-file", "--out-dir"};
+    const char **text_dst[] = {&o->model,  &o->params_dir,  &o->text,
+                               &o->prompt, &o->prompt_file, &o->out_dir};
     struct { const char *name; int64_t lo, hi, *dst; } ints[] = {
         {"--chunk", 1, 1 << 20, &o->ao.chunk},      {"--topk", 0, 1 << 20, &o->ao.topk},
         {"--window", 2, 1 << 24, &o->ao.window},    {"--local", 0, 1 << 20, &o->ao.local},
         {"--cap", 0, 1 << 24, &o->ao.cap},          {"--max-bytes", 2, 1 << 26, &o->max_bytes},
         {"--trials", 1, 100000, &o->trials},        {"--tokens", 0, 1 << 24, &o->tokens},
         {"--report-every", 1, 1 << 24, &o->report_every},
-        {"--seed", 0, INT64_MAX, &o->seed}};
+        {"--seed", 0, INT64_MAX, &o->seed},         {"--steps", 0, 1000000, &o->steps}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
         int done = 0, r;
@@ -177,19 +191,30 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
             if (!(val = tool_option_value(cmd, argc, argv, &i, "--temperature")) ||
                 tool_parse_double(cmd, "--temperature", val, 0.0, 1e3, &o->temperature))
                 return TOOL_EXIT_USAGE;
+        } else if (tool_is_option(a, "--lr")) {
+            if (!(val = tool_option_value(cmd, argc, argv, &i, "--lr")) ||
+                tool_parse_double(cmd, "--lr", val, 0.0, 1e6, &o->lr))
+                return TOOL_EXIT_USAGE;
         } else if (!strcmp(a, "--recall")) {
             o->recall = 1;
         } else {
             return tool_fail(TOOL_EXIT_USAGE, cmd, "unknown option '%s'", a);
         }
     }
-    if (!o->mode || (strcmp(o->mode, "eval") && strcmp(o->mode, "generate")))
-        return tool_fail(TOOL_EXIT_USAGE, cmd, "expected eval or generate%s%s",
+    if (!o->mode ||
+        (strcmp(o->mode, "eval") && strcmp(o->mode, "generate") && strcmp(o->mode, "transfer")))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "expected eval, generate or transfer%s%s",
                          o->mode ? ", found " : "", o->mode ? o->mode : "");
     if (o->extra)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "unexpected argument '%s'", o->extra);
     if (!o->model)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--model DIR is required");
+    if (!strcmp(o->mode, "transfer")) {
+        if (o->n_attn > 1)
+            return tool_fail(TOOL_EXIT_USAGE, cmd, "transfer takes one --attn");
+        if (!o->text || !o->out_dir)
+            return tool_fail(TOOL_EXIT_USAGE, cmd, "transfer needs --text and --out-dir");
+    }
     if (!strcmp(o->mode, "generate")) {
         if (o->n_attn > 1)
             return tool_fail(TOOL_EXIT_USAGE, cmd, "generate takes one --attn");
@@ -512,6 +537,207 @@ out:
     return status;
 }
 
+/* ---- transfer ---------------------------------------------------------------- */
+
+/* Every layer's q, k, v of one forward, copied. */
+typedef struct captured {
+    const lm_config *c;
+    float **q, **k, **v;
+} captured;
+
+static int capture_layer(void *user, int64_t l, const float *q, const float *k, const float *v,
+                         int64_t n)
+{
+    captured *cp = user;
+    size_t qn = (size_t)(n * cp->c->n_head * cp->c->head_dim);
+    size_t kn = (size_t)(n * cp->c->n_kv * cp->c->head_dim);
+    if (!(cp->q[l] = malloc(qn * sizeof(float))) || !(cp->k[l] = malloc(kn * sizeof(float))) ||
+        !(cp->v[l] = malloc(kn * sizeof(float))))
+        return STILL_E_NOMEM;
+    memcpy(cp->q[l], q, qn * sizeof(float));
+    memcpy(cp->k[l], k, kn * sizeof(float));
+    memcpy(cp->v[l], v, kn * sizeof(float));
+    return STILL_OK;
+}
+
+/* Stage 1 for one layer (SPEC §8): Adam on the exact gradients of the
+ * transfer loss against the teacher of the same q, k, v. */
+static int fit_layer(const lm_opts *o, const lm_model *m, const lm_attn *a, int64_t l,
+                     const captured *cp, int64_t n, tool_param_set *ps, double *first,
+                     double *last)
+{
+    const lm_config *c = &m->cfg;
+    still_shape shape = {1, c->n_head, c->n_kv, n, c->head_dim, c->head_dim, STILL_LAYOUT_BNHD};
+    float *teacher = malloc((size_t)(n * c->n_head * c->head_dim) * sizeof(float));
+    double *mom = NULL, *var = NULL;
+    still_tensors t = {0};
+    still_adam_config adam;
+    int rc = tool_param_set_build(NULL, c->n_head, c->head_dim, 1, ps);
+    if (rc || !teacher) {
+        free(teacher);
+        return STILL_E_NOMEM;
+    }
+    mom = calloc((size_t)ps->total, sizeof *mom);
+    var = calloc((size_t)ps->total, sizeof *var);
+    t.dtype = STILL_F32;
+    t.q = cp->q[l];
+    t.k = cp->k[l];
+    t.v = cp->v[l];
+    t.o = teacher;
+    if (!mom || !var)
+        rc = STILL_E_NOMEM;
+    else
+        rc = still_teacher(&a[l].cfg, &shape, &t);
+    t.o = NULL;
+    still_adam_default(&adam);
+    adam.lr = o->lr;
+    still_grads g = tool_param_set_grads(ps);
+    for (int64_t s = 0; s <= o->steps && !rc; s++) {
+        double loss;
+        rc = still_transfer_grad(&a[l].cfg, &shape, &ps->params, &t, teacher, &loss,
+                                 s < o->steps ? &g : NULL);
+        if (!rc && s < o->steps)
+            rc = still_adam_step(&adam, s + 1, (size_t)ps->total, ps->values, ps->grads, mom,
+                                 var);
+        if (s == 0)
+            *first = loss;
+        *last = loss;
+        tool_progress(s, o->steps, "layer %lld (%s): loss %.4e", (long long)l,
+                      lm_attn_names[a[l].kind], loss);
+    }
+    free(teacher);
+    free(mom);
+    free(var);
+    return rc;
+}
+
+static int write_layer(const char *cmd, const char *dir, int64_t l, const tool_param_set *ps)
+{
+    char path[4096], err[STILL__ERRLEN] = "";
+    still__array arrays[TOOL_MAX_PARAMS];
+    float *conv = malloc((size_t)ps->total * sizeof *conv);
+    if (!conv)
+        return tool_fail(TOOL_EXIT_OUTPUT, cmd, "out of memory");
+    tool_param_set_arrays(ps, 0, arrays);
+    for (int64_t i = 0; i < ps->total; i++)
+        conv[i] = (float)ps->values[i];
+    for (int i = 0; i < ps->n; i++) {
+        arrays[i].dtype = STILL__DT_F4;
+        arrays[i].data = conv + ps->offset[i];
+    }
+    snprintf(path, sizeof path, "%s/layer%lld.safetensors", dir, (long long)l);
+    int fd = tool_out_tree_open(cmd, path), rc = TOOL_EXIT_OUTPUT;
+    if (fd >= 0)
+        rc = tool_out_tree_close(cmd, path, fd,
+                                 still__st_write_fd(fd, path, ps->n, ps->names, arrays, err,
+                                                    sizeof err),
+                                 err);
+    free(conv);
+    return rc;
+}
+
+/* Bits per byte of the held-out text with the parameters of params_dir. */
+static int heldout_bpb(const char *cmd, const lm_opts *o, const lm_model *m, const char *spec,
+                       const char *params_dir, const int32_t *ids, int64_t n, double *bpb)
+{
+    char err[STILL__ERRLEN];
+    lm_attn *attn;
+    eval_row row;
+    float *logits = malloc((size_t)(n * m->cfg.vocab) * sizeof *logits);
+    double *scratch = malloc((size_t)(2 * m->cfg.vocab) * sizeof *scratch);
+    int rc = !logits || !scratch ? STILL_E_NOMEM
+                                 : lm_attn_parse(m, spec, &o->ao, params_dir, &attn, err,
+                                                 sizeof err);
+    if (!rc) {
+        rc = lm_forward(m, attn, ids, n, logits, err, sizeof err);
+        lm_attn_free(m, attn);
+    }
+    if (!rc) {
+        score(&m->cfg, logits, NULL, ids, n, scratch, &row);
+        *bpb = row.bpb;
+    }
+    free(logits);
+    free(scratch);
+    return rc ? tool_fail(TOOL_EXIT_LIBRARY, cmd, "%s", err) : TOOL_EXIT_OK;
+}
+
+static int lm_transfer(const char *cmd, const lm_opts *o, const lm_model *m)
+{
+    const lm_config *c = &m->cfg;
+    const char *spec = o->n_attn ? o->attn[0] : "still", *tmpdir;
+    int64_t max = o->max_bytes ? o->max_bytes : (c->ctx ? c->ctx : 2048), n, nh;
+    int32_t *ids = NULL, *held = NULL;
+    char path[4096], err[STILL__ERRLEN];
+    lm_attn *attn = NULL;
+    float *q[4096] = {0}, *k[4096] = {0}, *v[4096] = {0};
+    captured cp = {c, q, k, v};
+    double before = 0, after = 0, teacher_bpb = 0;
+    int status, rc;
+    if (c->n_layer > 4096)
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "at most 4096 layers");
+    snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
+    if ((status = read_bytes(cmd, o->text, max, &ids, &n)) ||
+        (status = read_bytes(cmd, path, max, &held, &nh)))
+        goto out;
+    if ((rc = lm_attn_parse(m, spec, &o->ao, NULL, &attn, err, sizeof err))) {
+        status = tool_fail(rc == STILL_E_CONFIG ? TOOL_EXIT_USAGE : TOOL_EXIT_INPUT, cmd, "%s",
+                           err);
+        goto out;
+    }
+    if ((status = tool_out_add_dir(cmd, "--out-dir", o->out_dir, &tmpdir)) ||
+        (status = tool_blas_room(cmd)) ||
+        (status = heldout_bpb(cmd, o, m, "teacher", NULL, held, nh, &teacher_bpb)) ||
+        (status = heldout_bpb(cmd, o, m, spec, NULL, held, nh, &before)))
+        goto out;
+    lm_attn *teach = NULL;
+    lm_attn_opts none = {0};
+    if ((rc = lm_attn_parse(m, "teacher", &none, NULL, &teach, err, sizeof err)) ||
+        (rc = lm_forward_capture(m, teach, ids, n, NULL, capture_layer, &cp, err,
+                                 sizeof err))) {
+        lm_attn_free(m, teach);
+        status = tool_fail(TOOL_EXIT_LIBRARY, cmd, "teacher: %s", err);
+        goto out;
+    }
+    lm_attn_free(m, teach);
+    printf("stage-1 transfer on %s (%lld bytes), %lld Adam steps per layer, lr %g\n", o->text,
+           (long long)n, (long long)o->steps, o->lr);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        if (attn[l].kind == LM_ATTN_TEACHER)
+            continue;
+        tool_param_set ps;
+        double first = 0, last = 0;
+        rc = fit_layer(o, m, attn, l, &cp, n, &ps, &first, &last);
+        tool_progress_clear();
+        if (rc) {
+            tool_param_set_free(&ps);
+            status = tool_fail(TOOL_EXIT_LIBRARY, cmd, "layer %lld: %s", (long long)l,
+                               tool_status_name(rc));
+            goto out;
+        }
+        status = write_layer(cmd, tmpdir, l, &ps);
+        tool_param_set_free(&ps);
+        if (status)
+            goto out;
+        printf("layer %lld (%s): transfer loss %.4e -> %.4e\n", (long long)l,
+               lm_attn_names[attn[l].kind], first, last);
+    }
+    if ((status = heldout_bpb(cmd, o, m, spec, tmpdir, held, nh, &after)))
+        goto out;
+    printf("held-out bits/byte (%s): teacher %.4f, %s before %.4f, after %.4f\n", path,
+           teacher_bpb, spec, before, after);
+    status = tool_out_commit(cmd);
+out:
+    for (int64_t l = 0; l < c->n_layer && l < 4096; l++) {
+        free(q[l]);
+        free(k[l]);
+        free(v[l]);
+    }
+    lm_attn_free(m, attn);
+    free(ids);
+    free(held);
+    return status;
+}
+
 int cmd_lm(int argc, char **argv)
 {
     const char *cmd = "lm";
@@ -529,7 +755,12 @@ int cmd_lm(int argc, char **argv)
     if (rc)
         return tool_fail(rc == STILL_E_NOMEM ? TOOL_EXIT_LIBRARY : TOOL_EXIT_INPUT, cmd, "%s",
                          err);
-    status = !strcmp(o.mode, "eval") ? lm_eval(cmd, &o, &m) : lm_generate(cmd, &o, &m);
+    if (!strcmp(o.mode, "eval"))
+        status = lm_eval(cmd, &o, &m);
+    else if (!strcmp(o.mode, "generate"))
+        status = lm_generate(cmd, &o, &m);
+    else
+        status = lm_transfer(cmd, &o, &m);
     lm_model_free(&m);
     return status;
 }

@@ -496,7 +496,8 @@ static int work_alloc(const lm_config *c, int64_t n, lm_work *w)
 
 /* The blocks and the head for n tokens at pos0; states NULL: prefill. */
 static int run(const lm_model *m, const lm_attn *attn, still_state **states, int64_t pos0,
-               const int32_t *ids, int64_t n, float *logits, char *err, size_t errlen)
+               const int32_t *ids, int64_t n, float *logits, lm_capture_fn capture,
+               void *user, char *err, size_t errlen)
 {
     const lm_config *c = &m->cfg;
     const int64_t D = c->d_model, F = c->d_ff, hd = c->head_dim;
@@ -531,6 +532,10 @@ static int run(const lm_model *m, const lm_attn *attn, still_state **states, int
         t.k = w.k;
         t.v = w.v;
         t.o = w.a;
+        if (capture && (rc = capture(user, l, w.q, w.k, w.v, n))) {
+            still__io_fail(err, errlen, rc, "layer %lld: %s", (long long)l, still_strerror(rc));
+            break;
+        }
         if (states)
             rc = still_state_append(states[l], n, &t);
         else if (attn[l].kind == LM_ATTN_TEACHER)
@@ -563,7 +568,14 @@ static int run(const lm_model *m, const lm_attn *attn, still_state **states, int
 int lm_forward(const lm_model *m, const lm_attn *attn, const int32_t *ids, int64_t n,
                float *logits, char *err, size_t errlen)
 {
-    return run(m, attn, NULL, 0, ids, n, logits, err, errlen);
+    return run(m, attn, NULL, 0, ids, n, logits, NULL, NULL, err, errlen);
+}
+
+int lm_forward_capture(const lm_model *m, const lm_attn *attn, const int32_t *ids, int64_t n,
+                       float *logits, lm_capture_fn capture, void *user, char *err,
+                       size_t errlen)
+{
+    return run(m, attn, NULL, 0, ids, n, logits, capture, user, err, errlen);
 }
 
 /* ---- streaming -------------------------------------------------------------- */
@@ -603,7 +615,8 @@ int lm_session_create(const lm_model *m, const lm_attn *attn, lm_session *s, cha
 int lm_session_append(lm_session *s, const int32_t *ids, int64_t n, float *logits, char *err,
                       size_t errlen)
 {
-    int rc = run(s->m, s->attn, s->states, s->position, ids, n, logits, err, errlen);
+    int rc = run(s->m, s->attn, s->states, s->position, ids, n, logits, NULL, NULL, err,
+                 errlen);
     if (!rc)
         s->position += n;
     return rc;

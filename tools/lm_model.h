@@ -79,6 +79,14 @@ void lm_attn_text(const lm_model *m, const lm_attn *attn, char *buf, size_t len)
  * of every layer by still_forward / still_teacher (SPEC §1, §6). */
 int lm_forward(const lm_model *m, const lm_attn *attn, const int32_t *ids, int64_t n,
                float *logits, char *err, size_t errlen);
+/* The same, calling capture (when not NULL) with each layer's attention
+ * inputs: q [n][Hq][d], k and v [n][Hk][d] after RoPE (layout BNHD), valid
+ * during the call; a nonzero return stops the forward with that code. */
+typedef int (*lm_capture_fn)(void *user, int64_t layer, const float *q, const float *k,
+                             const float *v, int64_t n);
+int lm_forward_capture(const lm_model *m, const lm_attn *attn, const int32_t *ids, int64_t n,
+                       float *logits, lm_capture_fn capture, void *user, char *err,
+                       size_t errlen);
 
 /* Streaming: one still_state per layer (SPEC §7). */
 typedef struct lm_session {
