@@ -89,7 +89,8 @@ static void lm_usage(FILE *f)
             "  --lr LR              learning rate (default 0.01)\n"
             "  --max-bytes N        at most N bytes of each text (default: the context)\n"
             "\n"
-            "Exit status: 0 success, 2 usage error, 3 input file problem, 4 library error.\n");
+            "Exit status: 0 success, 2 usage error, 3 input file problem, 4 library error,\n"
+            "5 output not written.\n");
 }
 
 static int parse_depths(const char *cmd, const char *val, lm_opts *o)
