@@ -65,4 +65,8 @@ expect 2 "lm eval with a bad --attn is refused" "$STILL" lm eval --model "$dir" 
 expect 3 "lm eval of a directory without a model is refused" "$STILL" lm eval --model "$dir/p"
 expect 5 "lm transfer into a non-empty directory is refused" \
     "$STILL" lm transfer --model "$dir" --text "$dir/text.txt" --out-dir "$dir/p"
+expect 3 "lm generate: a prompt byte beyond the vocabulary is refused" \
+    "$STILL" lm generate --model "$dir" --prompt zz
+expect 3 "lm eval --recall on a model without a byte vocabulary is refused" \
+    "$STILL" lm eval --model "$dir" --recall
 tap_end

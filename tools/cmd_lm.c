@@ -227,20 +227,26 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
 
 /* ---- inputs ----------------------------------------------------------------- */
 
-static int read_bytes(const char *cmd, const char *path, int64_t max, int32_t **ids,
-                      int64_t *n)
+/* A text as byte tokens, each below the vocabulary (else TOOL_EXIT_INPUT). */
+static int read_bytes(const char *cmd, const char *path, int64_t max, int64_t vocab,
+                      int32_t **ids, int64_t *n)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: cannot open", path);
     int32_t *buf = malloc((size_t)max * sizeof *buf);
     int64_t k = 0;
-    int c;
-    while (buf && k < max && (c = fgetc(f)) != EOF)
+    int c = EOF;
+    while (buf && k < max && (c = fgetc(f)) != EOF && c < vocab)
         buf[k++] = c;
     fclose(f);
     if (!buf)
         return tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory");
+    if (k < max && c != EOF) {
+        free(buf);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: byte %lld is %d, beyond the vocabulary of %lld",
+                         path, (long long)k, c, (long long)vocab);
+    }
     if (k < 2) {
         free(buf);
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: expected at least 2 bytes, found %lld",
@@ -343,9 +349,14 @@ static int lm_eval(const char *cmd, const lm_opts *o, const lm_model *m)
         snprintf(path, sizeof path, "%s", o->text);
     else
         snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
-    if ((status = read_bytes(cmd, path, max, &ids, &n)))
+    if ((status = read_bytes(cmd, path, max, m->cfg.vocab, &ids, &n)))
         return status;
     const int64_t nh = (int64_t)strlen(needle_head), rlen = n;
+    if (o->recall && V < 256) {
+        free(ids);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "--recall needs a byte vocabulary (256), found %lld",
+                         (long long)V);
+    }
     if (o->recall) {
         for (int i = 0; i < o->n_depths; i++)
             if (o->depths[i] > rlen - 2 * nh - 12) {
@@ -479,7 +490,7 @@ static int lm_generate(const char *cmd, const lm_opts *o, const lm_model *m)
     double *scratch = malloc((size_t)V * sizeof *scratch);
     uint64_t rng = (uint64_t)o->seed * 0x9E3779B97F4A7C15ull + 1;
     if (o->prompt_file) {
-        if ((status = read_bytes(cmd, o->prompt_file, 1 << 24, &ids, &n)))
+        if ((status = read_bytes(cmd, o->prompt_file, 1 << 24, V, &ids, &n)))
             goto out;
     } else {
         n = (int64_t)strlen(o->prompt);
@@ -489,7 +500,12 @@ static int lm_generate(const char *cmd, const lm_opts *o, const lm_model *m)
         }
         if ((ids = malloc((size_t)n * sizeof *ids)))
             for (int64_t i = 0; i < n; i++)
-                ids[i] = (unsigned char)o->prompt[i];
+                if ((ids[i] = (unsigned char)o->prompt[i]) >= V) {
+                    status = tool_fail(TOOL_EXIT_INPUT, cmd,
+                                       "--prompt: byte %lld is %d, beyond the vocabulary of %lld",
+                                       (long long)i, (int)ids[i], (long long)V);
+                    goto out;
+                }
     }
     logits = malloc((size_t)(n * V) * sizeof *logits);
     if (!ids || !logits || !scratch) {
@@ -677,8 +693,8 @@ static int lm_transfer(const char *cmd, const lm_opts *o, const lm_model *m)
     if (c->n_layer > 4096)
         return tool_fail(TOOL_EXIT_INPUT, cmd, "at most 4096 layers");
     snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
-    if ((status = read_bytes(cmd, o->text, max, &ids, &n)) ||
-        (status = read_bytes(cmd, path, max, &held, &nh)))
+    if ((status = read_bytes(cmd, o->text, max, c->vocab, &ids, &n)) ||
+        (status = read_bytes(cmd, path, max, c->vocab, &held, &nh)))
         goto out;
     if ((rc = lm_attn_parse(m, spec, &o->ao, NULL, &attn, err, sizeof err))) {
         status = tool_fail(rc == STILL_E_CONFIG ? TOOL_EXIT_USAGE : TOOL_EXIT_INPUT, cmd, "%s",
