@@ -60,6 +60,22 @@ kl2=$(awk '$1 == "0=teacher,1=still" { print $3 }' "$dir/e2")
 [ -n "$kl1" ] && [ "$kl1" != "$kl2" ]
 report $? "lm eval: the transferred maps change the result (KL $kl1 -> $kl2)"
 
+"$STILL" lm rank --model "$dir" --chunk 8 --topk 2 --budget 1 >"$dir/r1" 2>/dev/null &&
+    "$STILL" lm rank --model "$dir" --chunk 8 --topk 2 --budget 1 >"$dir/r2" 2>/dev/null
+report $? "lm rank runs"
+cmp -s "$dir/r1" "$dir/r2"
+report $? "lm rank: the same table every run"
+awk '$1 == "2" && $2 == "0,1" && $4 == "0.0000" { ok = 1 } $1 == "2" && $2 == "1,0" && $4 == "0.0000" { ok = 1 } END { exit !ok }' "$dir/r1"
+report $? "lm rank: every layer kept softmax is the teacher (KL 0)"
+# keeping the first-ranked layer leaves only the other linearized: its KL
+# is that layer's "only it linearized" column
+first=$(awk '$NF == "1" && $1 ~ /^[01]$/ { print $1 }' "$dir/r1")
+other=$((1 - first))
+want=$(awk -v l="$other" '$1 == l && NF == 5 { print $3 }' "$dir/r1")
+got=$(awk '$1 == "1" && NF == 4 { print $4 }' "$dir/r1")
+[ -n "$want" ] && [ "$want" = "$got" ]
+report $? "lm rank: one softmax layer kept = the other alone linearized (KL $got, $want)"
+
 expect 2 "lm without a subcommand is refused" "$STILL" lm --model "$dir"
 expect 2 "lm eval with a bad --attn is refused" "$STILL" lm eval --model "$dir" --attn 9=still
 expect 3 "lm eval of a directory without a model is refused" "$STILL" lm eval --model "$dir/p"

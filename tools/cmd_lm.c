@@ -28,6 +28,7 @@ typedef struct lm_opts {
     int64_t max_bytes, trials, tokens, report_every, seed, steps;
     int64_t depths[LM_MAX_DEPTHS];
     int n_depths, recall;
+    int64_t budget;
     double temperature, lr;
 } lm_opts;
 
@@ -37,6 +38,7 @@ static void lm_usage(FILE *f)
             "usage: still lm eval --model DIR [--attn SPEC]... [--text FILE] [--recall] [options]\n"
             "       still lm generate --model DIR [--attn SPEC] --prompt TEXT [--tokens N]\n"
             "       still lm transfer --model DIR [--attn SPEC] --text FILE --out-dir D\n"
+            "       still lm rank --model DIR [--attn KIND] [--text FILE] [--budget K]\n"
             "\n"
             "A small Llama-style model (SPEC §18: byte tokens, RMSNorm, RoPE, grouped-query\n"
             "attention, SwiGLU, tied head) whose attention layers run through libstill.\n"
@@ -53,6 +55,10 @@ static void lm_usage(FILE *f)
             "            --attn on the model's own q, k, v of --text: Adam on the exact\n"
             "            gradients; writes D/layer<i>.safetensors for --params-dir and\n"
             "            prints the loss and the held-out bits/byte before and after\n"
+            "  rank      KL-guided layer selection: per layer its attention-output error,\n"
+            "            the KL with only it linearized and with only it kept softmax;\n"
+            "            the ranking, the greedy choice of --budget softmax layers, and\n"
+            "            bits/byte by the number of softmax layers kept\n"
             "\n"
             "options:\n"
             "  --model DIR          the model directory                       (required)\n"
@@ -82,6 +88,8 @@ static void lm_usage(FILE *f)
             "  --temperature T      0 (default): the most likely byte; else sampling\n"
             "  --seed S             the sampling seed (default 1)\n"
             "  --report-every K     a memory line every K tokens (default 64)\n"
+            "rank:\n"
+            "  --budget K           softmax layers of the greedy choice (default 2)\n"
             "transfer:\n"
             "  --text FILE          the training text (required; not the held-out text)\n"
             "  --out-dir D          a new or empty directory for the parameter files\n"
@@ -135,6 +143,7 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
     o->report_every = 64;
     o->seed = 1;
     o->steps = 100;
+    o->budget = 2;
     o->lr = 0.01;
     o->n_depths = 6;
     memcpy(o->depths, default_depths, sizeof default_depths);
@@ -148,7 +157,8 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
         {"--cap", 0, 1 << 24, &o->ao.cap},          {"--max-bytes", 2, 1 << 26, &o->max_bytes},
         {"--trials", 1, 100000, &o->trials},        {"--tokens", 0, 1 << 24, &o->tokens},
         {"--report-every", 1, 1 << 24, &o->report_every},
-        {"--seed", 0, INT64_MAX, &o->seed},         {"--steps", 0, 1000000, &o->steps}};
+        {"--seed", 0, INT64_MAX, &o->seed},         {"--steps", 0, 1000000, &o->steps},
+        {"--budget", 0, 4096, &o->budget}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
         int done = 0, r;
@@ -203,8 +213,9 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
         }
     }
     if (!o->mode ||
-        (strcmp(o->mode, "eval") && strcmp(o->mode, "generate") && strcmp(o->mode, "transfer")))
-        return tool_fail(TOOL_EXIT_USAGE, cmd, "expected eval, generate or transfer%s%s",
+        (strcmp(o->mode, "eval") && strcmp(o->mode, "generate") && strcmp(o->mode, "transfer") &&
+         strcmp(o->mode, "rank")))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "expected eval, generate, transfer or rank%s%s",
                          o->mode ? ", found " : "", o->mode ? o->mode : "");
     if (o->extra)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "unexpected argument '%s'", o->extra);
@@ -755,6 +766,211 @@ out:
     return status;
 }
 
+/* ---- rank ------------------------------------------------------------------- */
+
+/* The KL and bits/byte of one per-layer choice: kind where use[l], else
+ * teacher. */
+typedef struct rank_ctx {
+    const lm_opts *o;
+    const lm_model *m;
+    const char *kind;
+    const int32_t *ids;
+    int64_t n;
+    const float *teacher;
+    float *logits;
+    double *scratch;
+    const lm_attn *attn; /* kind in every layer: the error's configuration */
+    double *err_layer;   /* [n_layer] mean (o - o_teacher)^2 */
+} rank_ctx;
+
+static int rank_eval(const char *cmd, rank_ctx *r, const int *use, eval_row *row)
+{
+    char spec[4096] = "", err[STILL__ERRLEN];
+    size_t k = 0;
+    lm_attn *attn;
+    for (int64_t l = 0; l < r->m->cfg.n_layer && k + 32 < sizeof spec; l++)
+        k += (size_t)snprintf(spec + k, sizeof spec - k, "%s%lld=%s", k ? "," : "",
+                              (long long)l, use[l] ? r->kind : "teacher");
+    int rc = lm_attn_parse(r->m, spec, &r->o->ao, r->o->params_dir, &attn, err, sizeof err);
+    if (!rc) {
+        rc = lm_forward(r->m, attn, r->ids, r->n, r->logits, err, sizeof err);
+        lm_attn_free(r->m, attn);
+    }
+    if (rc)
+        return tool_fail(rc == STILL_E_CONFIG ? TOOL_EXIT_USAGE : TOOL_EXIT_LIBRARY, cmd, "%s",
+                         err);
+    score(&r->m->cfg, r->logits, r->teacher, r->ids, r->n, r->scratch, row);
+    return TOOL_EXIT_OK;
+}
+
+/* SPEC §8's loss of each layer on the teacher's own q, k, v. */
+static int layer_error(void *user, int64_t l, const float *q, const float *k, const float *v,
+                       int64_t n)
+{
+    rank_ctx *r = user;
+    const lm_config *c = &r->m->cfg;
+    still_shape shape = {1, c->n_head, c->n_kv, n, c->head_dim, c->head_dim, STILL_LAYOUT_BNHD};
+    size_t cnt = (size_t)(n * c->n_head * c->head_dim);
+    float *o = malloc(cnt * sizeof *o), *ot = malloc(cnt * sizeof *ot);
+    still_tensors t = {0};
+    int rc = o && ot ? STILL_OK : STILL_E_NOMEM;
+    t.dtype = STILL_F32;
+    t.q = q;
+    t.k = k;
+    t.v = v;
+    t.o = ot;
+    if (!rc && !(rc = still_teacher(&r->attn[l].cfg, &shape, &t))) {
+        t.o = o;
+        rc = still_forward(&r->attn[l].cfg, &shape, &r->attn[l].params, &t);
+    }
+    double e = 0;
+    for (size_t i = 0; !rc && i < cnt; i++)
+        e += ((double)o[i] - ot[i]) * ((double)o[i] - ot[i]);
+    r->err_layer[l] = rc ? NAN : e / (double)cnt;
+    free(o);
+    free(ot);
+    return rc;
+}
+
+static int lm_rank(const char *cmd, const lm_opts *o, const lm_model *m)
+{
+    const int64_t L = m->cfg.n_layer, V = m->cfg.vocab;
+    const char *kind = o->n_attn ? o->attn[0] : "still";
+    char path[4096], err[STILL__ERRLEN];
+    int64_t max = o->max_bytes ? o->max_bytes : (m->cfg.ctx ? m->cfg.ctx : 2048), n = 0;
+    int32_t *ids = NULL;
+    int status;
+    if (o->n_attn > 1 || (strcmp(kind, "still") && strcmp(kind, "window") &&
+                          strcmp(kind, "linear")))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "rank takes one --attn: still, window or linear");
+    if (o->budget > L)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--budget %lld: the model has %lld layers",
+                         (long long)o->budget, (long long)L);
+    if (o->text)
+        snprintf(path, sizeof path, "%s", o->text);
+    else
+        snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
+    if ((status = read_bytes(cmd, path, max, V, &ids, &n)))
+        return status;
+    rank_ctx r = {o, m, kind, ids, n, NULL, NULL, NULL, NULL, NULL};
+    float *teacher = malloc((size_t)(n * V) * sizeof(float));
+    double *kl_only = calloc((size_t)L, sizeof(double)), *kl_kept = calloc((size_t)L, sizeof(double));
+    int *use = calloc((size_t)L, sizeof(int)), *order = calloc((size_t)L, sizeof(int));
+    lm_attn *all = NULL, *teach = NULL;
+    lm_attn_opts none = {0};
+    eval_row row;
+    r.logits = malloc((size_t)(n * V) * sizeof(float));
+    r.scratch = malloc((size_t)(2 * V) * sizeof(double));
+    r.err_layer = calloc((size_t)L, sizeof(double));
+    if (!teacher || !kl_only || !kl_kept || !use || !order || !r.logits || !r.scratch ||
+        !r.err_layer) {
+        status = tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory");
+        goto out;
+    }
+    if ((status = tool_blas_room(cmd)))
+        goto out;
+    int rc = lm_attn_parse(m, kind, &o->ao, o->params_dir, &all, err, sizeof err);
+    if (!rc)
+        rc = lm_attn_parse(m, "teacher", &none, NULL, &teach, err, sizeof err);
+    r.attn = all;
+    if (!rc)
+        rc = lm_forward_capture(m, teach, ids, n, teacher, layer_error, &r, err, sizeof err);
+    if (rc) {
+        status = tool_fail(TOOL_EXIT_LIBRARY, cmd, "%s", err);
+        goto out;
+    }
+    r.teacher = teacher;
+    for (int64_t l = 0; l < L; l++) { /* only l linearized; only l kept softmax */
+        tool_progress(l, L, "layer %lld", (long long)l);
+        memset(use, 0, (size_t)L * sizeof *use);
+        use[l] = 1;
+        if ((status = rank_eval(cmd, &r, use, &row)))
+            goto out;
+        kl_only[l] = row.kl;
+        for (int64_t j = 0; j < L; j++)
+            use[j] = j != l;
+        if ((status = rank_eval(cmd, &r, use, &row)))
+            goto out;
+        kl_kept[l] = row.kl;
+    }
+    tool_progress_clear();
+    /* the ranking: the layer whose softmax alone helps most first (lowest
+     * KL when it is the only one kept); ties to the lower layer */
+    for (int64_t l = 0; l < L; l++)
+        order[l] = (int)l;
+    for (int64_t a = 1; a < L; a++)
+        for (int64_t b = a; b > 0 && kl_kept[order[b]] < kl_kept[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    printf("model %s, text %s (%lld bytes), linearized with %s; KL(teacher || model) in nats "
+           "per byte\n", o->model, path, (long long)n, kind);
+    printf("%-6s %14s %16s %16s %6s\n", "layer", "attn error", "KL only it lin.",
+           "KL only it soft.", "rank");
+    for (int64_t l = 0; l < L; l++) {
+        int64_t rank = 0;
+        while (order[rank] != l)
+            rank++;
+        printf("%-6lld %14.4e %16.4f %16.4f %6lld\n", (long long)l, r.err_layer[l], kl_only[l],
+               kl_kept[l], (long long)rank + 1);
+    }
+    /* greedy: from every layer linearized, keep softmax the layer that
+     * lowers the KL most, budget times */
+    for (int64_t j = 0; j < L; j++)
+        use[j] = 1;
+    printf("greedy softmax layers for a budget of %lld:", (long long)o->budget);
+    for (int64_t b = 0; b < o->budget; b++) {
+        int64_t best = -1;
+        double best_kl = INFINITY;
+        for (int64_t l = 0; l < L; l++) {
+            if (!use[l])
+                continue;
+            use[l] = 0;
+            status = rank_eval(cmd, &r, use, &row);
+            use[l] = 1;
+            if (status)
+                goto out;
+            if (row.kl < best_kl) {
+                best_kl = row.kl;
+                best = l;
+            }
+        }
+        use[best] = 0;
+        printf(" %lld (KL %.4f)", (long long)best, best_kl);
+    }
+    printf("\n%-22s %10s %10s\n", "softmax layers kept", "bits/byte", "KL");
+    for (int64_t j = 0; j < L; j++)
+        use[j] = 1;
+    for (int64_t kept = 0; kept <= L; kept++) {
+        char which[256] = "none";
+        size_t w = 0;
+        if (kept) {
+            use[order[kept - 1]] = 0;
+            for (int64_t i = 0; i < kept && w + 8 < sizeof which; i++)
+                w += (size_t)snprintf(which + w, sizeof which - w, "%s%d", i ? "," : "",
+                                      order[i]);
+        }
+        if ((status = rank_eval(cmd, &r, use, &row)))
+            goto out;
+        printf("%-3lld %-18s %10.4f %10.4f\n", (long long)kept, which, row.bpb, row.kl);
+    }
+    status = TOOL_EXIT_OK;
+out:
+    lm_attn_free(m, all);
+    lm_attn_free(m, teach);
+    free(teacher);
+    free(kl_only);
+    free(kl_kept);
+    free(use);
+    free(order);
+    free(r.logits);
+    free(r.scratch);
+    free(r.err_layer);
+    free(ids);
+    return status;
+}
+
 int cmd_lm(int argc, char **argv)
 {
     const char *cmd = "lm";
@@ -776,6 +992,8 @@ int cmd_lm(int argc, char **argv)
         status = lm_eval(cmd, &o, &m);
     else if (!strcmp(o.mode, "generate"))
         status = lm_generate(cmd, &o, &m);
+    else if (!strcmp(o.mode, "rank"))
+        status = lm_rank(cmd, &o, &m);
     else
         status = lm_transfer(cmd, &o, &m);
     lm_model_free(&m);
