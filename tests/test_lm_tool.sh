@@ -1,0 +1,88 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The libstill authors
+# test_lm_tool.sh -- `still lm` end to end on the random model of test_lm
+# (test_lm --write-model), printing TAP: eval prints one row per --attn
+# with the teacher's KL 0; generate writes the bytes asked and a state line
+# per report, the teacher's state growing and capped STILL's flat; transfer
+# lowers every layer's transfer loss and writes parameter files that
+# eval --params-dir reads; bad options are refused with one line.
+
+. "$(dirname "$0")/tap.sh"
+tap_start test_lm_tool
+tap_require tool
+TEST_LM=${STILL_TEST_LM:-$(dirname "$STILL")/../tests/test_lm}
+[ -x "$TEST_LM" ] || { echo "1..0 # SKIP test_lm not built"; exit 0; }
+"$TEST_LM" --write-model "$dir" >/dev/null 2>&1
+report $? "test_lm --write-model writes a model"
+# a text of bytes below the vocabulary (64): digits and letters of 0..63
+awk 'BEGIN { for (i = 0; i < 100; i++) printf "%c", 48 + (i * 7) % 15 }' >"$dir/text.txt"
+cp "$dir/text.txt" "$dir/dump_text.txt"
+
+"$STILL" lm eval --model "$dir" --chunk 8 --topk 2 --window 8 >"$dir/eval" 2>"$dir/stderr"
+report $? "lm eval runs"
+[ "$(grep -c '^\(teacher\|still\|window\|linear\) ' "$dir/eval")" -eq 4 ]
+report $? "lm eval: one row per default configuration"
+awk '$1 == "teacher" && $3 == "0.0000" && $2 > 0 { ok = 1 } END { exit !ok }' "$dir/eval"
+report $? "lm eval: the teacher has bits/byte > 0 and KL 0"
+awk '$1 == "linear" && $3 > 0 { ok = 1 } END { exit !ok }' "$dir/eval"
+report $? "lm eval: linear attention has KL > 0"
+
+"$STILL" lm generate --model "$dir" --attn teacher --prompt 0123 --tokens 40 \
+    --report-every 10 >"$dir/gen" 2>"$dir/gen.err"
+report $? "lm generate runs"
+[ "$(head -c 40 "$dir/gen" | wc -c)" -eq 40 ] && [ "$(grep -c '^position' "$dir/gen.err")" -eq 5 ]
+report $? "lm generate: 40 bytes and a state line at 0, 10, 20, 30, 40"
+first=$(sed -n 2p "$dir/gen.err" | awk '{ print $NF }')
+last=$(tail -n 1 "$dir/gen.err" | awk '{ print $NF }')
+[ "$last" -gt "$first" ]
+report $? "lm generate: the teacher's state grows ($first -> $last bytes)"
+"$STILL" lm generate --model "$dir" --attn still --chunk 8 --topk 2 --cap 4 --prompt 0123 \
+    --tokens 60 --report-every 20 >/dev/null 2>"$dir/gen.err"
+a=$(sed -n 3p "$dir/gen.err" | awk '{ print $NF }')
+b=$(tail -n 1 "$dir/gen.err" | awk '{ print $NF }')
+[ -n "$a" ] && [ "$a" -eq "$b" ]
+report $? "lm generate: capped STILL's state stays flat ($a, $b bytes)"
+
+"$STILL" lm transfer --model "$dir" --attn 1=still --chunk 8 --topk 2 --text "$dir/text.txt" \
+    --out-dir "$dir/p" --steps 40 --lr 0.02 >"$dir/tr" 2>"$dir/stderr"
+report $? "lm transfer runs"
+awk '/transfer loss/ { n++; if (!($NF < $(NF-2))) bad = 1 } END { exit !(n == 1 && !bad) }' "$dir/tr"
+report $? "lm transfer: the layer's loss falls"
+[ -f "$dir/p/layer1.safetensors" ] && [ ! -e "$dir/p/layer0.safetensors" ]
+report $? "lm transfer: a parameter file for the transferred layer only"
+"$STILL" lm eval --model "$dir" --attn 1=still --chunk 8 --topk 2 >"$dir/e1" 2>/dev/null &&
+    "$STILL" lm eval --model "$dir" --attn 1=still --chunk 8 --topk 2 --params-dir "$dir/p" \
+        >"$dir/e2" 2>/dev/null
+report $? "lm eval --params-dir reads the files"
+kl1=$(awk '$1 == "0=teacher,1=still" { print $3 }' "$dir/e1")
+kl2=$(awk '$1 == "0=teacher,1=still" { print $3 }' "$dir/e2")
+[ -n "$kl1" ] && [ "$kl1" != "$kl2" ]
+report $? "lm eval: the transferred maps change the result (KL $kl1 -> $kl2)"
+
+"$STILL" lm rank --model "$dir" --chunk 8 --topk 2 --budget 1 >"$dir/r1" 2>/dev/null &&
+    "$STILL" lm rank --model "$dir" --chunk 8 --topk 2 --budget 1 >"$dir/r2" 2>/dev/null
+report $? "lm rank runs"
+cmp -s "$dir/r1" "$dir/r2"
+report $? "lm rank: the same table every run"
+awk '$1 == "2" && $2 == "0,1" && $4 == "0.0000" { ok = 1 } $1 == "2" && $2 == "1,0" && $4 == "0.0000" { ok = 1 } END { exit !ok }' "$dir/r1"
+report $? "lm rank: every layer kept softmax is the teacher (KL 0)"
+# keeping the first-ranked layer leaves only the other linearized: its KL
+# is that layer's "only it linearized" column
+first=$(awk '$NF == "1" && $1 ~ /^[01]$/ { print $1 }' "$dir/r1")
+other=$((1 - first))
+want=$(awk -v l="$other" '$1 == l && NF == 5 { print $3 }' "$dir/r1")
+got=$(awk '$1 == "1" && NF == 4 { print $4 }' "$dir/r1")
+[ -n "$want" ] && [ "$want" = "$got" ]
+report $? "lm rank: one softmax layer kept = the other alone linearized (KL $got, $want)"
+
+expect 2 "lm without a subcommand is refused" "$STILL" lm --model "$dir"
+expect 2 "lm eval with a bad --attn is refused" "$STILL" lm eval --model "$dir" --attn 9=still
+expect 3 "lm eval of a directory without a model is refused" "$STILL" lm eval --model "$dir/p"
+expect 5 "lm transfer into a non-empty directory is refused" \
+    "$STILL" lm transfer --model "$dir" --text "$dir/text.txt" --out-dir "$dir/p"
+expect 3 "lm generate: a prompt byte beyond the vocabulary is refused" \
+    "$STILL" lm generate --model "$dir" --prompt zz
+expect 3 "lm eval --recall on a model without a byte vocabulary is refused" \
+    "$STILL" lm eval --model "$dir" --recall
+tap_end
