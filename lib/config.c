@@ -27,6 +27,13 @@ void still_config_default(still_config *cfg)
     cfg->query_begin = cfg->query_end = 0;
     cfg->progress = NULL;
     cfg->progress_user = NULL;
+    cfg->sinks = 4; /* SPEC §20 */
+    cfg->rest = STILL_REST_LINEAR;
+    cfg->budget = 0;
+    for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++)
+        cfg->lte_dilation[l] = 0; /* 2 */
+    cfg->mixer = STILL_MIXER_STILL;
+    cfg->alpha = cfg->beta = 0.5; /* SPEC §16 */
 }
 
 void still_params_default(still_params *params)
@@ -38,6 +45,7 @@ void still_params_default(still_params *params)
     params->fk = params->fq;
     params->fk_tied = 1;
     params->window_w = NULL;
+    params->lte = NULL;
 }
 
 static int shape_ok(const still_shape *s)
@@ -82,7 +90,16 @@ static int cfg_ok(const still_config *c)
         return STILL_E_CONFIG;
     if (c->window == 1)
         return STILL_E_CONFIG; /* SPEC §4: w >= 2 */
-    if (c->routing < STILL_ROUTING_SALIENCY || c->routing > STILL_ROUTING_NONE)
+    if ((c->routing < STILL_ROUTING_SALIENCY || c->routing > STILL_ROUTING_NONE) &&
+        c->routing != STILL_ROUTING_LTE)
+        return STILL_E_CONFIG;
+    if (c->sinks < 0 || c->budget < 0 || (c->rest != STILL_REST_LINEAR && c->rest != STILL_REST_DROP))
+        return STILL_E_CONFIG;
+    for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++)
+        if (c->lte_dilation[l] < 0)
+            return STILL_E_CONFIG;
+    if ((c->mixer != STILL_MIXER_STILL && c->mixer != STILL_MIXER_LIGER) ||
+        !isfinite(c->alpha) || !isfinite(c->beta))
         return STILL_E_CONFIG;
     if (c->routing == STILL_ROUTING_SALIENCY && (c->topk < 0 || c->topk > c->chunk))
         return STILL_E_CONFIG;
@@ -135,6 +152,12 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->saliency = cfg->saliency;
     r->phantom_sink = cfg->phantom_sink;
     r->eps_den = cfg->eps_den;
+    r->rest = cfg->rest;
+    r->mixer = cfg->mixer;
+    r->sinks = cfg->sinks;
+    r->budget = cfg->budget;
+    r->alpha = cfg->alpha;
+    r->beta = cfg->beta;
     r->w = cfg->window ? cfg->window : (cfg->chunk >= 2 ? cfg->chunk : 2);
     switch (cfg->routing) {
     case STILL_ROUTING_ALL: r->k = cfg->chunk; break;
@@ -234,6 +257,10 @@ int still__query_range(const still_config *cfg, int64_t N, int64_t *begin, int64
 
 int still__no_query_range(const still_config *cfg)
 {
-    return cfg && (cfg->query_begin != 0 || cfg->query_end != 0) ? STILL_E_UNSUPPORTED
-                                                                   : STILL_OK;
+    if (cfg && (cfg->query_begin != 0 || cfg->query_end != 0))
+        return STILL_E_UNSUPPORTED;
+    /* SPEC §15-16: routing lte and mixer liger exist on the ref forward only */
+    return cfg && (cfg->routing == STILL_ROUTING_LTE || cfg->mixer == STILL_MIXER_LIGER)
+               ? STILL_E_UNSUPPORTED
+               : STILL_OK;
 }

@@ -248,7 +248,7 @@ static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, i
         slice_tokens(in->v, rk, N, s->dim_v, t, n, es, v);
         if (in->gate)
             slice_tokens(in->gate, rq, N, s->dim_v, t, n, es, g);
-        still_tensors tb = {in->dtype, q, k, v, in->gate ? g : NULL, o, sig, NULL, NULL};
+        still_tensors tb = {in->dtype, q, k, v, in->gate ? g : NULL, o, sig, NULL, NULL, NULL, NULL, NULL};
         if ((rc = still_state_append(st, n, &tb)))
             break;
         place_tokens(o, rq, len, s->dim_v, t - P, n, es, out);
