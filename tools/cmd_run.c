@@ -109,7 +109,8 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     const still_params *params = o.params ? &in.params : NULL;
-    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in, NULL, NULL, NULL};
+    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in,
+                       in.lte_input, in.q_lin, in.k_lin};
     int idle = 0;
     if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle)))
         goto done;
@@ -150,14 +151,20 @@ int cmd_run(int argc, char **argv)
                             0, {0}, out, in.dtype};
     outs[n].ndim = tool_attn_out_shape(&in, s->dim_v, outs[n].shape);
     n++;
+    /* SPEC §20: routing lte's scores and retained sets are per kv head */
+    const int per_kv = o.cfg.routing == STILL_ROUTING_LTE;
     if (sigma) {
         outs[n] = (tool_output){o.scores_out, STILL__DT_F8, 0, {0}, sigma, STILL_F64};
         outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
+        if (per_kv)
+            outs[n].shape[outs[n].ndim - 2] = s->heads_kv;
         n++;
     }
     if (sel) {
         outs[n] = (tool_output){o.select_out, STILL__DT_U1, 0, {0}, sel, STILL_F64};
         outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
+        if (per_kv)
+            outs[n].shape[outs[n].ndim - 2] = s->heads_kv;
         n++;
     }
     if ((rc = tool_write_outputs(cmd, outs, n)) || (rc = tool_out_commit(cmd)))
