@@ -78,7 +78,7 @@ enum {                                                   /* SPEC §6 routing */
     STILL_ROUTING_NONE = 3,
     STILL_ROUTING_LTE = 6      /* SPEC §15: learned token eviction (ref path only) */
 };
-enum { STILL_REST_LINEAR = 0, STILL_REST_DROP = 1 };    /* SPEC §12 rest */
+enum { STILL_REST_LINEAR = 0, STILL_REST_DROP = 1 };    /* SPEC §15 rest */
 enum { STILL_MIXER_STILL = 0, STILL_MIXER_LIGER = 1 };  /* SPEC §16 mixer */
 /* The most conv layers of the lte score network (SPEC §15). */
 #define STILL_LTE_LAYERS_MAX 8
@@ -145,7 +145,7 @@ typedef struct still_config {
     int64_t query_begin, query_end;
     still_progress_fn progress; /* optional, NULL (default): no reports */
     void *progress_user;        /* passed to progress */
-    /* SPEC §12-16, the hybrid family; still_ref_forward only for now: the
+    /* SPEC §15-16, the hybrid family; still_ref_forward only for now: the
      * fast path, the states and the gradients refuse routing lte and mixer
      * liger (STILL_E_UNSUPPORTED). */
     int64_t sinks;     /* s >= 0 sink positions of routing lte; default 4 */

@@ -27,7 +27,7 @@ void still_config_default(still_config *cfg)
     cfg->query_begin = cfg->query_end = 0;
     cfg->progress = NULL;
     cfg->progress_user = NULL;
-    cfg->sinks = 4; /* SPEC §20 */
+    cfg->sinks = 4; /* SPEC §15 */
     cfg->rest = STILL_REST_LINEAR;
     cfg->budget = 0;
     for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++)

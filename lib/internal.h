@@ -44,7 +44,7 @@ typedef struct still__resolved {
     int64_t L;        /* local exact chunks */
     int64_t max_sel;  /* 0 = no cap */
     int routing, act, npmap, per_kv, saliency, phantom_sink;
-    int rest, mixer;  /* SPEC §12, §16 */
+    int rest, mixer;  /* SPEC §15, §16 */
     int64_t sinks, budget; /* SPEC §15 */
     double alpha, beta;    /* SPEC §16 */
     double scale;     /* effective logit scale */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Copyright (c) 2026 The libstill authors */
-/* lte_params.c -- SPEC §15, §20: the lte score network of a parameter
+/* lte_params.c -- SPEC §15: the lte score network of a parameter
  * file: lte.conv{l}.W [Hk,c_l,c_{l-1},3], lte.conv{l}.b [Hk,c_l] for
  * l = 1..n (n = the layers present), lte.proj.W [Hk,c_n], lte.proj.b [Hk]. */
 #include "io.h"

@@ -67,7 +67,7 @@ static int doubles_ok(const double *p, int64_t n)
     return p && still__all_finite(STILL_F64, p, n);
 }
 
-/* SPEC §15, §20: the network's layers and channels in range, every array
+/* SPEC §15: the network's layers and channels in range, every array
  * present and finite, the input width c0 = d + dv without an input X, and
  * the right margin m = sum of the dilations below the window (m < w). */
 static int lte_params_ok(const still__resolved *r, const still_lte_params *p,
@@ -205,7 +205,7 @@ static int family_group(const still_config *cfg, const still__resolved *r,
         lte_input_of(r, params->lte, t, b, hk, w);
         still__ref_lte_score(params->lte, dilation, hk, N, w->x, w->net, w->score);
         still__ref_lte_cache(r, w->score, N, w->evicted_at);
-        if (t->sigma) /* SPEC §20: r as [B,Hk,N] */
+        if (t->sigma) /* SPEC §15: r as [B,Hk,N] */
             memcpy(t->sigma + row * N, w->score, (size_t)N * sizeof(double));
         if (t->selected) {
             still__ref_lte_retained(r, w->evicted_at, N, w->retained);
@@ -236,12 +236,12 @@ int still__ref_forward_family(const still_config *cfg, const still__resolved *r,
     family_work w;
     int rc;
 
-    for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++) /* SPEC §20: default 2 */
+    for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++) /* SPEC §15: default 2 */
         dilation[l] = cfg && cfg->lte_dilation[l] ? cfg->lte_dilation[l] : 2;
     if (!t)
         return STILL_E_NULL;
     if (r->mixer != STILL_MIXER_LIGER && !lte)
-        return STILL_E_PARAMS; /* SPEC §20: the lte weights have no defaults */
+        return STILL_E_PARAMS; /* SPEC §15: the lte weights have no defaults */
     if ((rc = still__check_tensors(r, params, t, 1)) ||
         (r->mixer != STILL_MIXER_LIGER &&
          (rc = lte_params_ok(r, lte, dilation, t->lte_input != NULL))) ||

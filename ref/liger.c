@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-/* φ(x) = softmax(x) over the d entries of x (no scale, SPEC §20). */
+/* φ(x) = softmax(x) over the d entries of x (no scale, SPEC §16). */
 static void softmax_map(int64_t d, const double *x, double *phi)
 {
     double m = -INFINITY, sum = 0.0;
@@ -27,7 +27,7 @@ static double logsigmoid(double x)
 
 /* GLA_t = S_t^T φ(q_lin,t), S_t = diag(e^{g_t}) S_{t-1} + φ(k_lin,t) v_t^T:
  * written out, key j <= t enters with channel c decayed by
- * exp(g_{j+1,c} + ... + g_{t,c}) (its own step is not decayed, SPEC §20).
+ * exp(g_{j+1,c} + ... + g_{t,c}) (its own step is not decayed, SPEC §16).
  * The sum is taken from j = t down, accumulating the log-decay. */
 static void gla_row(const still__resolved *r, int64_t t, const double *q_lin_t,
                     const double *k_lin, const double *v, int decay, double *scratch,

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Copyright (c) 2026 The libstill authors
 # test_tool_family.sh -- `still run --path ref` with routing lte and mixer
-# liger (SPEC §15-16, §19-20), printing TAP: the identities of §15-16
+# liger (SPEC §11, §15-16), printing TAP: the identities of §15-16
 # through the tool (budget >= N with positive scores is the teacher,
 # non-positive scores without sinks are a window of w+1 with rest drop,
 # liger with alpha 1 beta 0 is a window with rest drop), the shapes of

@@ -151,7 +151,7 @@ int cmd_run(int argc, char **argv)
                             0, {0}, out, in.dtype};
     outs[n].ndim = tool_attn_out_shape(&in, s->dim_v, outs[n].shape);
     n++;
-    /* SPEC §20: routing lte's scores and retained sets are per kv head */
+    /* SPEC §15: routing lte's scores and retained sets are per kv head */
     const int per_kv = o.cfg.routing == STILL_ROUTING_LTE;
     if (sigma) {
         outs[n] = (tool_output){o.scores_out, STILL__DT_F8, 0, {0}, sigma, STILL_F64};
