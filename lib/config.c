@@ -259,8 +259,10 @@ int still__no_query_range(const still_config *cfg)
 {
     if (cfg && (cfg->query_begin != 0 || cfg->query_end != 0))
         return STILL_E_UNSUPPORTED;
-    /* SPEC §15-16: routing lte and mixer liger exist on the ref forward only */
-    return cfg && (cfg->routing == STILL_ROUTING_LTE || cfg->mixer == STILL_MIXER_LIGER)
+    /* SPEC §15-16: routing lte, mixer liger and rest = drop (which the ref
+     * forward honours for every routing) exist on the ref forward only */
+    return cfg && (cfg->routing == STILL_ROUTING_LTE || cfg->mixer == STILL_MIXER_LIGER ||
+                   cfg->rest == STILL_REST_DROP)
                ? STILL_E_UNSUPPORTED
                : STILL_OK;
 }

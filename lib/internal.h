@@ -79,8 +79,9 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
 /* The queries [*begin, *end) a ref call computes (cfg->query_begin/end;
  * 0, 0 = all N): STILL_E_CONFIG unless 0 <= begin < end <= N.
  * still__no_query_range: STILL_E_UNSUPPORTED when cfg asks for what only
- * still_ref_forward computes -- a range, routing lte or mixer liger
- * (SPEC §15-16) -- called by the fast path, the states, the gradients. */
+ * still_ref_forward computes -- a range, routing lte, mixer liger or
+ * rest = drop (SPEC §15-16) -- called by the fast path, the states, the
+ * gradients. */
 int still__query_range(const still_config *cfg, int64_t N, int64_t *begin, int64_t *end);
 int still__no_query_range(const still_config *cfg);
 
