@@ -77,9 +77,13 @@ enum {                                                   /* SPEC §6 routing */
     STILL_ROUTING_ALL = 2,
     STILL_ROUTING_NONE = 3,
     STILL_ROUTING_SINKS = 4,    /* SPEC §13: s sinks + the last w positions */
-    STILL_ROUTING_TERRACED = 5  /* SPEC §14: LoLCATs' block window of w */
+    STILL_ROUTING_TERRACED = 5, /* SPEC §14: LoLCATs' block window of w */
+    STILL_ROUTING_LTE = 6       /* SPEC §15: learned token eviction (ref path only) */
 };
 enum { STILL_REST_LINEAR = 0, STILL_REST_DROP = 1 };    /* SPEC §12 */
+enum { STILL_MIXER_STILL = 0, STILL_MIXER_LIGER = 1 };  /* SPEC §16 mixer */
+/* The most conv layers of the lte score network (SPEC §15). */
+#define STILL_LTE_LAYERS_MAX 8
 enum {                                                   /* SPEC §2 activations */
     STILL_ACT_HEDGEHOG = 0,
     STILL_ACT_SOFTMAX = 1,
@@ -124,7 +128,8 @@ typedef struct still_config {
     int rest;          /* SPEC §12: keys outside the exact set feed the linear
                           branch (STILL_REST_LINEAR, default) or are ignored
                           (STILL_REST_DROP) */
-    int64_t sinks;     /* s >= 0 sink positions of routing `sinks`; default 4 */
+    int64_t sinks;     /* s >= 0 sink positions of routings `sinks` and `lte`;
+                          default 4 */
     int act;           /* STILL_ACT_*; default HEDGEHOG */
     int npmap;         /* 1 (default): norm-preserving rescale; 0: off */
     int select_per_kv; /* 1: one selection per kv head (sigma averaged over
@@ -149,6 +154,15 @@ typedef struct still_config {
     int64_t query_begin, query_end;
     still_progress_fn progress; /* optional, NULL (default): no reports */
     void *progress_user;        /* passed to progress */
+    /* SPEC §15-16, the hybrid family; still_ref_forward only for now: the
+     * fast path, the states and the gradients refuse routing lte and mixer
+     * liger (STILL_E_UNSUPPORTED). */
+    int64_t budget;    /* b >= 0 retained tokens of routing lte; default 0 */
+    int64_t lte_dilation[STILL_LTE_LAYERS_MAX]; /* dilation of each conv layer
+                          of the lte network, >= 1; 0 = default 2 */
+    int mixer;         /* STILL_MIXER_STILL (default) or _LIGER (SPEC §16:
+                          routing, rest, gate, eps_den and the maps ignored) */
+    double alpha, beta; /* liger's o = alpha SWA + beta GLA; default 0.5, 0.5 */
 } still_config;
 
 /* The most threads one call of the fast path uses (and the largest
@@ -178,11 +192,25 @@ typedef struct still_feature_map {
     const double *u; /* [Hq][d] Householder vectors, or NULL */
 } still_feature_map;
 
+/* SPEC §15: the retention score network of routing lte, per kv head
+ * stacked on the first axis: layer l (0-based) has W [Hk][c_{l+1}][c_l][3]
+ * (taps read j-δ, j, j+δ) and b [Hk][c_{l+1}]; then proj_W [Hk][c_n] and
+ * proj_b [Hk].  channels[0] = c0 is the width of the network's input. */
+typedef struct still_lte_params {
+    int64_t layers;                            /* n, 1..STILL_LTE_LAYERS_MAX */
+    int64_t channels[STILL_LTE_LAYERS_MAX + 1]; /* c_0..c_n, each >= 1 */
+    const double *conv_W[STILL_LTE_LAYERS_MAX];
+    const double *conv_b[STILL_LTE_LAYERS_MAX];
+    const double *proj_W, *proj_b;
+} still_lte_params;
+
 typedef struct still_params {
     still_feature_map fq;      /* query map */
     still_feature_map fk;      /* key map, used only when fk_tied == 0 */
     int fk_tied;               /* nonzero: fk = fq (default) */
     const double *window_w;    /* [Hq]: omega = sigmoid(window_w[h]); NULL: 1 */
+    const struct still_lte_params *lte; /* SPEC §15 score network; NULL: absent
+                                           (routing lte refused, STILL_E_PARAMS) */
 } still_params;
 
 /* ---- the arrays of one call ---------------------------------------------- */
@@ -195,6 +223,12 @@ typedef struct still_tensors {
     uint8_t *selected;           /* optional output [B][Hq][N]: 1 = among the
                                     top-k of its complete chunk */
     const uint8_t *selection_in; /* optional forced selection [B][Hq][N] */
+    /* SPEC §15-16 (still_ref_forward): with routing lte, sigma receives the
+     * retention scores r [B][Hk][N] and selected [B][Hk][N] 1 for the tokens
+     * retained after the last query (sinks and window excluded). */
+    const void *lte_input;       /* X [B,Hk,N,c0] (layout, dtype), NULL = [k ‖ v] */
+    const void *q_lin, *k_lin;   /* liger's linear-branch inputs, shapes of q and
+                                    k; NULL = q, k */
 } still_tensors;
 
 /* ---- functions ------------------------------------------------------------ */

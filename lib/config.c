@@ -29,6 +29,11 @@ void still_config_default(still_config *cfg)
     cfg->query_begin = cfg->query_end = 0;
     cfg->progress = NULL;
     cfg->progress_user = NULL;
+    cfg->budget = 0;
+    for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++)
+        cfg->lte_dilation[l] = 0; /* 2 */
+    cfg->mixer = STILL_MIXER_STILL;
+    cfg->alpha = cfg->beta = 0.5; /* SPEC §16 */
 }
 
 void still_params_default(still_params *params)
@@ -40,6 +45,7 @@ void still_params_default(still_params *params)
     params->fk = params->fq;
     params->fk_tied = 1;
     params->window_w = NULL;
+    params->lte = NULL;
 }
 
 static int shape_ok(const still_shape *s)
@@ -84,7 +90,13 @@ static int cfg_ok(const still_config *c)
         return STILL_E_CONFIG;
     if (c->window == 1)
         return STILL_E_CONFIG; /* SPEC §4: w >= 2 */
-    if (!still__routing_of(c->routing) || c->sinks < 0)
+    if (!still__routing_of(c->routing) || c->sinks < 0 || c->budget < 0)
+        return STILL_E_CONFIG;
+    for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++)
+        if (c->lte_dilation[l] < 0)
+            return STILL_E_CONFIG;
+    if ((c->mixer != STILL_MIXER_STILL && c->mixer != STILL_MIXER_LIGER) ||
+        !isfinite(c->alpha) || !isfinite(c->beta))
         return STILL_E_CONFIG;
     if (c->rest != STILL_REST_LINEAR && c->rest != STILL_REST_DROP)
         return STILL_E_CONFIG;
@@ -138,6 +150,10 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->phantom_sink = cfg->phantom_sink;
     r->rest = cfg->rest;
     r->eps_den = cfg->eps_den;
+    r->mixer = cfg->mixer;
+    r->budget = cfg->budget;
+    r->alpha = cfg->alpha;
+    r->beta = cfg->beta;
     r->w = cfg->window ? cfg->window : (cfg->chunk >= 2 ? cfg->chunk : 2);
     r->sinks = 0;
     r->engine = still__routing_of(cfg->routing)->engine;
@@ -238,6 +254,10 @@ int still__query_range(const still_config *cfg, int64_t N, int64_t *begin, int64
 
 int still__no_query_range(const still_config *cfg)
 {
-    return cfg && (cfg->query_begin != 0 || cfg->query_end != 0) ? STILL_E_UNSUPPORTED
-                                                                   : STILL_OK;
+    if (cfg && (cfg->query_begin != 0 || cfg->query_end != 0))
+        return STILL_E_UNSUPPORTED;
+    /* SPEC §15-16: routing lte and mixer liger exist on the ref forward only */
+    return cfg && (cfg->routing == STILL_ROUTING_LTE || cfg->mixer == STILL_MIXER_LIGER)
+               ? STILL_E_UNSUPPORTED
+               : STILL_OK;
 }

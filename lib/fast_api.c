@@ -164,8 +164,10 @@ int still_teacher(const still_config *cfg, const still_shape *shape, const still
         only.scale = cfg->scale;
         only.isa = cfg->isa;
         only.threads = cfg->threads;
+        only.query_begin = cfg->query_begin; /* refused below; routing and mixer ignored */
+        only.query_end = cfg->query_end;
     }
-    if ((rc = still__no_query_range(cfg)))
+    if ((rc = still__no_query_range(&only)))
         return rc;
     inputs = *t;
     inputs.gate = NULL; /* ignored, so neither checked */

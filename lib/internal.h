@@ -46,7 +46,10 @@ typedef struct still__resolved {
     int routing, act, npmap, per_kv, saliency, phantom_sink;
     int engine;       /* STILL__ENGINE_*: how the routing decides E_t */
     int rest;         /* STILL_REST_* (SPEC §12) */
-    int64_t sinks;    /* leading positions always exact (routing sinks), else 0 */
+    int64_t sinks;    /* leading positions always exact (routings sinks, lte), else 0 */
+    int mixer;        /* STILL_MIXER_* (SPEC §16) */
+    int64_t budget;   /* retained tokens of routing lte (SPEC §15) */
+    double alpha, beta; /* SPEC §16 */
     double scale;     /* effective logit scale */
     double eps_den;
     int64_t f_q, f_k; /* rows of W of the two maps */
@@ -102,10 +105,13 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
 
 /* The queries [*begin, *end) a ref call computes (cfg->query_begin/end;
  * 0, 0 = all N): STILL_E_CONFIG unless 0 <= begin < end <= N.
- * still__no_query_range: STILL_E_UNSUPPORTED when cfg asks for a range
- * (the fast path, the states, the gradients). */
+ * still__no_query_range: STILL_E_UNSUPPORTED when cfg asks for what only
+ * still_ref_forward computes -- a range, routing lte, mixer liger or
+ * rest = drop (SPEC §15-16) -- called by the fast path, the states, the
+ * gradients. */
 int still__query_range(const still_config *cfg, int64_t N, int64_t *begin, int64_t *end);
 int still__no_query_range(const still_config *cfg);
+
 
 /* Checks the arrays of a call: required pointers, dtype allowed by the
  * path (allow_f64), finiteness of q, k, v, gate and params, and that a
@@ -134,6 +140,12 @@ int still__sigma_valid(const double *sigma, int64_t n);
 
 int still__check_tensors(const still__resolved *r, const still_params *params,
                          const still_tensors *t, int allow_f64);
+
+/* lib/ref_family_api.c: still_ref_forward for routing lte and mixer liger
+ * (SPEC §15-16), the queries q0..q1-1, after still__resolve. */
+int still__ref_forward_family(const still_config *cfg, const still__resolved *r,
+                              const still_params *params, const still_tensors *t, int64_t q0,
+                              int64_t q1);
 
 /* Element strides (in elements) of a [B,H,N,D] array in the layout;
  * the last axis is contiguous. */

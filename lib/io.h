@@ -89,6 +89,12 @@ int still__st_write_fd(int fd, const char *name, int n, const char *const *names
 int still__params_read(const char *path, int64_t heads_q, int64_t dim_qk,
                        still_params *params, double **storage, char *err, size_t errlen);
 
+/* SPEC §15 (lib/lte_params.c): the lte.* tensors of a parameter file
+ * (the other readers skip them) into lte, pointing into *storage (one
+ * block, freed with free()); shapes checked against heads_kv. */
+int still__lte_params_read(const char *path, int64_t heads_kv, still_lte_params *lte,
+                           double **storage, char *err, size_t errlen);
+
 /* ---- shared by npy.c and safetensors.c (and the tool) --------------------- */
 
 /* Bytes per element of a STILL__DT_* type, 0 for an unknown one. */

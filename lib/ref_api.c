@@ -263,8 +263,11 @@ int still_ref_forward(const still_config *cfg, const still_shape *shape,
     int rc;
 
     if ((rc = still__resolve(cfg, shape, params, &r)) ||
-        (rc = still__query_range(cfg, r.shape.seq_len, &q0, &q1)) ||
-        (rc = still__check_tensors(&r, params, t, 1)) ||
+        (rc = still__query_range(cfg, r.shape.seq_len, &q0, &q1)))
+        return rc;
+    if (r.routing == STILL_ROUTING_LTE || r.mixer == STILL_MIXER_LIGER) /* SPEC §15-16 */
+        return still__ref_forward_family(cfg, &r, params, t, q0, q1);
+    if ((rc = still__check_tensors(&r, params, t, 1)) ||
         (rc = work_alloc(&r, ref_threads(cfg, r.shape.seq_len), &w)))
         return rc;
     ref_progress prog = {cfg, 0, r.shape.batch * r.shape.heads_q * (q1 - q0), 0};

@@ -59,6 +59,18 @@ static int resolve_terraced(const still_config *cfg, still__resolved *r)
     return STILL_OK;
 }
 
+/* SPEC §15 lte: s sinks, the window of w + 1 and b retained tokens per kv
+ * head, chosen by the retention scores (ref/lte_cache.c); the reference
+ * path only (lib/ref_family_api.c): no engine of the fast path runs it. */
+static int resolve_lte(const still_config *cfg, still__resolved *r)
+{
+    if (cfg->phantom_sink)
+        return STILL_E_CONFIG;
+    r->k = 0;
+    r->sinks = cfg->sinks;
+    return STILL_OK;
+}
+
 static const still__routing routings[] = {
     [STILL_ROUTING_SALIENCY] = {"saliency", STILL__ENGINE_CHUNKS, resolve_saliency},
     [STILL_ROUTING_WINDOW] = {"window", STILL__ENGINE_WINDOW, resolve_window},
@@ -66,6 +78,7 @@ static const still__routing routings[] = {
     [STILL_ROUTING_NONE] = {"none", STILL__ENGINE_CHUNKS, resolve_none},
     [STILL_ROUTING_SINKS] = {"sinks", STILL__ENGINE_WINDOW, resolve_sinks},
     [STILL_ROUTING_TERRACED] = {"terraced", STILL__ENGINE_CHUNKS, resolve_terraced},
+    [STILL_ROUTING_LTE] = {"lte", STILL__ENGINE_WINDOW, resolve_lte},
 };
 
 const still__routing *still__routing_of(int id)

@@ -709,6 +709,8 @@ int still__params_read(const char *path, int64_t heads_q, int64_t dim_qk,
         for (int p = 0; p < P_COUNT; p++)
             if (!strcmp(f.names[i], param_names[p]))
                 which = p;
+        if (which < 0 && !strncmp(f.names[i], "lte.", 4))
+            continue; /* SPEC §15: read by still__lte_params_read */
         if (which < 0)
             rc = still__io_fail(err, errlen, STILL_E_PARAMS,
                                 "%s: unknown tensor '%.64s', expected fq.W, fq.b, fq.u, fk.W, "

@@ -437,7 +437,7 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
     c.end = len - 8;
     path = (int)le32(c.q + 12);
     c.off = 24;
-    still_config_default(&cfg); /* version 1: the extension's defaults */
+    still_config_default(&cfg); /* the fields a stream does not hold keep their defaults */
     if ((rc = get_config(&c, &cfg, &shape, &path)))
         return rc;
     if (get_u64(&c, &fp) || get_i64(&c, &position) || get_i64(&c, &units) || position < 0)

@@ -31,8 +31,9 @@ static double exact_max(const still__resolved *r, int64_t t, const double *q_t,
 }
 
 /* o_t = [ω Σ_E e^{s-m} v + g ⊙ (φq^T S_Λ)] / [ω Σ_E e^{s-m} + φq^T z_Λ + eps_den]
- * (SPEC §6; λ = 1).  App. A.2 adds l phantom keys of logit 0 and value 0
- * to the exact part: l·e^{-m} in its normalizer, l = C. */
+ * (SPEC §6; λ = 1; the Λ terms are 0 with rest = drop, §15).  App. A.2
+ * adds l phantom keys of logit 0 and value 0 to the exact part: l·e^{-m}
+ * in its normalizer, l = C. */
 void still__ref_hybrid(const still__resolved *r, int64_t t, const double *q_t,
                        const double *k, const double *v, const double *phi_q,
                        const double *phi_k, const double *gate_t, double omega,

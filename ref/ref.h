@@ -75,6 +75,10 @@ void still__ref_hybrid(const still__resolved *r, int64_t t, const double *q_t,
                        const double *phi_k, const double *gate_t, double omega,
                        const uint8_t *exact, double *o_t);
 
+/* SPEC §1: softmax attention of query t over the keys first..t, o_t [dv]. */
+void still__ref_softmax_range(const still__resolved *r, int64_t first, int64_t t,
+                              const double *q_t, const double *k, const double *v, double *o_t);
+
 /* SPEC §1: full causal softmax output of query t, o_t [dv]. */
 void still__ref_teacher_row(const still__resolved *r, int64_t t, const double *q_t,
                             const double *k, const double *v, double *o_t);
@@ -118,5 +122,40 @@ void still__ref_head_forward(const still__resolved *r, const still_params *param
                              int64_t head, const double *q, const double *k, const double *v,
                              const double *gate, const double *sigma, const uint8_t *sel,
                              double *phi_q, double *phi_k, uint8_t *exact, double *o);
+
+/* ---- SPEC §15: routing lte (learned token eviction) -------------------- */
+
+/* The widest layer of the network (max c_l), and its right margin
+ * m = sum of the n dilations (saturated). */
+int64_t still__ref_lte_width(const still_lte_params *p);
+int64_t still__ref_lte_margin(const still_lte_params *p, const int64_t *dilation);
+
+/* r [N] of kv head `head` from its network input X [N][c0], with the
+ * dilations dilation [n]; scratch holds 2 N still__ref_lte_width(p). */
+void still__ref_lte_score(const still_lte_params *p, const int64_t *dilation, int64_t head,
+                          int64_t N, const double *X, double *scratch, double *score);
+
+/* The streaming cache (r->sinks, r->w, r->budget) run over the N queries:
+ * evicted_at [N] = the query at which position j is evicted (its exact
+ * set no longer holds it), INT64_MAX when never. */
+void still__ref_lte_cache(const still__resolved *r, const double *score, int64_t N,
+                          int64_t *evicted_at);
+
+/* exact [t+1] of query t: 1 for sinks ∪ retained ∪ window. */
+void still__ref_lte_exact(const int64_t *evicted_at, int64_t t, uint8_t *exact);
+
+/* retained [N] = 1 for the tokens retained after the last query N-1
+ * (sinks and window excluded). */
+void still__ref_lte_retained(const still__resolved *r, const int64_t *evicted_at, int64_t N,
+                             uint8_t *retained);
+
+/* ---- SPEC §16: mixer liger ---------------------------------------------- */
+
+/* o_t [dv] = α·SWA_t + β·GLA_t of query t (r->alpha, r->beta, r->w):
+ * q_t [d]; k [N][d], v [N][dv], k_lin [N][d] of its kv head; q_lin_t [d].
+ * decay = 0 forces g = 0 (tests).  scratch holds 3 d + dv doubles. */
+void still__ref_liger_row(const still__resolved *r, int64_t t, const double *q_t,
+                          const double *k, const double *v, const double *q_lin_t,
+                          const double *k_lin, int decay, double *scratch, double *o_t);
 
 #endif /* STILL_REF_H */

@@ -112,7 +112,7 @@ START_TEST(test_authors_output_and_saliency_reproduced_to_1e12)
     double *o = calloc((size_t)n_o, sizeof *o), *sigma = calloc((size_t)n_s, sizeof *sigma);
     uint8_t *sel = calloc((size_t)n_s, 1);
     ck_assert(o && sigma && sel);
-    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, sigma, sel, NULL};
+    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, sigma, sel, NULL, NULL, NULL, NULL};
 
     ck_assert_int_eq(still_ref_forward(&cfg, &shape, &c.params, &t), STILL_OK);
 
@@ -169,8 +169,8 @@ START_TEST(test_authors_output_reproduced_by_fast_path)
     uint8_t *sel = calloc((size_t)n_s, 1), *sel_ref = calloc((size_t)n_s, 1);
     double *o_ref = calloc((size_t)n_o, sizeof *o_ref);
     ck_assert(o && sigma && sel && sel_ref && o_ref);
-    still_tensors t = {STILL_F32, q, k, v, gate, o, sigma, sel, NULL};
-    still_tensors tr = {STILL_F64, c.q, c.k, c.v, c.gate, o_ref, NULL, sel_ref, NULL};
+    still_tensors t = {STILL_F32, q, k, v, gate, o, sigma, sel, NULL, NULL, NULL, NULL};
+    still_tensors tr = {STILL_F64, c.q, c.k, c.v, c.gate, o_ref, NULL, sel_ref, NULL, NULL, NULL, NULL};
 
     ck_assert_int_eq(still_forward(&cfg, &shape, &c.params, &t), STILL_OK);
     ck_assert_int_eq(still_ref_forward(&cfg, &shape, &c.params, &tr), STILL_OK);
@@ -205,7 +205,7 @@ START_TEST(test_authors_data_needs_the_phantom_sink)
     still_shape shape = {c.B, c.H, c.H, c.N, c.d, c.d, STILL_LAYOUT_BHND};
     double *o = calloc((size_t)n_o, sizeof *o);
     ck_assert(o != NULL);
-    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, NULL, NULL, NULL};
+    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, NULL, NULL, NULL, NULL, NULL, NULL};
     ck_assert_int_eq(still_ref_forward(&cfg, &shape, &c.params, &t), STILL_OK);
     ck_assert(max_abs_diff(o, c.o, n_o) > 1e-3 * max_abs(c.o, n_o));
     free(o);
@@ -269,7 +269,7 @@ static void random_free(random_case *rc)
 static void random_forward(const random_case *rc, const still_config *cfg, double *o,
                            double *sigma)
 {
-    still_tensors t = {STILL_F64, rc->q, rc->k, rc->v, rc->gate, o, sigma, NULL, NULL};
+    still_tensors t = {STILL_F64, rc->q, rc->k, rc->v, rc->gate, o, sigma, NULL, NULL, NULL, NULL, NULL};
     ck_assert_int_eq(still_ref_forward(cfg, &rc->shape, &rc->params, &t), STILL_OK);
 }
 
@@ -324,7 +324,7 @@ START_TEST(test_phantom_changes_only_chunk0_queries_by_l_exp_minus_m)
     random_forward(&rc, &cfg, o_off, NULL);
     cfg.phantom_sink = 1;
     random_forward(&rc, &cfg, o_on, NULL);
-    still_tensors t = {STILL_F64, rc.q, rc.k, rc.v, NULL, teacher, NULL, NULL, NULL};
+    still_tensors t = {STILL_F64, rc.q, rc.k, rc.v, NULL, teacher, NULL, NULL, NULL, NULL, NULL, NULL};
     ck_assert_int_eq(still_ref_teacher(&cfg, &rc.shape, &t), STILL_OK);
 
     for (int64_t h = 0; h < 2; h++)

@@ -66,7 +66,7 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
          *g1 = buf + (nq + nk + nv) * es, *o1 = buf + (nq + nk + nv + no) * es;
     double *s1 = (double *)(buf + (nq + nk + nv + 2 * no) * es);
     still_tensors t1 = {in->dtype, q1, k1, v1, in->gate ? g1 : NULL, o1,
-                        sigma ? s1 : NULL, NULL, NULL};
+                        sigma ? s1 : NULL, NULL, NULL, NULL, NULL, NULL};
     for (int64_t t = 0; t < N && !rc; t++) {
         tool_progress(t, N, "%s path decode, token", o->path == TOOL_PATH_FAST ? "fast" : "ref");
         move_token(0, in->q, q1, rq, N, s->dim_qk, t, es);
@@ -109,7 +109,8 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     const still_params *params = o.params ? &in.params : NULL;
-    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in};
+    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in,
+                       in.lte_input, in.q_lin, in.k_lin};
     int idle = 0;
     if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle)))
         goto done;
@@ -150,14 +151,20 @@ int cmd_run(int argc, char **argv)
                             0, {0}, out, in.dtype};
     outs[n].ndim = tool_attn_out_shape(&in, s->dim_v, outs[n].shape);
     n++;
+    /* SPEC §15: routing lte's scores and retained sets are per kv head */
+    const int per_kv = o.cfg.routing == STILL_ROUTING_LTE;
     if (sigma) {
         outs[n] = (tool_output){o.scores_out, STILL__DT_F8, 0, {0}, sigma, STILL_F64};
         outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
+        if (per_kv)
+            outs[n].shape[outs[n].ndim - 2] = s->heads_kv;
         n++;
     }
     if (sel) {
         outs[n] = (tool_output){o.select_out, STILL__DT_U1, 0, {0}, sel, STILL_F64};
         outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
+        if (per_kv)
+            outs[n].shape[outs[n].ndim - 2] = s->heads_kv;
         n++;
     }
     if ((rc = tool_write_outputs(cmd, outs, n)) || (rc = tool_out_commit(cmd)))

@@ -132,12 +132,14 @@ enum { TOOL_PATH_REF = 0, TOOL_PATH_FAST = 1 };
 typedef struct tool_attn_opts { /* (declared above for tool_mpi_split) */
     const char *q, *k, *v, *gate, *params;
     const char *out, *scores_out, *select_out, *select_in;
+    const char *lte_input, *q_lin, *k_lin; /* SPEC §15-16 */
     still_config cfg;
     int path;   /* TOOL_PATH_REF (default) or TOOL_PATH_FAST */
     int decode; /* --mode decode */
     int dtype;  /* --dtype: STILL__DT_F4 or _F8; 0 = the path's default */
     int layout; /* --layout: STILL_LAYOUT_BHND (default) or _BNHD, of every array file
                    but sigma and selections */
+    int budget_given; /* --budget (required by routing lte) */
 } tool_attn_opts;
 
 void tool_attn_defaults(tool_attn_opts *o);
@@ -171,6 +173,9 @@ typedef struct tool_attn_inputs {
     still_params params;  /* defaults when there is no --params */
     double *params_storage;
     uint8_t *selection_in; /* [B][Hq][N] or NULL */
+    void *lte_input, *q_lin, *k_lin; /* SPEC §15-16, or NULL */
+    still_lte_params lte;            /* with routing lte: from --params */
+    double *lte_storage;
 } tool_attn_inputs;
 
 /* Loads q, k, v (and gate, params, select-in when asked) converted to the

@@ -44,6 +44,18 @@ const char tool_attn_options_help[] =
     "  --select-per-kv      one selection per kv head (sigma averaged over its group)\n"
     "  --saliency S         spec (default, SPEC §4) or authors (App. A.1)\n"
     "  --phantom-sink       chunk 0 also sees C phantom keys of logit 0 (App. A.2)\n"
+    "  --rest R             linear (default) or drop: what the keys outside the\n"
+    "                       exact set feed (routing lte)\n"
+    "  --sinks S            routing lte: sink positions, S >= 0 (default 4)\n"
+    "  --budget B           routing lte: retained tokens, B >= 0 (required)\n"
+    "  --lte-dilation D,..  routing lte: the dilation of each conv layer (default 2)\n"
+    "  --lte-input X.npy    routing lte: the network input [B,Hk,N,c0] (default the\n"
+    "                       concatenation [k, v]); weights lte.* in --params\n"
+    "  --mixer M            still (default) or liger (--path ref): alpha SWA + beta GLA\n"
+    "  --alpha A            liger's weight of the window branch (default 0.5)\n"
+    "  --beta B             liger's weight of the linear branch (default 0.5)\n"
+    "  --q-lin Q.npy        liger's linear-branch queries, as q (default q)\n"
+    "  --k-lin K.npy        liger's linear-branch keys, as k (default k)\n"
     "  --compat authors     the authors' prefill (App. A): --saliency authors\n"
     "                       --phantom-sink --chunk 64 --window 64 --topk 4 --local 2\n"
     "                       --eps-den 1e-6 (options after it override these)\n"
@@ -59,9 +71,11 @@ const char tool_attn_options_help[] =
     "outputs (.npy, written only when everything succeeded):\n"
     "  --dtype D            f4 or f8 for --out (default f8 on the ref path, f4 fast)\n"
     "  --out O.npy          the output o [B,Hq,N,dv]                    (required)\n"
-    "  --scores-out S.npy   the saliency sigma [B,Hq,N], <f8 (+inf allowed)\n"
+    "  --scores-out S.npy   the saliency sigma [B,Hq,N], <f8 (+inf allowed); routing\n"
+    "                       lte: the retention scores r [B,Hk,N]\n"
     "  --select-out S.npy   the selection [B,Hq,N], |u1: 1 = selected when its chunk\n"
-    "                       was split\n"
+    "                       was split; routing lte: [B,Hk,N], 1 = retained after the\n"
+    "                       last query (sinks and window excluded)\n"
     "  --select-in S.npy    a forced selection [B,Hq,N], |u1 (exactly K ones in every\n"
     "                       complete chunk)\n"
     "(outputs of 3-D inputs are 3-D too: o [Hq,N,dv], sigma and selections [Hq,N])\n";
@@ -84,9 +98,11 @@ static int choose(const char *cmd, const char *opt, const char *val, const char 
     return -1;
 }
 
-static const char *const routing_names[] = {"saliency", "window", "all",
-                                             "none",     "sinks",  "terraced"};
+/* indexed by the STILL_ROUTING_* value */
+static const char *const routing_names[] = {"saliency", "window", "all", "none",
+                                             "sinks",    "terraced", "lte"};
 static const char *const rest_names[] = {"linear", "drop"};
+static const char *const mixer_names[] = {"still", "liger"};
 static const char *const act_names[] = {"hedgehog", "softmax", "elu1", "relu"};
 static const char *const isa_names[] = {"auto", "generic", "avx2", "avx512", "neon"};
 static const char *const path_names[] = {"ref", "fast"};
@@ -100,9 +116,11 @@ static const char *const layout_names[] = {"bhnd", "bnhd"};
 static const char **file_option(tool_attn_opts *o, const char *arg, const char **name)
 {
     static const char *const names[] = {"--q", "--k", "--v", "--gate", "--params", "--out",
-                                        "--scores-out", "--select-out", "--select-in"};
+                                        "--scores-out", "--select-out", "--select-in",
+                                        "--lte-input", "--q-lin", "--k-lin"};
     const char **fields[] = {&o->q, &o->k, &o->v, &o->gate, &o->params, &o->out,
-                             &o->scores_out, &o->select_out, &o->select_in};
+                             &o->scores_out, &o->select_out, &o->select_in,
+                             &o->lte_input, &o->q_lin, &o->k_lin};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (tool_is_option(arg, names[i])) {
             *name = names[i];
@@ -128,6 +146,29 @@ int tool_attn_parse(const char *cmd, int argc, char **argv, tool_attn_opts *o,
                              argv[i], cmd);
     }
     return TOOL_EXIT_OK;
+}
+
+/* SPEC §15: "d1,d2,..." one dilation >= 1 per conv layer, at most
+ * STILL_LTE_LAYERS_MAX; the layers not listed keep the default. */
+static int parse_dilations(const char *cmd, const char *val, int64_t *dilation)
+{
+    const char *p = val;
+    for (int l = 0; l < STILL_LTE_LAYERS_MAX; l++) {
+        char item[32];
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof item)
+            break;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        if (tool_parse_int64(cmd, "--lte-dilation", item, 1, INT64_C(1) << 40, &dilation[l]))
+            return -1;
+        p += n;
+        if (!*p)
+            return 0;
+        p++;
+    }
+    return tool_fail(-1, cmd, "--lte-dilation: expected 1 to %d integers >= 1 separated by "
+                     "commas, found '%s'", STILL_LTE_LAYERS_MAX, val);
 }
 
 int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, int *i)
@@ -175,7 +216,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         {"--chunk", 1, INT64_C(1) << 40}, {"--topk", 0, INT64_C(1) << 40},
         {"--window", 2, INT64_C(1) << 40}, {"--local", 0, INT64_C(1) << 40},
         {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, STILL_THREADS_MAX},
-        {"--sinks", 0, INT64_C(1) << 40},
+        {"--sinks", 0, INT64_C(1) << 40}, {"--budget", 0, INT64_C(1) << 40},
     };
     for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
         if (!tool_is_option(a, ints[k].opt))
@@ -190,7 +231,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         case 3: o->cfg.local = x; break;
         case 4: o->cfg.max_sel = x; break;
         case 5: o->cfg.threads = (int)x; break;
-        default: o->cfg.sinks = x; break;
+        case 6: o->cfg.sinks = x; break;
+        default: o->cfg.budget = x; o->budget_given = 1; break;
         }
         return 1;
     }
@@ -199,6 +241,17 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
                        !tool_parse_double(cmd, "--eps-den", val, 0.0, HUGE_VAL, &o->cfg.eps_den)
                    ? 1 : -1;
     }
+    if (tool_is_option(a, "--alpha") || tool_is_option(a, "--beta")) { /* SPEC §16 */
+        const char *opt = tool_is_option(a, "--alpha") ? "--alpha" : "--beta";
+        return (val = tool_option_value(cmd, argc, argv, i, opt)) &&
+                       !tool_parse_double(cmd, opt, val, -HUGE_VAL, HUGE_VAL,
+                                          opt[2] == 'a' ? &o->cfg.alpha : &o->cfg.beta)
+                   ? 1 : -1;
+    }
+    if (tool_is_option(a, "--lte-dilation")) /* SPEC §15: "2,2,2" */
+        return (val = tool_option_value(cmd, argc, argv, i, "--lte-dilation")) &&
+                       !parse_dilations(cmd, val, o->cfg.lte_dilation)
+                   ? 1 : -1;
     if (tool_is_option(a, "--scale")) {
         if (!(val = tool_option_value(cmd, argc, argv, i, "--scale")) ||
             tool_parse_double(cmd, "--scale", val, -HUGE_VAL, HUGE_VAL, &o->cfg.scale))
@@ -209,7 +262,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     }
     /* keywords */
     static const struct { const char *opt; const char *const *names; int n; const char *list; } kw[] = {
-        {"--routing", routing_names, 6, "saliency, window, all, none, sinks or terraced"},
+        {"--routing", routing_names, 7, "saliency, window, all, none, sinks, terraced or lte"},
         {"--act", act_names, 4, "hedgehog, softmax, elu1 or relu"},
         {"--isa", isa_names, 5, "auto, generic, avx2, avx512 or neon"},
         {"--path", path_names, 2, "ref or fast"},
@@ -218,6 +271,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         {"--saliency", saliency_names, 2, "spec or authors"},
         {"--layout", layout_names, 2, "bhnd or bnhd"},
         {"--rest", rest_names, 2, "linear or drop"},
+        {"--mixer", mixer_names, 2, "still or liger"},
     };
     for (size_t k = 0; k < sizeof kw / sizeof *kw; k++) {
         if (!tool_is_option(a, kw[k].opt))
@@ -234,7 +288,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         case 5: o->dtype = c ? STILL__DT_F8 : STILL__DT_F4; break;
         case 6: o->cfg.saliency = c ? STILL_SALIENCY_AUTHORS : STILL_SALIENCY_SPEC; break;
         case 7: o->layout = c ? STILL_LAYOUT_BNHD : STILL_LAYOUT_BHND; break;
-        default: o->cfg.rest = c ? STILL_REST_DROP : STILL_REST_LINEAR; break;
+        case 8: o->cfg.rest = c ? STILL_REST_DROP : STILL_REST_LINEAR; break;
+        default: o->cfg.mixer = c ? STILL_MIXER_LIGER : STILL_MIXER_STILL; break;
         }
         return 1;
     }
@@ -251,6 +306,14 @@ int tool_attn_check(const char *cmd, const tool_attn_opts *o)
     if (o->cfg.routing == STILL_ROUTING_SALIENCY && o->cfg.topk > o->cfg.chunk)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--topk %lld exceeds --chunk %lld (SPEC §5: "
                          "0 <= k <= C)", (long long)o->cfg.topk, (long long)o->cfg.chunk);
+    if ((o->cfg.routing == STILL_ROUTING_LTE || o->cfg.mixer == STILL_MIXER_LIGER) &&
+        (o->path != TOOL_PATH_REF || o->decode))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "%s exists on --path ref --mode prefill only "
+                         "for now", o->cfg.mixer == STILL_MIXER_LIGER ? "--mixer liger"
+                                                                      : "--routing lte");
+    if (o->cfg.routing == STILL_ROUTING_LTE && (!o->budget_given || !o->params))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing lte needs --budget and --params "
+                         "with its weights lte.* (SPEC §15)");
     if (o->decode && (o->select_in || o->select_out))
         return tool_fail(TOOL_EXIT_USAGE, cmd, "%s needs --mode prefill (in decode a token's "
                          "selection is made only when its chunk is split, later)",
@@ -268,7 +331,10 @@ int tool_attn_outputs(const char *cmd, const tool_attn_opts *o)
         (rc = tool_out_input(cmd, "--v", o->v)) ||
         (rc = tool_out_input(cmd, "--gate", o->gate)) ||
         (rc = tool_out_input(cmd, "--params", o->params)) ||
-        (rc = tool_out_input(cmd, "--select-in", o->select_in)))
+        (rc = tool_out_input(cmd, "--select-in", o->select_in)) ||
+        (rc = tool_out_input(cmd, "--lte-input", o->lte_input)) ||
+        (rc = tool_out_input(cmd, "--q-lin", o->q_lin)) ||
+        (rc = tool_out_input(cmd, "--k-lin", o->k_lin)))
         return rc;
     return TOOL_EXIT_OK;
 }
@@ -446,7 +512,59 @@ void tool_attn_free(tool_attn_inputs *in)
     free(in->gate);
     free(in->params_storage);
     free(in->selection_in);
+    free(in->lte_input);
+    free(in->q_lin);
+    free(in->k_lin);
+    free(in->lte_storage);
     memset(in, 0, sizeof *in);
+}
+
+/* One optional input shaped as `like` [B,H,N,*] with last axis `last`;
+ * NULL path: nothing. */
+static int load_like(const char *cmd, const char *path, const char *role, const char *like_path,
+                     const loaded *like, int64_t last, int dtype, void **out)
+{
+    loaded x;
+    int rc;
+    if (!path)
+        return TOOL_EXIT_OK;
+    if ((rc = load_float(cmd, path, role, dtype, &x)))
+        return rc;
+    if ((rc = same_axis(cmd, path, "batch", x.s[0], like->s[0], like_path)) ||
+        (rc = same_axis(cmd, path, "heads", x.s[1], like->s[1], like_path)) ||
+        (rc = same_axis(cmd, path, "sequence length", x.s[2], like->s[2], like_path)) ||
+        (rc = same_axis(cmd, path, "last dimension", x.s[3], last, "its role"))) {
+        free(x.data);
+        return rc;
+    }
+    *out = x.data;
+    return TOOL_EXIT_OK;
+}
+
+/* SPEC §15-16: --lte-input, --q-lin, --k-lin and the lte weights. */
+static int load_family(const char *cmd, const tool_attn_opts *o, const loaded *q,
+                       const loaded *k, const loaded *v, tool_attn_inputs *in)
+{
+    char err[STILL__ERRLEN];
+    int rc;
+    if ((rc = load_like(cmd, o->q_lin, "q_lin", o->q, q, q->s[3], in->dtype, &in->q_lin)) ||
+        (rc = load_like(cmd, o->k_lin, "k_lin", o->k, k, k->s[3], in->dtype, &in->k_lin)))
+        return rc;
+    if (o->cfg.routing != STILL_ROUTING_LTE)
+        return TOOL_EXIT_OK;
+    if (still__lte_params_read(o->params, in->shape.heads_kv, &in->lte, &in->lte_storage, err,
+                               sizeof err))
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+    if ((rc = load_like(cmd, o->lte_input, "lte input", o->k, k, in->lte.channels[0], in->dtype,
+                        &in->lte_input)))
+        return rc;
+    if (!o->lte_input && in->lte.channels[0] != k->s[3] + v->s[3])
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: lte.conv1.W reads %lld channels, expected "
+                         "d + dv = %lld for the default input [k, v] (or give --lte-input)",
+                         o->params, (long long)in->lte.channels[0],
+                         (long long)(k->s[3] + v->s[3]));
+    in->params.lte = &in->lte;
+    return TOOL_EXIT_OK;
 }
 
 static int resolve(const char *cmd, const tool_attn_opts *o, const tool_attn_inputs *in,
@@ -494,6 +612,10 @@ int tool_attn_load(const char *cmd, const tool_attn_opts *o, int with_extras,
         still__params_read(o->params, in->shape.heads_q, in->shape.dim_qk, &in->params,
                            &in->params_storage, err, sizeof err)) {
         rc = tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
+        tool_attn_free(in);
+        return rc;
+    }
+    if (with_extras && (rc = load_family(cmd, o, &q, &k, &v, in))) {
         tool_attn_free(in);
         return rc;
     }

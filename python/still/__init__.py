@@ -98,7 +98,10 @@ class _Config(ctypes.Structure):
                 ("phantom_sink", ctypes.c_int), ("isa", ctypes.c_int),
                 ("threads", ctypes.c_int),
                 ("query_begin", ctypes.c_int64), ("query_end", ctypes.c_int64),
-                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p), _SPARE]
+                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p),
+                ("budget", ctypes.c_int64), ("lte_dilation", ctypes.c_int64 * 8),
+                ("mixer", ctypes.c_int), ("alpha", ctypes.c_double),
+                ("beta", ctypes.c_double), _SPARE]
 
 
 class _Shape(ctypes.Structure):
@@ -118,13 +121,15 @@ class _FeatureMap(ctypes.Structure):
 
 class _Params(ctypes.Structure):
     _fields_ = [("fq", _FeatureMap), ("fk", _FeatureMap), ("fk_tied", ctypes.c_int),
-                ("window_w", _PD), _SPARE]
+                ("window_w", _PD), ("lte", ctypes.c_void_p), _SPARE]
 
 
 class _Tensors(ctypes.Structure):
     _fields_ = [("dtype", ctypes.c_int), ("q", ctypes.c_void_p), ("k", ctypes.c_void_p),
                 ("v", ctypes.c_void_p), ("gate", ctypes.c_void_p), ("o", ctypes.c_void_p),
-                ("sigma", _PD), ("selected", _PU8), ("selection_in", _PU8), _SPARE]
+                ("sigma", _PD), ("selected", _PU8), ("selection_in", _PU8),
+                ("lte_input", ctypes.c_void_p), ("q_lin", ctypes.c_void_p),
+                ("k_lin", ctypes.c_void_p), _SPARE]
 
 
 # The gradient buffers of still_grads, in its field order, by their SPEC §11 names.
