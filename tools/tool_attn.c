@@ -519,16 +519,16 @@ void tool_attn_free(tool_attn_inputs *in)
     memset(in, 0, sizeof *in);
 }
 
-/* One optional input shaped as `like` [B,H,N,*] with last axis `last`;
- * NULL path: nothing. */
+/* One optional input shaped as `like` [B,H,N,*] with last axis `last`, in
+ * the layout of the other arrays; NULL path: nothing. */
 static int load_like(const char *cmd, const char *path, const char *role, const char *like_path,
-                     const loaded *like, int64_t last, int dtype, void **out)
+                     const loaded *like, int64_t last, int dtype, int layout, void **out)
 {
     loaded x;
     int rc;
     if (!path)
         return TOOL_EXIT_OK;
-    if ((rc = load_float(cmd, path, role, dtype, &x)))
+    if ((rc = load_float(cmd, path, role, dtype, layout, &x)))
         return rc;
     if ((rc = same_axis(cmd, path, "batch", x.s[0], like->s[0], like_path)) ||
         (rc = same_axis(cmd, path, "heads", x.s[1], like->s[1], like_path)) ||
@@ -547,8 +547,8 @@ static int load_family(const char *cmd, const tool_attn_opts *o, const loaded *q
 {
     char err[STILL__ERRLEN];
     int rc;
-    if ((rc = load_like(cmd, o->q_lin, "q_lin", o->q, q, q->s[3], in->dtype, &in->q_lin)) ||
-        (rc = load_like(cmd, o->k_lin, "k_lin", o->k, k, k->s[3], in->dtype, &in->k_lin)))
+    if ((rc = load_like(cmd, o->q_lin, "q_lin", o->q, q, q->s[3], in->dtype, o->layout, &in->q_lin)) ||
+        (rc = load_like(cmd, o->k_lin, "k_lin", o->k, k, k->s[3], in->dtype, o->layout, &in->k_lin)))
         return rc;
     if (o->cfg.routing != STILL_ROUTING_LTE)
         return TOOL_EXIT_OK;
@@ -556,7 +556,7 @@ static int load_family(const char *cmd, const tool_attn_opts *o, const loaded *q
                                sizeof err))
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s", err);
     if ((rc = load_like(cmd, o->lte_input, "lte input", o->k, k, in->lte.channels[0], in->dtype,
-                        &in->lte_input)))
+                        o->layout, &in->lte_input)))
         return rc;
     if (!o->lte_input && in->lte.channels[0] != k->s[3] + v->s[3])
         return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: lte.conv1.W reads %lld channels, expected "
