@@ -232,7 +232,9 @@ END_TEST
 static void model_cache(const double *r, int64_t N, int64_t s, int64_t w, int64_t b,
                         uint8_t *exact, uint8_t *retained_end)
 {
-    int64_t *list = tu_alloc((size_t)(N + 1) * sizeof(int64_t)), n = 0;
+    ck_assert(N >= 1);
+    const size_t Nz = (size_t)N;
+    int64_t *list = tu_alloc((Nz + 1) * sizeof(int64_t)), n = 0;
     for (int64_t t = 0; t < N; t++) {
         int64_t leaving = t - w - 1;
         if (leaving >= s) {
@@ -250,13 +252,13 @@ static void model_cache(const double *r, int64_t N, int64_t s, int64_t w, int64_
             }
         }
         uint8_t *row = exact + t * N;
-        memset(row, 0, (size_t)N);
+        memset(row, 0, Nz);
         for (int64_t j = 0; j <= t; j++)
             row[j] = j < s || j >= t - w;
         for (int64_t i = 0; i < n; i++)
             row[list[i]] = 1;
     }
-    memset(retained_end, 0, (size_t)N);
+    memset(retained_end, 0, Nz);
     for (int64_t i = 0; i < n; i++)
         retained_end[list[i]] = 1;
     free(list);
