@@ -1034,13 +1034,14 @@ int still__fast_unit_append(const still__fast_ctx *ctx, still__fast_unit *u,
         /* SPEC §13: the sinks leave the raw tokens at chunk arrivals, at
          * most C of them at each, at most one arrival per C tokens plus one */
         int64_t need = imin(sat_add(u->cache_n, sat_add(blk->n, C)), imax(u->cache_n, r->cache_cap));
+        need = imin(need, end); /* nor more than the tokens seen (a huge C, a short input) */
         if ((rc = still__fast_unit_reserve(ctx, u, need)))
             return rc;
     } else if (r->engine != STILL__ENGINE_WINDOW && r->k > 0) {
         /* each arrival splits a complete raw chunk, if there is one */
         int64_t need = sat_add(u->cache_n, sat_mul(imin(arrivals(C, u->pos, end),
                                                         (end - u->raw_first) / C), r->k));
-        need = imin(need, imax(u->cache_n, r->cache_cap));
+        need = imin(imin(need, end), imax(u->cache_n, r->cache_cap));
         if ((rc = still__fast_unit_reserve(ctx, u, need)))
             return rc;
     }

@@ -154,21 +154,26 @@ int64_t still__state_split_raw_count(const still_state *st, int64_t P)
 }
 
 int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64_t raw,
-                                int64_t n)
+                                int64_t n, int64_t seen)
 {
+    int64_t need;
     if (r->engine == STILL__ENGINE_WINDOW) {
         /* SPEC §13: one sink leaves per token (ref), or the fast path's
          * chunk arrivals move at most C at once: n + C bounds both */
-        const int64_t need = still__sat_add(cache_n, still__sat_add(n, r->C));
-        return need <= r->cache_cap ? need : (cache_n > r->cache_cap ? cache_n : r->cache_cap);
+        need = still__sat_add(cache_n, still__sat_add(n, r->C));
+    } else {
+        int64_t splits = n / r->C + 1;
+        const int64_t complete = still__sat_add(raw, n) / r->C;
+        if (splits > complete)
+            splits = complete;
+        need = still__sat_add(cache_n, still__sat_mul(splits, r->k));
     }
-    int64_t splits = n / r->C + 1;
-    const int64_t complete = still__sat_add(raw, n) / r->C;
-    if (splits > complete)
-        splits = complete;
-    const int64_t need = still__sat_add(cache_n, still__sat_mul(splits, r->k));
+    /* the cache holds distinct positions: never more than the tokens seen
+     * (a chunk or k far beyond a short stream reserves no more) */
+    if (need > seen)
+        need = seen;
     if (need <= r->cache_cap)
-        return need;
+        return need > cache_n ? need : cache_n;
     return cache_n > r->cache_cap ? cache_n : r->cache_cap;
 }
 

@@ -111,10 +111,12 @@ int64_t still__state_split_raw_count(const still_state *st, int64_t P);
  * holds cache_n entries and raw raw tokens now: k for each chunk split, at
  * most n/C + 1 and (raw + n)/C splits (a split takes a complete raw chunk),
  * never more than the resolution's cache_cap (once the cache holds more, it
- * stays at cache_n).  Saturated: INT64_MAX when it does not fit, which the
- * reservation refuses (STILL_E_OVERFLOW).  The same on both paths. */
+ * stays at cache_n) nor than `seen`, the tokens of the stream after the n
+ * (the entries are distinct positions).  Saturated: INT64_MAX when it does
+ * not fit, which the reservation refuses (STILL_E_OVERFLOW).  The same on
+ * both paths. */
 int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64_t raw,
-                                int64_t n);
+                                int64_t n, int64_t seen);
 
 /* FNV-1a, 64 bits, continued from h (start with STILL__FNV_INIT). */
 #define STILL__FNV_INIT 0xcbf29ce484222325ULL

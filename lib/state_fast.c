@@ -222,7 +222,8 @@ static int fast_append(still_state *st, int64_t n, const still_tensors *t)
         for (int64_t i = 0; i < st->units; i++) {
             const int64_t raw = w->u[i].pos - w->u[i].raw_first;
             int rc = still__fast_unit_reserve(
-                &w->ctx, &w->u[i], still__state_cache_need(r, w->u[i].cache_n, raw, n));
+                &w->ctx, &w->u[i], still__state_cache_need(r, w->u[i].cache_n, raw, n,
+                                        still__sat_add(st->position, n)));
             if (rc)
                 return rc;
         }

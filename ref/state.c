@@ -540,7 +540,8 @@ static int ref_append(still_state *st, int64_t n, const still_tensors *t)
     for (int64_t i = 0; i < st->units; i++) {
         ref_unit *u = &w->u[i];
         /* a restored state's k need not fit its few tokens */
-        int rc = cache_reserve(st, u, still__state_cache_need(r, u->cache_n, u->raw_n, n));
+        int rc = cache_reserve(st, u, still__state_cache_need(r, u->cache_n, u->raw_n, n,
+                                                                  still__sat_add(st->position, n)));
         if (rc)
             return rc;
     }

@@ -714,6 +714,8 @@ static unsigned char *huge_config_stream(int path, int routing, int64_t huge, si
     cfg.routing = routing;
     cfg.topk = 1;
     cfg.local = 2;
+    if (routing == STILL_ROUTING_SINKS)
+        cfg.sinks = huge; /* SPEC §13: sinks far beyond the stream, too */
     still_shape s = {1, 2, 1, 1, 4, 3, STILL_LAYOUT_BHND};
     const int64_t n = 9;
     still_state *st = NULL;
@@ -764,9 +766,10 @@ END_TEST
  * well under 1 MiB, and the restored state saves back the same bytes. */
 START_TEST(test_state_with_huge_chunk_holds_only_its_tokens)
 {
-    static const int routings[] = {STILL_ROUTING_SALIENCY, STILL_ROUTING_WINDOW};
+    static const int routings[] = {STILL_ROUTING_SALIENCY, STILL_ROUTING_WINDOW,
+                                   STILL_ROUTING_SINKS};
     for (int path = STILL_PATH_REF; path <= STILL_PATH_FAST; path++)
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             size_t len, bytes, len2;
             unsigned char *b =
                 keep(huge_config_stream(path, routings[i], 1000000000, &len, &bytes));
@@ -782,6 +785,61 @@ START_TEST(test_state_with_huge_chunk_holds_only_its_tokens)
             still_state_destroy(st);
             free(again);
             drop(b);
+        }
+}
+END_TEST
+
+/* The configuration fuzz_config found (CI, 2026-12-03): routing sinks
+ * with C = 2^25 and s = 2^40 on a stream of a few tokens.  The fast
+ * forward reserved its sink cache for n + C tokens (973 MB) and a ref
+ * state the same; the cache holds distinct positions, so it never needs
+ * more than the tokens seen.  Both paths, forward and state, with N = 9
+ * and d = 4, must run in 16 MiB of headroom. */
+typedef struct huge_sinks_call {
+    int path, state;
+} huge_sinks_call;
+
+static int do_huge_sinks_call(void *arg)
+{
+    const huge_sinks_call *h = arg;
+    still_config cfg;
+    still_config_default(&cfg);
+    cfg.routing = STILL_ROUTING_SINKS;
+    cfg.chunk = (int64_t)1 << 25;
+    cfg.sinks = (int64_t)1 << 40;
+    cfg.threads = 1;
+    enum { N = 9, D = 4 };
+    still_shape s = {1, 1, 1, N, D, D, STILL_LAYOUT_BHND};
+    static double q[N * D], o[N * D];
+    static float qf[N * D], of[N * D];
+    for (int i = 0; i < N * D; i++)
+        q[i] = qf[i] = (float)((i * 7 % 11) - 5) / 8.0f;
+    still_tensors t = {0};
+    t.dtype = h->path == STILL_PATH_FAST ? STILL_F32 : STILL_F64;
+    t.q = t.k = t.v = h->path == STILL_PATH_FAST ? (void *)qf : (void *)q;
+    t.o = h->path == STILL_PATH_FAST ? (void *)of : (void *)o;
+    if (!h->state)
+        return h->path == STILL_PATH_FAST ? still_forward(&cfg, &s, NULL, &t)
+                                          : still_ref_forward(&cfg, &s, NULL, &t);
+    s.seq_len = 1;
+    still_state *st = NULL;
+    int rc = still_state_create(&cfg, &s, NULL, h->path, &st);
+    for (int i = 0; i < N && rc == STILL_OK; i++)
+        rc = still_state_append(st, 1, &t);
+    still_state_destroy(st);
+    return rc;
+}
+
+START_TEST(test_huge_chunk_and_sinks_reserve_only_the_tokens_seen)
+{
+    if (!rlimit_usable())
+        return;
+    for (int path = STILL_PATH_REF; path <= STILL_PATH_FAST; path++)
+        for (int state = 0; state < 2; state++) {
+            huge_sinks_call h = {path, state};
+            int code = run_limited(do_huge_sinks_call, &h, 16u << 20);
+            ck_assert_msg(code == CHILD_OK, "path %d %s with C = 2^25, s = 2^40: %s", path,
+                          state ? "state" : "forward", child_name(code));
         }
 }
 END_TEST
@@ -995,6 +1053,7 @@ static Suite *limits_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_state_load_of_the_huge_chunk_stream_is_refused_cheaply);
     tcase_add_test(tc, test_state_with_huge_chunk_holds_only_its_tokens);
+    tcase_add_test(tc, test_huge_chunk_and_sinks_reserve_only_the_tokens_seen);
     tcase_add_test(tc, test_state_stream_claiming_more_than_it_holds_is_refused_cheaply);
     tcase_add_test(tc, test_state_create_huge_is_cheap_or_nomem);
     suite_add_tcase(s, tc);
