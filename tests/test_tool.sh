@@ -160,6 +160,24 @@ else
         "$dir/s_k2.npy" --rtol 1e-10 --atol 1e-13
 fi
 
+# float32 inputs with odd sizes (d = dv = 3, one head): the decode buffers
+# hold 15 floats before the scores' doubles, which must stay aligned (UBSan
+# in the sanitize job); decode = prefill for the scores as for the outputs
+"$GEN" "$dir/qo.npy" f4 11 1 1 1 40 3 && "$GEN" "$dir/ko.npy" f4 12 1 1 1 40 3 &&
+    "$GEN" "$dir/vo.npy" f4 13 1 1 1 40 3
+report $? "gen_npy writes float32 inputs of odd sizes"
+QO="--q $dir/qo.npy --k $dir/ko.npy --v $dir/vo.npy"
+for p in ref fast; do
+    expect 0 "$p prefill of odd-sized float32 inputs with scores" "$STILL" run $QO --path $p \
+        --chunk 8 --topk 2 --out "$dir/oo_$p.npy" --scores-out "$dir/so_$p.npy"
+    expect 0 "$p decode of the same" "$STILL" run $QO --path $p --chunk 8 --topk 2 \
+        --mode decode --out "$dir/ood_$p.npy" --scores-out "$dir/sod_$p.npy"
+    expect 0 "$p decode scores equal prefill scores" "$STILL" check "$dir/sod_$p.npy" \
+        "$dir/so_$p.npy" --rtol 1e-5 --atol 1e-6
+    expect 0 "$p decode outputs equal prefill outputs" "$STILL" check "$dir/ood_$p.npy" \
+        "$dir/oo_$p.npy" --rtol 1e-5 --atol 1e-6
+done
+
 # SPEC §10: the fast path (float32) within 1e-5 max|v| of the ref path (|v| <= 1)
 "$STILL" run $Q --chunk 8 --topk 2 --path fast --out "$dir/o_fast.npy" >/dev/null 2>"$dir/stderr"
 if [ $? -eq 4 ]; then

@@ -62,9 +62,11 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
         still_state_destroy(st);
         return STILL_E_NOMEM;
     }
-    void *q1 = buf, *k1 = buf + nq * es, *v1 = buf + (nq + nk) * es,
-         *g1 = buf + (nq + nk + nv) * es, *o1 = buf + (nq + nk + nv + no) * es;
-    double *s1 = (double *)(buf + (nq + nk + nv + 2 * no) * es);
+    /* the doubles first: after an odd count of floats they would be misaligned */
+    double *s1 = (double *)buf;
+    unsigned char *a = buf + (size_t)rq * sizeof(double);
+    void *q1 = a, *k1 = a + nq * es, *v1 = a + (nq + nk) * es, *g1 = a + (nq + nk + nv) * es,
+         *o1 = a + (nq + nk + nv + no) * es;
     still_tensors t1 = {in->dtype, q1, k1, v1, in->gate ? g1 : NULL, o1,
                         sigma ? s1 : NULL, NULL, NULL, NULL, NULL, NULL};
     for (int64_t t = 0; t < N && !rc; t++) {
