@@ -14,6 +14,13 @@
 # shared: compare within one run only.  The python3 used is the first of
 # $PYTHON3, python3, /usr/bin/python3 that imports torch (Debian:
 # python3-torch); without one the peers are skipped, saying so.
+# --ggml DIR adds ggml's CPU flash attention (ggml_flash_attn_ext, float32,
+# an explicit causal mask) as a second peer: DIR is a ggml source tree (not
+# a Debian package; e.g. `git clone https://github.com/ggml-org/ggml DIR`),
+# built here once into DIR/build-libstill with cmake (GGML_NATIVE, Release),
+# and bench/ggml_attn.c compiled against it; ggml_attn also checks 16 rows
+# per head against a double causal softmax and prints the error.
+# GGML_ATTN=PROGRAM uses an already built ggml_attn instead of --ggml DIR.
 # STILL_TOOL names the still program (default: tools/still of this tree);
 # PEERS_RAW=FILE keeps the raw output of the runs.
 set -eu
@@ -22,12 +29,14 @@ tool=${STILL_TOOL:-$here/../tools/still}
 ns=4096,16384
 threads=1,2
 reps=3
+ggml=
 while [ $# -gt 0 ]; do
     case $1 in
+    --ggml) ggml=$2; shift 2 ;;
     --n) ns=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
-    *) echo "usage: peers.sh [--n N1,N2] [--threads T1,T2] [--reps R]" >&2; exit 2 ;;
+    *) echo "usage: peers.sh [--n N1,N2] [--threads T1,T2] [--reps R] [--ggml DIR]" >&2; exit 2 ;;
     esac
 done
 [ -x "$tool" ] || { echo "peers.sh: $tool not built (make first)" >&2; exit 1; }
@@ -41,15 +50,36 @@ for cand in "${PYTHON3:-}" python3 /usr/bin/python3; do
     fi
 done
 [ -n "$py" ] || echo "peers.sh: no python3 with torch (Debian: python3-torch): peers skipped"
-tmax=$(echo "$ns" | tr ',' '\n' | sort -n | tail -1)
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+gbin=${GGML_ATTN:-}
+if [ -z "$gbin" ] && [ -n "$ggml" ]; then
+    [ -f "$ggml/include/ggml.h" ] || { echo "peers.sh: $ggml is not a ggml source tree" >&2; exit 1; }
+    gb=$ggml/build-libstill
+    if [ ! -d "$gb/src" ] || ! ls "$gb"/src/libggml-cpu.* >/dev/null 2>&1; then
+        echo "peers.sh: building ggml in $gb (once)" >&2
+        cmake -S "$ggml" -B "$gb" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+            -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=ON >/dev/null &&
+            nice make -C "$gb" -j2 >/dev/null || { echo "peers.sh: ggml build failed" >&2; exit 1; }
+    fi
+    gbin=$gb/ggml_attn_libstill
+    ${CC:-cc} -O2 -I"$ggml/include" "$here/ggml_attn.c" -L"$gb/src" -Wl,-rpath,"$gb/src" \
+        -lggml -lggml-base -lggml-cpu -lm -o "$gbin" ||
+        { echo "peers.sh: compiling bench/ggml_attn.c failed" >&2; exit 1; }
+fi
+tmax=$(echo "$ns" | tr ',' '\n' | sort -n | tail -1)
 [ -z "${PEERS_RAW:-}" ] || trap 'cp "$out" "$PEERS_RAW"; rm -f "$out"' EXIT
 for t in $(echo "$threads" | tr ',' ' '); do
     echo "threads $t" >>"$out"
     nice "$tool" bench --n "$ns" --threads "$t" --reps "$reps" --ref-max 0 \
         --teacher-max "$tmax" --no-progress >>"$out"
     [ -z "$py" ] || nice "$py" "$here/peers.py" --n "$ns" --threads "$t" --reps "$reps" >>"$out"
+    if [ -n "$gbin" ]; then
+        for n in $(echo "$ns" | tr ',' ' '); do
+            nice "$gbin" "$n" 8 128 "$t" "$reps" >>"$out" ||
+                { echo "peers.sh: ggml_attn failed at N = $n" >&2; exit 1; }
+        done
+    fi
 done
 # still bench rows: "N method seconds tokens/s GFLOP/s %peak"
 awk '
@@ -58,10 +88,13 @@ awk '
 $2 == "STILL" && $3 + 0 > 0 { still[t, $1] = $3; next }
 $2 == "teacher" { teach[t, $1] = $3; gf[t, $1] = $5; key[t, $1] = 1; next }
 $1 == "peer" { split($3, a, "="); split($5, b, "="); peer[t, a[2]] = b[2]; pname = $2; next }
+$1 == "ggml" { gg[t, $2] = $4; gerr = gerr < $6 + 0 ? $6 + 0 : gerr; have_gg = 1; next }
 END {
-    printf "%7s %3s %8s  %18s  %18s  %18s  %9s %9s\n", "N", "T", "peak", "teacher s (%peak)",
-           "STILL s (%peak*)", (pname == "" ? "peer: none" : pname " s (%peak)"),
-           "peer/tchr", "peer/STILL"
+    hdr = sprintf("%7s %3s %8s  %18s  %18s  %18s  %9s %9s", "N", "T", "peak", "teacher s (%peak)",
+                  "STILL s (%peak*)", (pname == "" ? "peer: none" : pname " s (%peak)"),
+                  "peer/tchr", "peer/STILL")
+    if (have_gg) hdr = hdr sprintf("  %18s  %9s", "ggml s (%peak)", "ggml/tchr")
+    print hdr
     for (k in key) {
         split(k, p, SUBSEP); tt = p[1]; n = p[2]
         fl = gf[k] * teach[k] # GFLOP of full causal attention
@@ -71,9 +104,15 @@ END {
         if (k in peer)
             line = line sprintf("  %9.4f (%5.1f%%)  %9.3f %9.3f", peer[k], 100 * fl / peer[k] / pk,
                                 peer[k] / teach[k], peer[k] / still[k])
+        else if (have_gg)
+            line = line sprintf("  %18s  %9s %9s", "-", "-", "-")
+        if (k in gg)
+            line = line sprintf("  %9.4f (%5.1f%%)  %9.3f", gg[k], 100 * fl / gg[k] / pk,
+                                gg[k] / teach[k])
         print line | "sort -k2,2n -k1,1n"
     }
     close("sort -k2,2n -k1,1n")
     print "%peak*: STILL time against the FLOPs of full causal attention (its speed as a"
     print "replacement); GFLOP/s of its own work: still bench. peer/x > 1: x is faster."
+    if (have_gg) printf "ggml: largest |o - o_double| over the rows it checked: %.3g\n", gerr
 }' "$out"
