@@ -409,10 +409,10 @@ START_TEST(test_hugging_face_names_give_the_same_logits)
 END_TEST
 
 /* Streaming = prefill (SPEC I6) at every position, per kind of attention. */
-static void check_stream(const char *spec, int64_t first_block)
+static void check_stream_opts(const char *spec, int64_t first_block, const lm_attn_opts *opts)
 {
     lm_model m = load(dir);
-    lm_attn_opts o = {.chunk = 8, .topk = 2, .window = 8, .cap = 4};
+    lm_attn_opts o = *opts;
     float *pre = logits_of(&m, spec, &o), *step = malloc(sizeof(float) * NTOK * V);
     lm_attn *attn;
     lm_session s;
@@ -430,14 +430,21 @@ static void check_stream(const char *spec, int64_t first_block)
         double e = 0;
         for (int i = 0; i < V; i++)
             e = fmax(e, fabs(pre[t * V + i] - step[t * V + i]));
-        ck_assert_msg(e <= 1e-4 * mx, "%s: position %lld: |decode - prefill| %g > 1e-4 * %g",
-                      spec, (long long)t, e, mx);
+        ck_assert_msg(e <= 1e-4 * mx,
+                      "%s (rest %d): position %lld: |decode - prefill| %g > 1e-4 * %g", spec,
+                      o.rest, (long long)t, e, mx);
     }
     lm_session_free(&s);
     lm_attn_free(&m, attn);
     free(pre);
     free(step);
     lm_model_free(&m);
+}
+
+static void check_stream(const char *spec, int64_t first_block)
+{
+    lm_attn_opts o = {.chunk = 8, .topk = 2, .window = 8, .cap = 4};
+    check_stream_opts(spec, first_block, &o);
 }
 
 START_TEST(test_generate_equals_prefill_at_every_position)
@@ -448,6 +455,62 @@ START_TEST(test_generate_equals_prefill_at_every_position)
         check_stream(specs[i], 0);
         check_stream(specs[i], 19);
     }
+}
+END_TEST
+
+/* The hybrid family (SPEC §12-14) through the decode states: sinks and
+ * terraced, all layers or mixed, with the rest linear or dropped. */
+START_TEST(test_generate_equals_prefill_sinks_terraced)
+{
+    static const char *const specs[] = {"sinks", "terraced", "0=sinks,1=terraced",
+                                        "0=window,1=sinks"};
+    for (int rest = STILL_REST_LINEAR; rest <= STILL_REST_DROP; rest++)
+        for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+            lm_attn_opts o = {.chunk = 8, .window = 8, .sinks = 3, .has_sinks = 1,
+                              .rest = rest};
+            check_stream_opts(specs[i], 0, &o);
+            check_stream_opts(specs[i], 19, &o);
+        }
+}
+END_TEST
+
+/* Routing sinks with s + w >= N keeps every key exact (SPEC §13): the
+ * teacher's logits, whatever the rest; and the options reach the config. */
+START_TEST(test_sinks_covering_every_key_is_the_teacher)
+{
+    lm_model m = load(dir);
+    lm_attn_opts t = {0};
+    float *teacher = logits_of(&m, "teacher", &t);
+    double mx = max_abs(teacher, NTOK * V);
+    for (int rest = STILL_REST_LINEAR; rest <= STILL_REST_DROP; rest++) {
+        lm_attn_opts o = {.window = NTOK - 5, .sinks = 5, .has_sinks = 1, .rest = rest};
+        float *lg = logits_of(&m, "sinks", &o);
+        double e = 0;
+        for (int64_t i = 0; i < NTOK * V; i++)
+            e = fmax(e, fabs((double)lg[i] - teacher[i]));
+        ck_assert_msg(e <= 1e-4 * mx, "rest %d: |sinks - teacher| %g", rest, e);
+        free(lg);
+    }
+    /* one sink fewer: the first query that misses a key differs */
+    lm_attn_opts o = {.window = NTOK - 5, .sinks = 4, .has_sinks = 1, .rest = STILL_REST_DROP};
+    float *lg = logits_of(&m, "sinks", &o);
+    double e = 0;
+    for (int64_t i = 0; i < NTOK * V; i++)
+        e = fmax(e, fabs((double)lg[i] - teacher[i]));
+    ck_assert_msg(e > 1e-4 * mx, "a missed key changed nothing (%g)", e);
+    free(lg);
+    lm_attn *attn;
+    char err[256];
+    ck_assert_int_eq(lm_attn_parse(&m, "0=sinks,1=terraced", &o, NULL, &attn, err, sizeof err),
+                     STILL_OK);
+    ck_assert_int_eq(attn[0].cfg.routing, STILL_ROUTING_SINKS);
+    ck_assert_int_eq(attn[0].cfg.sinks, 4);
+    ck_assert_int_eq(attn[0].cfg.rest, STILL_REST_DROP);
+    ck_assert_int_eq(attn[1].cfg.routing, STILL_ROUTING_TERRACED);
+    ck_assert_int_eq(attn[1].cfg.window, NTOK - 5);
+    lm_attn_free(&m, attn);
+    free(teacher);
+    lm_model_free(&m);
 }
 END_TEST
 
@@ -581,6 +644,8 @@ static Suite *lm_suite(void)
     tcase_add_test(tc, test_teacher_logits_equal_float64_reference);
     tcase_add_test(tc, test_hugging_face_names_give_the_same_logits);
     tcase_add_test(tc, test_generate_equals_prefill_at_every_position);
+    tcase_add_test(tc, test_generate_equals_prefill_sinks_terraced);
+    tcase_add_test(tc, test_sinks_covering_every_key_is_the_teacher);
     tcase_add_test(tc, test_state_of_capped_still_stays_flat_teacher_grows);
     tcase_add_test(tc, test_attention_specs_per_layer_and_refusals);
     tcase_add_test(tc, test_missing_or_misshapen_tensor_is_named);

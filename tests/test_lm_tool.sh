@@ -76,6 +76,40 @@ got=$(awk '$1 == "1" && NF == 4 { print $4 }' "$dir/r1")
 [ -n "$want" ] && [ "$want" = "$got" ]
 report $? "lm rank: one softmax layer kept = the other alone linearized (KL $got, $want)"
 
+# SPEC §13: sinks with s + w >= N (100 bytes) keeps every key exact, so its
+# row is the teacher's, with either rest; a short window is not
+"$STILL" lm eval --model "$dir" --attn teacher --attn sinks --sinks 4 --window 96 \
+    >"$dir/es" 2>/dev/null &&
+    "$STILL" lm eval --model "$dir" --attn sinks --attn 0=sinks,1=terraced --sinks 4 \
+        --window 96 --rest drop >"$dir/esd" 2>/dev/null &&
+    "$STILL" lm eval --model "$dir" --attn sinks --sinks 4 --window 8 --rest drop \
+        >"$dir/es3" 2>/dev/null
+report $? "lm eval --attn sinks, terraced with --sinks and --rest runs"
+t=$(awk '$1 == "teacher" { print $2, $3 }' "$dir/es")
+s1=$(awk '$1 == "sinks" { print $2, $3 }' "$dir/es")
+s2=$(awk '$1 == "sinks" { print $2, $3 }' "$dir/esd")
+s3=$(awk '$1 == "sinks" { print $2, $3 }' "$dir/es3")
+[ -n "$t" ] && [ "$s1" = "$t" ] && [ "$s2" = "$t" ] && [ "$s3" != "$t" ]
+report $? "lm eval: sinks covering every key is the teacher's row ($t; $s1; $s2; w 8: $s3)"
+"$STILL" lm generate --model "$dir" --attn 0=sinks,1=terraced --chunk 8 --window 8 --sinks 2 \
+    --rest drop --prompt 0123 --tokens 20 --report-every 10 >"$dir/gen" 2>"$dir/gen.err"
+[ $? -eq 0 ] && [ "$(head -c 20 "$dir/gen" | wc -c)" -eq 20 ]
+report $? "lm generate with sinks and terraced layers"
+"$STILL" lm rank --model "$dir" --attn sinks --chunk 8 --window 8 --budget 1 >/dev/null 2>&1
+report $? "lm rank --attn sinks runs"
+expect 2 "lm eval --sinks -1 is refused" "$STILL" lm eval --model "$dir" --attn sinks --sinks -1
+expect 2 "lm eval --sinks x is refused" "$STILL" lm eval --model "$dir" --attn sinks --sinks x
+expect 2 "lm eval --rest keep is refused" "$STILL" lm eval --model "$dir" --attn sinks --rest keep
+expect 2 "lm eval --attn sink is refused" "$STILL" lm eval --model "$dir" --attn 0=sink
+expect 2 "lm transfer with --rest drop (nothing to train) is refused" \
+    "$STILL" lm transfer --model "$dir" --attn 1=sinks --rest drop --text "$dir/text.txt" \
+    --out-dir "$dir/pd"
+[ ! -e "$dir/pd" ]
+report $? "lm transfer --rest drop writes no directory"
+"$STILL" lm transfer --model "$dir" --attn 1=terraced --window 8 --text "$dir/text.txt" \
+    --out-dir "$dir/pt" --steps 5 >/dev/null 2>&1 && [ -f "$dir/pt/layer1.safetensors" ]
+report $? "lm transfer of a terraced layer writes its feature maps"
+
 expect 2 "lm without a subcommand is refused" "$STILL" lm --model "$dir"
 expect 2 "lm eval with a bad --attn is refused" "$STILL" lm eval --model "$dir" --attn 9=still
 expect 3 "lm eval of a directory without a model is refused" "$STILL" lm eval --model "$dir/p"

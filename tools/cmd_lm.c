@@ -62,16 +62,20 @@ static void lm_usage(FILE *f)
             "\n"
             "options:\n"
             "  --model DIR          the model directory                       (required)\n"
-            "  --attn SPEC          teacher, still, window or linear for every layer, or\n"
-            "                       LAYER=KIND,... (other layers teacher); eval takes it\n"
-            "                       several times (default: the four), generate once\n"
+            "  --attn SPEC          teacher, still, window, linear, sinks or terraced for\n"
+            "                       every layer, or LAYER=KIND,... (other layers\n"
+            "                       teacher); eval takes it several times (default:\n"
+            "                       teacher, still, window, linear), generate once\n"
             "                       (default still)\n"
             "  --params-dir D       per-layer feature maps D/layer<i>.safetensors as\n"
             "                       `still transfer` writes them (default: identity)\n"
             "  --chunk C            chunk size (default 64)\n"
             "  --topk K             selected tokens per chunk, still (default 4)\n"
-            "  --window W           the exact window of window routing, and the saliency\n"
-            "                       window (default C)\n"
+            "  --window W           the exact window of window and sinks, the block of\n"
+            "                       terraced, and the saliency window (default C)\n"
+            "  --sinks S            sink positions of sinks, S >= 0 (default 4)\n"
+            "  --rest R             keys outside the exact set of still, window, sinks,\n"
+            "                       terraced: linear (default) or drop (SPEC §12)\n"
             "  --local L            recent exact chunks (default 2)\n"
             "  --cap N              still: at most N selected tokens per head (default 0:\n"
             "                       none); decode memory stops growing\n"
@@ -158,7 +162,7 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
         {"--trials", 1, 100000, &o->trials},        {"--tokens", 0, 1 << 24, &o->tokens},
         {"--report-every", 1, 1 << 24, &o->report_every},
         {"--seed", 0, INT64_MAX, &o->seed},         {"--steps", 0, 1000000, &o->steps},
-        {"--budget", 0, 4096, &o->budget}};
+        {"--budget", 0, 4096, &o->budget},          {"--sinks", 0, INT64_C(1) << 40, &o->ao.sinks}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
         int done = 0, r;
@@ -184,6 +188,8 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
                                 ints[j].dst)) < 0)
                 return TOOL_EXIT_USAGE;
             done = r;
+            if (r && ints[j].dst == &o->ao.sinks)
+                o->ao.has_sinks = 1;
         }
         if (done)
             continue;
@@ -206,6 +212,16 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
             if (!(val = tool_option_value(cmd, argc, argv, &i, "--lr")) ||
                 tool_parse_double(cmd, "--lr", val, 0.0, 1e6, &o->lr))
                 return TOOL_EXIT_USAGE;
+        } else if (tool_is_option(a, "--rest")) {
+            if (!(val = tool_option_value(cmd, argc, argv, &i, "--rest")))
+                return TOOL_EXIT_USAGE;
+            if (!strcmp(val, "linear"))
+                o->ao.rest = STILL_REST_LINEAR;
+            else if (!strcmp(val, "drop"))
+                o->ao.rest = STILL_REST_DROP;
+            else
+                return tool_fail(TOOL_EXIT_USAGE, cmd, "--rest '%s': expected linear or drop",
+                                 val);
         } else if (!strcmp(a, "--recall")) {
             o->recall = 1;
         } else {
@@ -712,6 +728,14 @@ static int lm_transfer(const char *cmd, const lm_opts *o, const lm_model *m)
                            err);
         goto out;
     }
+    for (int64_t l = 0; l < c->n_layer; l++)
+        if (attn[l].kind != LM_ATTN_TEACHER && attn[l].cfg.rest == STILL_REST_DROP) {
+            /* SPEC §12: no linear branch, so the feature maps have no effect */
+            status = tool_fail(TOOL_EXIT_USAGE, cmd,
+                               "layer %lld (%s): --rest drop leaves no linear part, no feature "
+                               "map to train", (long long)l, lm_attn_names[attn[l].kind]);
+            goto out;
+        }
     if ((status = tool_out_add_dir(cmd, "--out-dir", o->out_dir, &tmpdir)) ||
         (status = tool_blas_room(cmd)) ||
         (status = heldout_bpb(cmd, o, m, "teacher", NULL, held, nh, &teacher_bpb)) ||
@@ -841,8 +865,10 @@ static int lm_rank(const char *cmd, const lm_opts *o, const lm_model *m)
     int32_t *ids = NULL;
     int status;
     if (o->n_attn > 1 || (strcmp(kind, "still") && strcmp(kind, "window") &&
-                          strcmp(kind, "linear")))
-        return tool_fail(TOOL_EXIT_USAGE, cmd, "rank takes one --attn: still, window or linear");
+                          strcmp(kind, "linear") && strcmp(kind, "sinks") &&
+                          strcmp(kind, "terraced")))
+        return tool_fail(TOOL_EXIT_USAGE, cmd,
+                         "rank takes one --attn: still, window, linear, sinks or terraced");
     if (o->budget > L)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--budget %lld: the model has %lld layers",
                          (long long)o->budget, (long long)L);

@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const lm_attn_names[LM_ATTN_KINDS] = {"teacher", "still", "window", "linear"};
+const char *const lm_attn_names[LM_ATTN_KINDS] = {"teacher", "still",  "window",
+                                                  "linear",  "sinks",  "terraced"};
 
 /* ---- config.json ------------------------------------------------------------ */
 
@@ -318,11 +319,21 @@ static void layer_config(int kind, const lm_attn_opts *o, still_config *cfg)
     case LM_ATTN_WINDOW:
         cfg->routing = STILL_ROUTING_WINDOW;
         break;
+    case LM_ATTN_SINKS:
+        cfg->routing = STILL_ROUTING_SINKS;
+        if (o->has_sinks)
+            cfg->sinks = o->sinks;
+        break;
+    case LM_ATTN_TERRACED:
+        cfg->routing = STILL_ROUTING_TERRACED;
+        break;
     default: /* SPEC I2: linear attention only */
         cfg->routing = STILL_ROUTING_NONE;
         cfg->local = 0;
         break;
     }
+    if (kind != LM_ATTN_TEACHER && kind != LM_ATTN_LINEAR)
+        cfg->rest = o->rest; /* SPEC §12 */
 }
 
 void lm_attn_free(const lm_model *m, lm_attn *attn)
@@ -361,7 +372,8 @@ int lm_attn_parse(const lm_model *m, const char *spec, const lm_attn_opts *opts,
                 free(a);
                 return still__io_fail(err, errlen, STILL_E_CONFIG,
                                       "attention spec '%s': expected teacher, still, window, "
-                                      "linear, or LAYER=KIND,... with layers 0..%lld",
+                                      "linear, sinks, terraced, or LAYER=KIND,... with "
+                                      "layers 0..%lld",
                                       spec, (long long)nl - 1);
             }
             a[l].kind = k;

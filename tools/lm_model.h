@@ -50,12 +50,23 @@ int lm_model_load(const char *dir, lm_model *m, char *err, size_t errlen);
 void lm_model_free(lm_model *m);
 
 /* The attention of one layer. */
-enum { LM_ATTN_TEACHER = 0, LM_ATTN_STILL, LM_ATTN_WINDOW, LM_ATTN_LINEAR, LM_ATTN_KINDS };
+enum {
+    LM_ATTN_TEACHER = 0,
+    LM_ATTN_STILL,
+    LM_ATTN_WINDOW,
+    LM_ATTN_LINEAR,
+    LM_ATTN_SINKS,    /* SPEC §13: s sinks + the last w positions */
+    LM_ATTN_TERRACED, /* SPEC §14: the previous and the current block of w */
+    LM_ATTN_KINDS
+};
 extern const char *const lm_attn_names[LM_ATTN_KINDS]; /* "teacher", "still", ... */
 
 /* Options shared by every layer of a configuration (0 = the default). */
 typedef struct lm_attn_opts {
     int64_t chunk, topk, window, local, cap;
+    int64_t sinks;  /* s of sinks, used when has_sinks (else the default 4) */
+    int has_sinks;
+    int rest;       /* STILL_REST_* of still, window, sinks, terraced (SPEC §12) */
 } lm_attn_opts;
 
 typedef struct lm_attn {
@@ -66,7 +77,7 @@ typedef struct lm_attn {
 } lm_attn;
 
 /* The per-layer attention of a spec: "teacher", "still", "window",
- * "linear" for every layer, or "0=teacher,3=still,..." (layers not named
+ * "linear", "sinks", "terraced" for every layer, or "0=teacher,3=still,..." (layers not named
  * are teacher).  params_dir (NULL: none) holds layer{i}.safetensors files as
  * `still transfer` writes them; a layer without one uses the identity maps. */
 int lm_attn_parse(const lm_model *m, const char *spec, const lm_attn_opts *opts,
