@@ -654,10 +654,73 @@ static Suite *lm_suite(void)
     return s;
 }
 
+/* The bytes of text as token ids in a .npy of dtype i4, i8 or f8 (its own
+ * header code, not lib/npy.c's), of shape (n,), or (2, n/2) with rows 2;
+ * plus is added to the last id. */
+static int write_ids(const char *out, const char *dtype, const char *text, int rows, long plus)
+{
+    FILE *f = fopen(text, "rb");
+    static long ids_buf[1 << 16];
+    long n = 0;
+    int c;
+    if (!f)
+        return 1;
+    while (n < (1 << 16) && (c = fgetc(f)) != EOF)
+        ids_buf[n++] = c;
+    fclose(f);
+    if (rows == 2)
+        n -= n % 2;
+    if (n)
+        ids_buf[n - 1] += plus;
+    size_t item = strcmp(dtype, "i4") ? 8 : 4;
+    const char *descr = !strcmp(dtype, "i4") ? "<i4" : !strcmp(dtype, "i8") ? "<i8" : "<f8";
+    char dict[128];
+    int len = rows == 2 ? snprintf(dict, sizeof dict,
+                                   "{'descr': '%s', 'fortran_order': False, 'shape': (2, %ld), }",
+                                   descr, n / 2)
+                        : snprintf(dict, sizeof dict,
+                                   "{'descr': '%s', 'fortran_order': False, 'shape': (%ld,), }",
+                                   descr, n);
+    int total = (10 + len + 1 + 63) / 64 * 64; /* the header padded to 64 bytes */
+    if (!(f = fopen(out, "wb")))
+        return 1;
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc((total - 10) & 0xff, f);
+    fputc((total - 10) >> 8, f);
+    fwrite(dict, 1, (size_t)len, f);
+    for (int i = 10 + len; i < total - 1; i++)
+        fputc(' ', f);
+    fputc('\n', f);
+    for (long i = 0; i < n; i++) {
+        unsigned char b[8];
+        uint64_t u;
+        if (item == 4) {
+            uint32_t w = (uint32_t)(int32_t)ids_buf[i];
+            for (int k = 0; k < 4; k++)
+                b[k] = (unsigned char)(w >> (8 * k));
+        } else {
+            if (descr[1] == 'f') {
+                double x = (double)ids_buf[i];
+                memcpy(&u, &x, 8);
+            } else {
+                u = (uint64_t)(int64_t)ids_buf[i];
+            }
+            for (int k = 0; k < 8; k++)
+                b[k] = (unsigned char)(u >> (8 * k));
+        }
+        fwrite(b, 1, item, f);
+    }
+    return fclose(f) != 0;
+}
+
 /* test_lm --write-model DIR: the random model of these tests (our names,
- * a float16 and a float32 shard) for tests/test_lm_tool.sh. */
+ * a float16 and a float32 shard) for tests/test_lm_tool.sh;
+ * test_lm --write-ids OUT.npy i4|i8|f8 TEXT [ROWS [PLUS]]: write_ids. */
 int main(int argc, char **argv)
 {
+    if (argc >= 5 && argc <= 7 && !strcmp(argv[1], "--write-ids"))
+        return write_ids(argv[2], argv[3], argv[4], argc > 5 ? atoi(argv[5]) : 1,
+                         argc > 6 ? atol(argv[6]) : 0);
     if (argc == 3 && !strcmp(argv[1], "--write-model")) {
         make_model(&model_d, 7);
         write_model(argv[2], &model_d, 0);

@@ -6,7 +6,8 @@
 # with the teacher's KL 0; generate writes the bytes asked and a state line
 # per report, the teacher's state growing and capped STILL's flat; transfer
 # lowers every layer's transfer loss and writes parameter files that
-# eval --params-dir reads; bad options are refused with one line.
+# eval --params-dir reads; the hybrid family (sinks, terraced, --rest) and
+# token ids from .npy (--ids); bad options are refused with one line.
 
 . "$(dirname "$0")/tap.sh"
 tap_start test_lm_tool
@@ -109,6 +110,35 @@ report $? "lm transfer --rest drop writes no directory"
 "$STILL" lm transfer --model "$dir" --attn 1=terraced --window 8 --text "$dir/text.txt" \
     --out-dir "$dir/pt" --steps 5 >/dev/null 2>&1 && [ -f "$dir/pt/layer1.safetensors" ]
 report $? "lm transfer of a terraced layer writes its feature maps"
+
+# --ids: the text's bytes as token ids (.npy written by test_lm's own
+# header code) give the text's table, in every dtype
+"$STILL" lm eval --model "$dir" --attn teacher --attn sinks --chunk 8 --window 8 --sinks 2 \
+    | tail -n +2 >"$dir/et"
+for t in i4 i8 f8; do
+    "$TEST_LM" --write-ids "$dir/ids_$t.npy" $t "$dir/text.txt" &&
+        "$STILL" lm eval --model "$dir" --ids "$dir/ids_$t.npy" --attn teacher --attn sinks \
+            --chunk 8 --window 8 --sinks 2 | tail -n +2 | cmp -s - "$dir/et" &&
+        [ "$(wc -l <"$dir/et")" -eq 3 ]
+    report $? "lm eval --ids ($t) gives the text's table"
+done
+"$STILL" lm generate --model "$dir" --attn still --chunk 8 --topk 2 --prompt-file "$dir/text.txt" \
+    --tokens 12 >"$dir/g1" 2>/dev/null &&
+    "$STILL" lm generate --model "$dir" --attn still --chunk 8 --topk 2 --ids "$dir/ids_i8.npy" \
+        --tokens 12 >"$dir/g2" 2>/dev/null && cmp -s "$dir/g1" "$dir/g2"
+report $? "lm generate --ids: the prompt file's continuation"
+"$TEST_LM" --write-ids "$dir/ids_oov.npy" i8 "$dir/text.txt" 1 100
+expect 3 "lm eval --ids: an id beyond the vocabulary is refused" \
+    "$STILL" lm eval --model "$dir" --ids "$dir/ids_oov.npy"
+"$TEST_LM" --write-ids "$dir/ids_neg.npy" i4 "$dir/text.txt" 1 -200
+expect 3 "lm eval --ids: a negative id is refused" \
+    "$STILL" lm eval --model "$dir" --ids "$dir/ids_neg.npy"
+"$TEST_LM" --write-ids "$dir/ids_2d.npy" i4 "$dir/text.txt" 2
+expect 3 "lm eval --ids: a 2-D array is refused" \
+    "$STILL" lm eval --model "$dir" --ids "$dir/ids_2d.npy"
+expect 3 "lm eval --ids: a text file is refused" "$STILL" lm eval --model "$dir" --ids "$dir/text.txt"
+expect 2 "lm eval --ids with --text is refused" \
+    "$STILL" lm eval --model "$dir" --ids "$dir/ids_i4.npy" --text "$dir/text.txt"
 
 expect 2 "lm without a subcommand is refused" "$STILL" lm --model "$dir"
 expect 2 "lm eval with a bad --attn is refused" "$STILL" lm eval --model "$dir" --attn 9=still

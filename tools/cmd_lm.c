@@ -21,7 +21,7 @@
 
 typedef struct lm_opts {
     const char *mode, *extra; /* the subcommand, and a second word (an error) */
-    const char *model, *params_dir, *text, *prompt, *prompt_file, *out_dir;
+    const char *model, *params_dir, *text, *prompt, *prompt_file, *out_dir, *ids;
     const char *attn[LM_MAX_CONFIGS];
     int n_attn;
     lm_attn_opts ao;
@@ -81,6 +81,8 @@ static void lm_usage(FILE *f)
             "                       none); decode memory stops growing\n"
             "eval:\n"
             "  --text FILE          the held-out text (default DIR/dump_text.txt)\n"
+            "  --ids FILE.npy       token ids in place of the text: 1-D int32, int64,\n"
+            "                       uint8 or integral floats, each in [0, vocab)\n"
             "  --max-bytes N        at most N bytes of it (default: the model's context)\n"
             "  --recall             also the secret-code retrieval of recall-lm's README\n"
             "  --depths D,D,...     its depths in bytes (default 64,300,700,1100,1500,1900)\n"
@@ -88,6 +90,7 @@ static void lm_usage(FILE *f)
             "generate:\n"
             "  --prompt TEXT        the prompt (or --prompt-file FILE)\n"
             "  --prompt-file FILE   the prompt's bytes\n"
+            "  --ids FILE.npy       the prompt's token ids (as for eval)\n"
             "  --tokens N           bytes to generate (default 256)\n"
             "  --temperature T      0 (default): the most likely byte; else sampling\n"
             "  --seed S             the sampling seed (default 1)\n"
@@ -152,9 +155,9 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
     o->n_depths = 6;
     memcpy(o->depths, default_depths, sizeof default_depths);
     const char *text_opts[] = {"--model",  "--params-dir",  "--text",
-                               "--prompt", "--prompt-file", "--out-dir"};
+                               "--prompt", "--prompt-file", "--out-dir", "--ids"};
     const char **text_dst[] = {&o->model,  &o->params_dir,  &o->text,
-                               &o->prompt, &o->prompt_file, &o->out_dir};
+                               &o->prompt, &o->prompt_file, &o->out_dir, &o->ids};
     struct { const char *name; int64_t lo, hi, *dst; } ints[] = {
         {"--chunk", 1, 1 << 20, &o->ao.chunk},      {"--topk", 0, 1 << 20, &o->ao.topk},
         {"--window", 2, 1 << 24, &o->ao.window},    {"--local", 0, 1 << 20, &o->ao.local},
@@ -246,9 +249,14 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
     if (!strcmp(o->mode, "generate")) {
         if (o->n_attn > 1)
             return tool_fail(TOOL_EXIT_USAGE, cmd, "generate takes one --attn");
-        if (!o->prompt == !o->prompt_file)
-            return tool_fail(TOOL_EXIT_USAGE, cmd, "generate needs --prompt or --prompt-file");
+        if (!!o->prompt + !!o->prompt_file + !!o->ids != 1)
+            return tool_fail(TOOL_EXIT_USAGE, cmd,
+                             "generate needs one of --prompt, --prompt-file, --ids");
     }
+    if (o->ids && strcmp(o->mode, "eval") && strcmp(o->mode, "generate"))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--ids: eval and generate only");
+    if (o->ids && o->text)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--ids replaces --text: give one");
     return TOOL_EXIT_OK;
 }
 
@@ -280,6 +288,113 @@ static int read_bytes(const char *cmd, const char *path, int64_t max, int64_t vo
                          path, (long long)k);
     }
     *ids = buf;
+    *n = k;
+    return TOOL_EXIT_OK;
+}
+
+/* Token ids of a 1-D .npy (--ids): int32 or int64 ('<i4', '<i8'), uint8,
+ * or a float type whose values are integers; at most max of them, each in
+ * [0, vocab) (else TOOL_EXIT_INPUT).  The integer types go through the
+ * library's reader as the float type of the same item size (the header
+ * names only descr, fortran_order and shape, so the quoted '<i4' can only
+ * be the descr): it checks the header, the shape and the data's length,
+ * and copies the bytes as they are. */
+static int read_ids_npy(const char *cmd, const char *path, int64_t max, int64_t vocab,
+                        int32_t **ids, int64_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: cannot open", path);
+    size_t len = 0, cap = 0;
+    unsigned char *buf = NULL;
+    for (;;) {
+        if (len == cap) {
+            unsigned char *b = cap < ((size_t)1 << 31) ? realloc(buf, cap ? 2 * cap : 4096)
+                                                       : NULL;
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: too large or out of memory", path);
+            }
+            buf = b;
+            cap = cap ? 2 * cap : 4096;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (!got)
+            break;
+    }
+    int read_error = ferror(f);
+    fclose(f);
+    if (read_error) {
+        free(buf);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: read error", path);
+    }
+    int width = 0; /* 4 or 8: an integer type, read as the float of that size */
+    if (len >= 12 && !memcmp(buf, "\x93NUMPY", 6)) {
+        size_t pre = buf[6] == 1 ? 10 : 12;
+        size_t hlen = buf[6] == 1 ? (size_t)buf[8] | (size_t)buf[9] << 8
+                                  : (size_t)buf[8] | (size_t)buf[9] << 8 |
+                                        (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
+        for (size_t i = pre; hlen <= len - pre && i + 5 <= pre + hlen; i++)
+            if ((buf[i] == '\'' || buf[i] == '"') && buf[i + 1] == '<' && buf[i + 2] == 'i' &&
+                (buf[i + 3] == '4' || buf[i + 3] == '8') && buf[i + 4] == buf[i]) {
+                width = buf[i + 3] - '0';
+                buf[i + 2] = 'f';
+                break;
+            }
+    }
+    still__array a;
+    char err[STILL__ERRLEN];
+    int rc = still__npy_parse(buf, len, path, &a, err, sizeof err);
+    free(buf);
+    if (rc)
+        return tool_fail(rc == STILL_E_NOMEM ? TOOL_EXIT_LIBRARY : TOOL_EXIT_INPUT, cmd, "%s%s",
+                         err, rc == STILL_E_DTYPE ? " (or '<i4', '<i8')" : "");
+    if (a.ndim != 1) {
+        still__array_free(&a);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: expected a 1-D array of token ids, found %d "
+                         "dimensions", path, a.ndim);
+    }
+    int64_t k = a.count < max ? a.count : max;
+    int32_t *out = malloc((size_t)(k > 0 ? k : 1) * sizeof *out);
+    double *real = NULL; /* a float type's values */
+    if (!out || (!width && a.dtype != STILL__DT_U1 && still__array_to_f64(&a, &real))) {
+        free(out);
+        still__array_free(&a);
+        return tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory");
+    }
+    const unsigned char *p = a.data;
+    for (int64_t i = 0; i < k; i++) {
+        int64_t v = -1;
+        if (width == 4) {
+            int32_t x;
+            memcpy(&x, p + 4 * i, 4);
+            v = x;
+        } else if (width == 8) {
+            memcpy(&v, p + 8 * i, 8);
+        } else if (!real) {
+            v = p[i];
+        } else if (real[i] >= 0 && real[i] < (double)vocab && real[i] == floor(real[i])) {
+            v = (int64_t)real[i];
+        }
+        if (v < 0 || v >= vocab) {
+            free(real);
+            free(out);
+            still__array_free(&a);
+            return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: id %lld is not an integer in [0, %lld)",
+                             path, (long long)i, (long long)vocab);
+        }
+        out[i] = (int32_t)v;
+    }
+    free(real);
+    still__array_free(&a);
+    if (k < 2) {
+        free(out);
+        return tool_fail(TOOL_EXIT_INPUT, cmd, "%s: expected at least 2 ids, found %lld", path,
+                         (long long)k);
+    }
+    *ids = out;
     *n = k;
     return TOOL_EXIT_OK;
 }
@@ -372,11 +487,12 @@ static int lm_eval(const char *cmd, const lm_opts *o, const lm_model *m)
     int32_t *ids = NULL;
     int64_t n = 0, max = o->max_bytes ? o->max_bytes : (m->cfg.ctx ? m->cfg.ctx : 2048);
     int status;
-    if (o->text)
-        snprintf(path, sizeof path, "%s", o->text);
+    if (o->ids || o->text)
+        snprintf(path, sizeof path, "%s", o->ids ? o->ids : o->text);
     else
         snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
-    if ((status = read_bytes(cmd, path, max, m->cfg.vocab, &ids, &n)))
+    if ((status = o->ids ? read_ids_npy(cmd, path, max, V, &ids, &n)
+                         : read_bytes(cmd, path, max, V, &ids, &n)))
         return status;
     const int64_t nh = (int64_t)strlen(needle_head), rlen = n;
     if (o->recall && V < 256) {
@@ -412,8 +528,8 @@ static int lm_eval(const char *cmd, const lm_opts *o, const lm_model *m)
     }
     lm_attn_free(m, attn);
     attn = NULL;
-    printf("model %s, text %s (%lld bytes); KL(teacher || model) in nats per byte\n",
-           o->model, path, (long long)n);
+    printf("model %s, %s %s (%lld %s); KL(teacher || model) in nats per byte\n", o->model,
+           o->ids ? "ids" : "text", path, (long long)n, o->ids ? "tokens" : "bytes");
     printf("%-28s %10s %10s", "attention", "bits/byte", "KL");
     for (int i = 0; o->recall && i < o->n_depths; i++)
         printf("  recall@%-5lld", (long long)o->depths[i]);
@@ -516,7 +632,10 @@ static int lm_generate(const char *cmd, const lm_opts *o, const lm_model *m)
     float *logits = NULL;
     double *scratch = malloc((size_t)V * sizeof *scratch);
     uint64_t rng = (uint64_t)o->seed * 0x9E3779B97F4A7C15ull + 1;
-    if (o->prompt_file) {
+    if (o->ids) {
+        if ((status = read_ids_npy(cmd, o->ids, 1 << 24, V, &ids, &n)))
+            goto out;
+    } else if (o->prompt_file) {
         if ((status = read_bytes(cmd, o->prompt_file, 1 << 24, V, &ids, &n)))
             goto out;
     } else {
