@@ -140,6 +140,30 @@ expect 3 "lm eval --ids: a text file is refused" "$STILL" lm eval --model "$dir"
 expect 2 "lm eval --ids with --text is refused" \
     "$STILL" lm eval --model "$dir" --ids "$dir/ids_i4.npy" --text "$dir/text.txt"
 
+# still demo's part 3: the model's rows are still lm eval's (defaults, the
+# first 512 bytes); without a model one line says how to fetch it
+"$STILL" demo --no-needle --no-progress --model "$dir" >"$dir/demo" 2>"$dir/demo.err"
+report $? "demo --model runs"
+"$STILL" lm eval --model "$dir" --max-bytes 512 --attn teacher --attn still --attn window \
+    --attn sinks --attn terraced >"$dir/demo.eval" 2>/dev/null
+ok=0
+for k in teacher still window sinks terraced; do
+    a=$(awk -v k=$k '$1 == k && NF == 2 { print $2 }' "$dir/demo")
+    b=$(awk -v k=$k '$1 == k && NF == 3 { print $2 }' "$dir/demo.eval")
+    [ -n "$a" ] && [ "$a" = "$b" ] || { echo "# $k: demo '$a', lm eval '$b'"; ok=1; }
+done
+report $ok "demo part 3: bits/byte of the five kinds are lm eval's"
+mkdir -p "$dir/elsewhere"
+(cd "$dir/elsewhere" && "$STILL" demo --no-needle --no-progress >out 2>err) &&
+    [ "$(grep -c 'no models/tiny-lm here.*fetch-lm-models.sh' "$dir/elsewhere/out")" -eq 1 ] &&
+    ! grep -q '^sinks' "$dir/elsewhere/out" && [ ! -s "$dir/elsewhere/err" ]
+report $? "demo without a model: one line on how to fetch it, exit 0"
+(cd "$dir/elsewhere" && "$STILL" demo --no-needle --no-model >out2 2>&1) &&
+    ! grep -q 'tiny-lm here' "$dir/elsewhere/out2"
+report $? "demo --no-model: no part 3"
+expect 3 "demo --model of a missing directory is refused" \
+    "$STILL" demo --no-needle --model "$dir/nothing"
+
 expect 2 "lm without a subcommand is refused" "$STILL" lm --model "$dir"
 expect 2 "lm eval with a bad --attn is refused" "$STILL" lm eval --model "$dir" --attn 9=still
 expect 3 "lm eval of a directory without a model is refused" "$STILL" lm eval --model "$dir/p"

@@ -25,6 +25,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "lm_model.h"
 #include "tool.h"
 
 #include <inttypes.h>
@@ -59,6 +60,8 @@ typedef struct demo {
     int needle;         /* run part 2 */
     int64_t needle_len; /* 0: the default lengths */
     uint64_t seed;
+    const char *model;  /* part 3's model directory, NULL: none asked */
+    int model_part;     /* 0: --no-model */
 } demo;
 
 /* One attention problem, batch 1, layout BHND, inputs in double. */
@@ -855,6 +858,80 @@ done:
     return status;
 }
 
+/* ---- part 3: a whole model -------------------------------------------------- */
+
+#define DEMO_MODEL_DEFAULT "models/tiny-lm"
+#define DEMO_MODEL_BYTES 512
+
+/* Bits per byte of the first DEMO_MODEL_BYTES bytes of DIR/dump_text.txt
+ * with every layer's attention teacher, still, window, sinks, terraced
+ * (`still lm eval`'s first column; the library's defaults). */
+static int demo_model(const char *dir)
+{
+    static const char *const kinds[] = {"teacher", "still", "window", "sinks", "terraced"};
+    char path[4096], err[STILL__ERRLEN];
+    lm_model m;
+    int rc = lm_model_load(dir, &m, err, sizeof err);
+    if (rc)
+        return tool_fail(rc == STILL_E_NOMEM ? TOOL_EXIT_LIBRARY : TOOL_EXIT_INPUT, "demo",
+                         "--model: %s", err);
+    snprintf(path, sizeof path, "%s/dump_text.txt", dir);
+    FILE *f = fopen(path, "rb");
+    int32_t ids[DEMO_MODEL_BYTES];
+    int64_t n = 0, V = m.cfg.vocab;
+    int c = EOF;
+    while (f && n < DEMO_MODEL_BYTES && (c = fgetc(f)) != EOF && c < V)
+        ids[n++] = c;
+    if (f)
+        fclose(f);
+    if (!f || n < 2 || (n < DEMO_MODEL_BYTES && c != EOF)) {
+        lm_model_free(&m);
+        return tool_fail(TOOL_EXIT_INPUT, "demo", "%s: %s", path,
+                         !f ? "cannot open" : "fewer than 2 bytes, or a byte beyond the "
+                                              "vocabulary");
+    }
+    float *logits = malloc((size_t)(n * V) * sizeof *logits);
+    double *lp = malloc((size_t)V * sizeof *lp);
+    int status = logits && lp ? TOOL_EXIT_OK : tool_fail(TOOL_EXIT_LIBRARY, "demo",
+                                                         "out of memory");
+    if (!status)
+        printf("Part 3: a whole model (%s, %lld layers), every layer's attention one kind;\n"
+               "bits per byte of the first %lld bytes of its dump_text.txt (still lm eval,\n"
+               "fast path, C = 64, w = 64, 4 sinks, untrained identity feature maps)\n\n"
+               "%-10s %10s\n", dir, (long long)m.cfg.n_layer, (long long)n, "attention",
+               "bits/byte");
+    for (size_t k = 0; !status && k < sizeof kinds / sizeof *kinds; k++) {
+        lm_attn *attn;
+        lm_attn_opts o = {0};
+        double bits = 0;
+        tool_progress((int64_t)k, (int64_t)(sizeof kinds / sizeof *kinds), "model: %s",
+                      kinds[k]);
+        if (lm_attn_parse(&m, kinds[k], &o, NULL, &attn, err, sizeof err)) {
+            status = tool_fail(TOOL_EXIT_LIBRARY, "demo", "%s: %s", kinds[k], err);
+            break;
+        }
+        rc = lm_forward(&m, attn, ids, n, logits, err, sizeof err);
+        lm_attn_free(&m, attn);
+        if (rc) {
+            status = tool_fail(TOOL_EXIT_LIBRARY, "demo", "%s: %s", kinds[k], err);
+            break;
+        }
+        for (int64_t t = 0; t + 1 < n; t++) {
+            lm_log_softmax(logits + t * V, V, lp);
+            bits -= lp[ids[t + 1]] / log(2.0);
+        }
+        printf("%-10s %10.4f\n", kinds[k], bits / (double)(n - 1));
+    }
+    tool_progress_clear();
+    if (!status)
+        printf("\n(teacher: softmax everywhere; the others keep part of the keys exact and\n"
+               "the rest linear; still lm transfer fits the linear maps.)\n");
+    free(logits);
+    free(lp);
+    lm_model_free(&m);
+    return status;
+}
+
 /* ---- the subcommand -------------------------------------------------------------- */
 
 /* The default of --data (tool.h): the installed data when it is there,
@@ -870,13 +947,16 @@ static void demo_usage(FILE *f)
     fprintf(f,
             "usage: still demo [--data DIR] [--path auto|ref|fast] [--threads T]\n"
             "                  [--needle-len N] [--no-needle] [--seed S] [--no-progress]\n"
+            "                  [--model DIR | --no-model]\n"
             "\n"
             "Runs STILL on real attention inputs shipped with libstill (layers 2 and 5\n"
             "of the tiny-lm model, DIR/tiny-lm/L{2,5}_{q,k,v,o}.npy) and compares\n"
             "saliency routing, a sliding window of the same size, random and the best\n"
             "possible selection: the share of far attention kept exact and the output\n"
             "error against full softmax attention.  Then a synthetic needle retrieval\n"
-            "at N = 16384 and 65536 (fast path) or 4096 (ref path).\n"
+            "at N = 16384 and 65536 (fast path) or 4096 (ref path).  Then, when a model\n"
+            "directory is there, bits per byte of a whole model (still lm eval) with\n"
+            "each layer's attention teacher, still, window, sinks or terraced.\n"
             "\n"
             "  --data DIR       the data directory (default %s)\n"
             "  --path P         auto (default: fast if available, else ref), ref, fast\n"
@@ -884,6 +964,9 @@ static void demo_usage(FILE *f)
             "  --needle-len N   one needle run at length N (2048..1048576; the teacher\n"
             "                   is O(N^2))\n"
             "  --no-needle      skip the needle retrieval\n"
+            "  --model DIR      the model of part 3 (default " DEMO_MODEL_DEFAULT " when it\n"
+            "                   exists; sh tools/fetch-lm-models.sh copies it there)\n"
+            "  --no-model       skip part 3\n"
             "  --seed S         seed of the random selection and the haystack (default 1)\n"
             "  --no-progress    no progress line on stderr (shown only on a terminal)\n"
             "  -h, --help       this help\n"
@@ -893,10 +976,12 @@ static void demo_usage(FILE *f)
             tool_data_dir());
 }
 
+static int demo_needles(const demo *D, uint64_t *rng);
+
 /* `still demo`: argv[0] is "demo". */
 int cmd_demo(int argc, char **argv)
 {
-    demo D = {tool_data_dir(), PATH_AUTO, 0, 0, 1, 0, 1};
+    demo D = {tool_data_dir(), PATH_AUTO, 0, 0, 1, 0, 1, NULL, 1};
     int status;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
@@ -937,6 +1022,12 @@ int cmd_demo(int argc, char **argv)
             D.seed = (uint64_t)x;
         } else if (!strcmp(a, "--no-needle")) {
             D.needle = 0;
+        } else if (tool_is_option(a, "--model")) {
+            if (!(val = tool_option_value("demo", argc, argv, &i, "--model")))
+                return TOOL_EXIT_USAGE;
+            D.model = val;
+        } else if (!strcmp(a, "--no-model")) {
+            D.model_part = 0;
         } else if (tool_progress_option(a)) {
             continue;
         } else {
@@ -955,22 +1046,38 @@ int cmd_demo(int argc, char **argv)
         if ((status = demo_layer(&D, layers[i], &rng)))
             return status;
     print_real_data_notes();
-
-    if (!D.needle)
+    if (D.needle && (status = demo_needles(&D, &rng)))
+        return status;
+    if (!D.model_part)
         return TOOL_EXIT_OK;
+    if (D.model)
+        return demo_model(D.model);
+    if (access(DEMO_MODEL_DEFAULT "/config.json", R_OK)) {
+        printf("\n(part 3, a whole model: no " DEMO_MODEL_DEFAULT " here; "
+               "sh tools/fetch-lm-models.sh copies it, or give --model DIR)\n");
+        return TOOL_EXIT_OK;
+    }
+    printf("\n");
+    return demo_model(DEMO_MODEL_DEFAULT);
+}
+
+/* Part 2 at its lengths. */
+static int demo_needles(const demo *D, uint64_t *rng)
+{
+    int status;
     int64_t lengths[2] = {16384, 65536};
     int n = 2;
-    if (D.needle_len) {
-        lengths[0] = D.needle_len;
+    if (D->needle_len) {
+        lengths[0] = D->needle_len;
         n = 1;
-    } else if (!D.fast) {
+    } else if (!D->fast) {
         lengths[0] = 4096;
         n = 1;
         printf("(needle retrieval on the ref path at N = 4096 only; the fast path runs "
                "N = 16384 and 65536)\n");
     }
     for (int i = 0; i < n; i++)
-        if ((status = demo_needle(&D, lengths[i], &rng)))
+        if ((status = demo_needle(D, lengths[i], rng)))
             return status;
     return TOOL_EXIT_OK;
 }
