@@ -133,7 +133,8 @@ typedef struct still_run {
     float *q, *k, *v, *o; /* one block of up to `block` tokens */
 } still_run;
 
-static int still_run_init(still_run *s, const decode_bench *b, int64_t cap, uint64_t *seed)
+static int still_run_init(still_run *s, const decode_bench *b, int64_t cap, int routing,
+                          uint64_t *seed)
 {
     const int64_t H = b->heads, d = b->dim,
                   n = b->block > MAX_STEPS ? b->block : MAX_STEPS; /* a block, or the steps */
@@ -144,6 +145,7 @@ static int still_run_init(still_run *s, const decode_bench *b, int64_t cap, uint
     s->cfg.local = 2;
     s->cfg.window = 64;
     s->cfg.max_sel = cap;
+    s->cfg.routing = routing; /* sinks: 4 sinks (the default) */
     s->cfg.threads = b->threads;
     s->cfg.isa = b->isa;
     s->shape = (still_shape){1, H, H, 1, d, d, STILL_LAYOUT_BHND};
@@ -325,8 +327,8 @@ static void full_step(full_run *f)
 
 typedef struct row {
     int64_t n;
-    step_time t[2], full_t; /* per token: capped, uncapped, full softmax */
-    size_t bytes[2];
+    step_time t[4], full_t; /* per token: capped, uncapped, sinks, terraced; full softmax */
+    size_t bytes[4];
     double full_bytes;
     int full_done;
 } row;
@@ -415,6 +417,29 @@ static void print_ratios(const row *rows, int nn, int64_t cap_fill)
                r64->full_bytes / (double)r64->bytes[0]);
 }
 
+/* The hybrid family (SPEC §13-14) beside STILL: per-token time, and the
+ * state's bytes per token of context, of every variant. */
+static void print_hybrid(const row *rows, int nn)
+{
+    static const char *const names[4] = {"capped", "uncapped", "sinks", "terraced"};
+    printf("\nsinks (s=4, w=64) and terraced (w=64), rest linear, same maps: per token\n"
+           "wall-clock median and CPU mean in us; state bytes per token of context\n"
+           "(still_state_bytes / N) of every variant, and of the full KV cache\n\n");
+    printf("%7s | %-17s | %-17s | %-47s\n", "", "sinks", "terraced", "state bytes per token");
+    printf("%7s | %8s %8s | %8s %8s |", "N", "wall us", "cpu us", "wall us", "cpu us");
+    for (int v = 0; v < 4; v++)
+        printf(" %8s", names[v]);
+    printf(" %8s\n", "full KV");
+    for (int i = 0; i < nn; i++) {
+        const row *r = &rows[i];
+        printf("%7lld | %8.1f %8.1f | %8.1f %8.1f |", (long long)r->n, 1e6 * r->t[2].wall,
+               1e6 * r->t[2].cpu, 1e6 * r->t[3].wall, 1e6 * r->t[3].cpu);
+        for (int v = 0; v < 4; v++)
+            printf(" %8.1f", (double)r->bytes[v] / (double)r->n);
+        printf(" %8.1f\n", r->full_bytes / (double)r->n);
+    }
+}
+
 /* ---- options ----------------------------------------------------------------- */
 
 static int usage(FILE *f, int status)
@@ -422,8 +447,9 @@ static int usage(FILE *f, int status)
     fprintf(f,
             "usage: bench_decode [options]   (or: still bench --decode [options])\n"
             "\n"
-            "Per-token decode latency and state bytes of STILL (capped and uncapped) vs\n"
-            "full softmax decode over a growing KV cache (SPEC §7).\n"
+            "Per-token decode latency and state bytes of STILL (capped and uncapped),\n"
+            "sinks and terraced vs full softmax decode over a growing KV cache (SPEC §7),\n"
+            "and the state bytes per token of each.\n"
             "\n"
             "  --n N1,N2,...   context lengths, ascending (default 1024,4096,16384,65536)\n"
             "  --heads H       query = kv heads (default 8)\n"
@@ -545,7 +571,10 @@ static int run_still(const decode_bench *b, int v, row *rows, uint64_t *seed)
 {
     still_run s;
     still_state *st = NULL;
-    int rc = still_run_init(&s, b, v == 0 ? b->cap : 0, seed);
+    static const int routing[4] = {STILL_ROUTING_SALIENCY, STILL_ROUTING_SALIENCY,
+                                   STILL_ROUTING_SINKS, STILL_ROUTING_TERRACED};
+    static const char *const name[4] = {"STILL capped", "STILL uncapped", "sinks", "terraced"};
+    int rc = still_run_init(&s, b, v == 0 ? b->cap : 0, routing[v], seed);
     if (!rc)
         rc = still_state_create(&s.cfg, &s.shape, &s.params, STILL_PATH_FAST, &st);
     double grow = 0.0;
@@ -553,8 +582,7 @@ static int run_still(const decode_bench *b, int v, row *rows, uint64_t *seed)
         int64_t P;
         still_state_position(st, &P);
         double t0 = now();
-        BENCH_PROGRESS(i, b->nn, "STILL %s: N=%lld", v == 0 ? "capped" : "uncapped",
-                       (long long)b->n[i]);
+        BENCH_PROGRESS(i, b->nn, "%s: N=%lld", name[v], (long long)b->n[i]);
         while (!rc && P < b->n[i]) {
             int64_t n = b->n[i] - P < b->block ? b->n[i] - P : b->block;
             rc = still_append_random(&s, st, n, 0, seed);
@@ -621,7 +649,7 @@ int still_bench_decode(int argc, char **argv)
     for (int i = 0; i < b.nn; i++)
         rows[i].n = b.n[i];
     print_header(&b, kern->name);
-    for (int v = 0; v < 2 && !rc; v++)
+    for (int v = 0; v < 4 && !rc; v++)
         rc = run_still(&b, v, rows, &seed);
     for (int i = 0; i < b.nn && !rc; i++) {
         BENCH_PROGRESS(i, b.nn, "full softmax: N=%lld", (long long)rows[i].n);
@@ -637,6 +665,7 @@ int still_bench_decode(int argc, char **argv)
     }
     print_spread(&b, rows, b.nn);
     print_ratios(rows, b.nn, b.cap * 64 / 4);
+    print_hybrid(rows, b.nn);
     return 0;
 }
 

@@ -216,6 +216,28 @@ static double still_flops(const still_config *cfg, int64_t N, int64_t H, int64_t
     return flops * (double)H;
 }
 
+/* The same count for routings sinks (SPEC §13: E_t is the first s and the
+ * last w positions, min(t+1, s+w) keys) and terraced (SPEC §14: the
+ * previous and the current block of w), the rest linear: no saliency; each
+ * key leaves the exact set at most once and is folded then. */
+static double hybrid_flops(const still_config *cfg, int64_t N, int64_t H, int64_t d, int64_t f)
+{
+    const int64_t w = cfg->window ? cfg->window : cfg->chunk, s = cfg->sinks, m = 2 * f;
+    double exact = 0.0, folded = 0.0;
+    for (int64_t t = 0; t < N; t++) {
+        int64_t e = cfg->routing == STILL_ROUTING_SINKS
+                        ? (t + 1 < s + w ? t + 1 : s + w)
+                        : t - (t / w > 0 ? (t / w - 1) * w : 0) + 1;
+        exact += (double)e;
+        folded = (double)(t + 1 - e) > folded ? (double)(t + 1 - e) : folded;
+    }
+    double flops = 2.0 * 2.0 * (double)N * (double)d * (double)f; /* phi_q, phi_k */
+    flops += exact * 2.0 * (double)(d + d);                       /* E_t: q.k, p v */
+    flops += 2.0 * (double)N * (double)m * (double)(d + 1);       /* phi_q^T [S z] */
+    flops += 2.0 * folded * (double)m * (double)(d + 1);          /* folds */
+    return flops * (double)H;
+}
+
 /* SPEC §1: 2·2·N²·d·H/2 (the causal half of QK^T and PV). */
 static double teacher_flops(int64_t N, int64_t H, int64_t d)
 {
@@ -503,6 +525,9 @@ static int bench_run(const bench_opts *o)
     capped.max_sel = o->cap;
     linear = base;
     linear.topk = 0, linear.local = 0;
+    still_config sinks = base, terraced = base; /* SPEC §13-14, w = 64, s = 4 */
+    sinks.routing = STILL_ROUTING_SINKS;
+    terraced.routing = STILL_ROUTING_TERRACED;
     if ((rc = still__kernels_select(o->isa, &kern)))
         return tool_fail(TOOL_EXIT_LIBRARY, "bench", "--isa: %s", tool_status_name(rc));
     if (plot && !on_path("gnuplot")) { /* said now, and the table goes on */
@@ -551,6 +576,14 @@ static int bench_run(const bench_opts *o)
         if (!rc && (failed = "STILL capped"))
             row->capped = time_median(run_still, &capped, &in, reps, &rc);
         print_cell(N, "STILL capped", row->capped, fl_cap, peak, "");
+        for (int h = 0; h < 2 && !rc; h++) {
+            const still_config *hc = h ? &terraced : &sinks;
+            const char *name = h ? "terraced (w=64)" : "sinks (s=4, w=64)";
+            failed = name;
+            tool_progress(i, o->nn, "N=%lld: %s", (long long)N, name);
+            double t = time_median(run_still, hc, &in, reps, &rc);
+            print_cell(N, name, t, hybrid_flops(hc, N, o->heads, o->dim, o->f), peak, "");
+        }
         if (!rc && N <= o->teacher_max && (failed = "teacher")) {
             tool_progress(i, o->nn, "N=%lld: teacher", (long long)N);
             row->teacher = time_median(run_teacher, &base, &in, reps, &rc);
