@@ -163,6 +163,14 @@ typedef struct still_config {
     int mixer;         /* STILL_MIXER_STILL (default) or _LIGER (SPEC §16:
                           routing, rest, gate, eps_den and the maps ignored) */
     double alpha, beta; /* liger's o = alpha SWA + beta GLA; default 0.5, 0.5 */
+    /* SPEC App. A.3: the authors' decode as it is; default 0.  1 needs the
+     * settings of --compat authors (saliency authors, phantom sink, L = 2,
+     * w = C, routing saliency, no cap, no per-kv selection, rest linear,
+     * mixer still; else STILL_E_UNSUPPORTED).  A state's first block is
+     * the authors' prefill, its later tokens their decode; a prefill is a
+     * first block (the same as without the switch).  The reference path
+     * only: the fast state refuses it (STILL_E_UNSUPPORTED). */
+    int authors_decode;
 } still_config;
 
 /* The most threads one call of the fast path uses (and the largest

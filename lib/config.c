@@ -24,6 +24,7 @@ void still_config_default(still_config *cfg)
     cfg->eps_den = 1e-6;
     cfg->saliency = STILL_SALIENCY_SPEC;
     cfg->phantom_sink = 0;
+    cfg->authors_decode = 0;
     cfg->isa = STILL_ISA_AUTO;
     cfg->threads = 0;
     cfg->query_begin = cfg->query_end = 0;
@@ -107,6 +108,8 @@ static int cfg_ok(const still_config *c)
         return STILL_E_CONFIG;
     if (c->saliency != STILL_SALIENCY_SPEC && c->saliency != STILL_SALIENCY_AUTHORS)
         return STILL_E_CONFIG;
+    if (c->authors_decode != 0 && c->authors_decode != 1)
+        return STILL_E_CONFIG;
     if (!isfinite(c->scale) || !isfinite(c->eps_den) || c->eps_den < 0.0)
         return STILL_E_CONFIG;
     /* an absurd team size kills the process inside the OpenMP runtime
@@ -162,6 +165,13 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     /* SPEC App. A.1: the authors' window is the chunk (l = C = w) */
     if (cfg->saliency == STILL_SALIENCY_AUTHORS && r->w != r->C)
         return STILL_E_CONFIG;
+    /* SPEC App. A.3 is defined for the settings of --compat authors only */
+    r->authors_decode = cfg->authors_decode;
+    if (cfg->authors_decode &&
+        (cfg->saliency != STILL_SALIENCY_AUTHORS || !cfg->phantom_sink || r->L != 2 ||
+         cfg->routing != STILL_ROUTING_SALIENCY || r->max_sel != 0 || r->per_kv ||
+         r->rest != STILL_REST_LINEAR || r->mixer != STILL_MIXER_STILL))
+        return STILL_E_UNSUPPORTED;
     r->scale = cfg->scale != 0.0 ? cfg->scale : 1.0 / sqrt((double)shape->dim_qk);
     r->group = shape->heads_q / shape->heads_kv;
     r->nchunks = shape->seq_len / r->C + (shape->seq_len % r->C != 0); /* C may be INT64_MAX */

@@ -44,6 +44,7 @@ typedef struct still__resolved {
     int64_t L;        /* local exact chunks */
     int64_t max_sel;  /* 0 = no cap */
     int routing, act, npmap, per_kv, saliency, phantom_sink;
+    int authors_decode; /* SPEC App. A.3 */
     int engine;       /* STILL__ENGINE_*: how the routing decides E_t */
     int rest;         /* STILL_REST_* (SPEC §12) */
     int64_t sinks;    /* leading positions always exact (routings sinks, lte), else 0 */

@@ -207,6 +207,13 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
         free(st);
         return rc;
     }
+    if (path == STILL_PATH_FAST && st->r.authors_decode) /* App. A.3: ref path only */
+        rc = STILL_E_UNSUPPORTED;
+    if (rc) {
+        free(st->param_store);
+        free(st);
+        return rc;
+    }
     st->unit_heads = st->r.per_kv ? st->r.group : 1;
     st->units = one.batch * (st->r.per_kv ? one.heads_kv : one.heads_q);
     if ((rc = st->ops->init(st))) {
@@ -271,6 +278,8 @@ int still_state_append(still_state *st, int64_t n, const still_tensors *t)
         checked.o = (void *)t; /* o is optional here; the check reads no o */
     if ((rc = still__check_tensors(&rn, NULL, &checked, st->path == STILL_PATH_REF)))
         return rc;
+    if (st->position == 0)
+        st->prompt = n; /* App. A.3: the first block is the prompt */
     rc = st->ops->append(st, n, t);
     if (rc && rc != STILL_E_NONFINITE)
         return rc;

@@ -92,6 +92,7 @@ struct still_state {
     size_t param_bytes;
     uint64_t params_fp;    /* still__params_fingerprint() */
     int64_t position;      /* tokens appended so far */
+    int64_t prompt;        /* the length of the first block (App. A.3) */
     int64_t units;         /* batch * (heads_q, or heads_kv with per-kv) */
     int64_t unit_heads;    /* query heads per unit: 1, or group */
     const still__state_ops *ops;

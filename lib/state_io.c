@@ -3,7 +3,7 @@
 /* state_io.c -- SPEC §7: saving and restoring a streaming state as a
  * versioned, checksummed, little-endian byte stream.
  *
- * Stream, version 1 or 2 (every integer and float little-endian, packed byte by
+ * Stream, version 1, 2 or 3 (every integer and float little-endian, packed byte by
  * byte -- no struct is ever dumped):
  *
  *   magic     8 bytes  89 53 54 49 4C 4C 0D 0A  ("\x89STILL\r\n")
@@ -20,7 +20,9 @@
  *   params    u64 fingerprint (the parameters are not in the stream)
  *   position  i64
  *   units     i64
- *   extension (version 2 only): i64 sinks; i32 rest (SPEC §12-13)
+ *   extension (versions 2 and 3): i64 sinks; i32 rest (SPEC §12-13)
+ *   extension (version 3 only, App. A.3): i32 authors_decode (1);
+ *             i64 prompt, the length of the first block
  *   per unit  i64 cache_n, raw_n, keys_n, folded; then its arrays in the
  *             order of the path's spans(): cache k, v, sigma, position;
  *             raw k, v, sigma; the keys of the saliency window older than
@@ -38,12 +40,20 @@
 
 #define HEADER_BYTES_V1 180 /* magic .. units */
 #define HEADER_BYTES_V2 192 /* and the extension */
+#define HEADER_BYTES_V3 204 /* and App. A.3's */
 
 /* The stream version of a configuration: 1 unless it needs the fields of
  * version 2 (a version-1 stream reads as rest = linear, sinks default). */
 static uint32_t version_of(const still_config *g)
 {
+    if (g->authors_decode)
+        return 3u;
     return g->rest != STILL_REST_LINEAR || g->routing > STILL_ROUTING_NONE ? 2u : 1u;
+}
+
+static size_t header_bytes(uint32_t version)
+{
+    return version == 1u ? HEADER_BYTES_V1 : version == 2u ? HEADER_BYTES_V2 : HEADER_BYTES_V3;
 }
 #define UNIT_HEAD_BYTES 32
 static const uint8_t stream_magic[8] = {0x89, 'S', 'T', 'I', 'L', 'L', '\r', '\n'};
@@ -188,7 +198,7 @@ static int get_span(cursor *c, const still__span *s)
 static int stream_length(still_state *st, size_t *len)
 {
     still__span sp[STILL__MAX_SPANS];
-    size_t total = (version_of(&st->cfg) == 1u ? HEADER_BYTES_V1 : HEADER_BYTES_V2) + 8;
+    size_t total = header_bytes(version_of(&st->cfg)) + 8;
     for (int64_t u = 0; u < st->units; u++) {
         int n = st->ops->spans(st, u, sp);
         total += UNIT_HEAD_BYTES;
@@ -229,9 +239,13 @@ static void put_header(cursor *c, const still_state *st, size_t len)
     put_u64(c, st->params_fp);
     put_u64(c, (uint64_t)st->position);
     put_u64(c, (uint64_t)st->units);
-    if (version_of(g) == 2u) {
+    if (version_of(g) >= 2u) {
         put_u64(c, (uint64_t)g->sinks);
         put_u32(c, (uint32_t)g->rest);
+    }
+    if (version_of(g) == 3u) {
+        put_u32(c, (uint32_t)g->authors_decode);
+        put_u64(c, (uint64_t)st->prompt);
     }
 }
 
@@ -414,7 +428,7 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
     still_shape shape;
     still_state *st;
     uint64_t total, fp;
-    int64_t position, units;
+    int64_t position, units, prompt = 0;
     int path, rc;
 
     if (!out)
@@ -427,9 +441,9 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
     if (len < 12)
         return STILL_E_FORMAT;
     const uint32_t version = le32(c.q + 8);
-    if (version != 1u && version != 2u)
+    if (version < 1u || version > 3u)
         return STILL_E_VERSION;
-    if (len < (version == 1u ? HEADER_BYTES_V1 : HEADER_BYTES_V2) + 8 ||
+    if (len < header_bytes(version) + 8 ||
         (total = le64(c.q + 16)) != (uint64_t)len)
         return STILL_E_FORMAT;
     if (still__fnv1a64(STILL__FNV_INIT, buf, len - 8) != le64(c.q + len - 8))
@@ -442,7 +456,10 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
         return rc;
     if (get_u64(&c, &fp) || get_i64(&c, &position) || get_i64(&c, &units) || position < 0)
         return STILL_E_FORMAT;
-    if (version == 2u && (get_i64(&c, &cfg.sinks) || get_i32(&c, &cfg.rest)))
+    if (version >= 2u && (get_i64(&c, &cfg.sinks) || get_i32(&c, &cfg.rest)))
+        return STILL_E_FORMAT;
+    if (version == 3u && (get_i32(&c, &cfg.authors_decode) || get_i64(&c, &prompt) ||
+                          prompt < 0 || prompt > position || (position > 0 && prompt == 0)))
         return STILL_E_FORMAT;
     if (version_of(&cfg) != version) /* one configuration, one stream */
         return STILL_E_FORMAT;
@@ -464,6 +481,7 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
         return rc;
     }
     st->position = position;
+    st->prompt = prompt;
     *out = st;
     return STILL_OK;
 }

@@ -34,6 +34,12 @@ double still__ref_saliency_window(const still__resolved *r, const double *q_t,
 double still__ref_saliency_authors(const still__resolved *r, const double *q_t,
                                    const double *keys, int64_t key0, int64_t t);
 
+/* App. A.3: sigma of a decoded token from q_t and the keys of its window
+ * W_t, keys [n][d] with the LAST row being k_t itself, n >= 2: logits
+ * without the scale, the overwrite on t's own slot, l = r->C. */
+double still__ref_saliency_authors_decode(const still__resolved *r, const double *q_t,
+                                          const double *keys, int64_t n);
+
 /* sigma of token t of one head, q [N][d], k [N][d]: SPEC §4, or App. A.1
  * when r->saliency == STILL_SALIENCY_AUTHORS. */
 double still__ref_saliency_of(const still__resolved *r, const double *q, const double *k,

@@ -282,6 +282,13 @@ static void cache_push(const still_state *st, ref_unit *u, const double *k, cons
     u->cache_n++;
 }
 
+/* SPEC App. A.3: token t is decoded by the authors' decode rules (it came
+ * after the state's first block). */
+static int authors_decoding(const still_state *st, int64_t t)
+{
+    return st->r.authors_decode && t >= st->prompt;
+}
+
 /* SPEC §5 cap: while the cache holds more than max_sel, its lowest sigma
  * (ties: the older) folds into the linear state; the order of the rest is
  * kept (position order). */
@@ -316,11 +323,15 @@ static void raw_drop(const still_state *st, ref_unit *u, int64_t count)
 
 /* SPEC §5: the oldest raw chunk (complete, first position `first`) is split:
  * its top-k join the cache, the rest fold; then the cap. */
-static void split_oldest_chunk(const still_state *st, ref_impl *w, ref_unit *u, int64_t first)
+static void split_oldest_chunk(const still_state *st, ref_impl *w, ref_unit *u, int64_t first,
+                               int64_t t)
 {
     const still__resolved *r = &st->r;
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v;
-    still__ref_select(r, u->raw_sigma, r->C, w->sel); /* one complete chunk */
+    /* App. A.3: a chunk split while decoding is ranked by the scores of the
+     * next chunk, slot by slot (L = 2: the raw tokens are the two chunks) */
+    const double *rank = authors_decoding(st, t) ? u->raw_sigma + r->C : u->raw_sigma;
+    still__ref_select(r, rank, r->C, w->sel); /* one complete chunk */
     for (int64_t j = 0; j < r->C; j++) {
         if (w->sel[j])
             cache_push(st, u, u->raw_k + j * d, u->raw_v + j * dv, u->raw_sigma[j], first + j);
@@ -347,7 +358,7 @@ static void age(const still_state *st, ref_impl *w, ref_unit *u, int64_t t)
             raw_drop(st, u, 1);
         }
     } else if (t % r->C == 0 && u->raw_n == st->r.raw_cap) {
-        split_oldest_chunk(st, w, u, t - u->raw_n);
+        split_oldest_chunk(st, w, u, t - u->raw_n, t);
     }
 }
 
@@ -374,9 +385,12 @@ static double token_sigma(const still_state *st, ref_impl *w, ref_unit *u, int64
     double mean = 0.0;
     for (int64_t i = 0; i < st->unit_heads; i++) {
         const double *q_i = w->q + i * d;
-        w->sigma[i] = r->saliency == STILL_SALIENCY_AUTHORS
-                          ? still__ref_saliency_authors(r, q_i, window, t - nwin + 1, t)
-                          : still__ref_saliency_window(r, q_i, window, nwin);
+        if (authors_decoding(st, t)) /* t >= 1: nwin >= 2 */
+            w->sigma[i] = still__ref_saliency_authors_decode(r, q_i, window, nwin);
+        else
+            w->sigma[i] = r->saliency == STILL_SALIENCY_AUTHORS
+                              ? still__ref_saliency_authors(r, q_i, window, t - nwin + 1, t)
+                              : still__ref_saliency_window(r, q_i, window, nwin);
         mean += w->sigma[i];
     }
     if (!r->per_kv)
@@ -436,7 +450,8 @@ static void output(const still_state *st, ref_impl *w, ref_unit *u, int64_t t, i
     double m_t = rows_max(r, q_t, u->cache_k, u->cache_n, -INFINITY);
     if (raw_exact)
         m_t = rows_max(r, q_t, u->raw_k, u->raw_n, m_t);
-    const int phantom = r->phantom_sink && t < r->C;
+    const int decoding = authors_decoding(st, t); /* App. A.3: no sink, no eps_den */
+    const int phantom = r->phantom_sink && t < r->C && !decoding;
     if (phantom)
         m_t = fmax(m_t, 0.0);
     if (isinf(m_t))
@@ -464,7 +479,7 @@ static void output(const still_state *st, ref_impl *w, ref_unit *u, int64_t t, i
                 w->lin_num[e] += kap * u->raw_v[j * dv + e];
         }
     }
-    const double den = omega * soft_den + lin_den + r->eps_den;
+    const double den = omega * soft_den + lin_den + (decoding ? 0.0 : r->eps_den);
     for (int64_t e = 0; e < dv; e++) /* SPEC §12: an empty E_t dropped gives 0 */
         o_t[e] = den == 0.0 ? 0.0
                             : (omega * w->soft_num[e] + (gate_t ? gate_t[e] : 1.0) * w->lin_num[e]) /

@@ -6,7 +6,9 @@
  * PyTorch code, see its README), and the properties of the two switches
  * (issue 8): off they change nothing, the phantom sink touches only
  * chunk-0 queries and by exactly l·e^{-m_t} in the denominator, and the
- * authors' saliency is the formula of App. A.1.
+ * authors' saliency is the formula of App. A.1; App. A.3, the authors'
+ * decode, against a naive implementation that recomputes every token from
+ * its whole prefix.
  */
 #include "internal.h"
 #include "io.h"
@@ -450,6 +452,303 @@ START_TEST(test_authors_saliency_is_appendix_a1_formula)
 }
 END_TEST
 
+/* ---- App. A.3: the authors' decode ------------------------------------------ */
+
+/* One problem, batch 1: q [Hq][N][d], k [Hk][N][d], v [Hk][N][dv],
+ * gate [Hq][N][dv] (or NULL). */
+typedef struct decode_problem {
+    int64_t Hq, Hk, N, d, dv;
+    const double *q, *k, *v, *gate;
+    const still_params *params;
+} decode_problem;
+
+/* App. A.3's score of a decoded token t, from scratch: logits without the
+ * scale over the last l keys, the self slot overwritten. */
+static double naive_decode_sigma(const double *q_t, const double *k, int64_t d, int64_t l,
+                                 int64_t t)
+{
+    const double eps = 1e-8;
+    int64_t first = t - l + 1 > 0 ? t - l + 1 : 0, n = t - first + 1;
+    double u[256], with[256], without[256], zw = 0.0, zo = 0.0, mx = -INFINITY, sigma = 0.0;
+    ck_assert(n <= 256);
+    for (int64_t j = 0; j < n; j++) {
+        u[j] = 0.0;
+        for (int64_t x = 0; x < d; x++)
+            u[j] += q_t[x] * k[(first + j) * d + x];
+        mx = fmax(mx, u[j]);
+    }
+    for (int64_t j = 0; j < n; j++) {
+        with[j] = exp(u[j] - mx);
+        without[j] = j == n - 1 ? 0.0 : exp(u[j] - mx);
+        zw += with[j];
+        zo += without[j];
+    }
+    for (int64_t j = 0; j < n; j++) {
+        double p = (with[j] / zw + eps) / (1.0 + l * eps);
+        double pt = j == n - 1 ? 1.0 / l + eps : (without[j] / zo + eps) / (1.0 + l * eps + 1.0 / l);
+        sigma += p * log(p / (pt + eps));
+    }
+    return sigma;
+}
+
+/* q^T k / sqrt(d): the scaled logit of SPEC §0. */
+static double dot_scaled(const double *q, const double *k, int64_t d)
+{
+    double s = 0.0;
+    for (int64_t x = 0; x < d; x++)
+        s += q[x] * k[x];
+    return s / sqrt((double)d);
+}
+
+/* 1 when token i of scores [l] is among the k largest (ties: smaller i). */
+static int naive_top(const double *score, int64_t l, int64_t k, int64_t i)
+{
+    int64_t better = 0;
+    for (int64_t j = 0; j < l; j++)
+        if (score[j] > score[i] || (score[j] == score[i] && j < i))
+            better++;
+    return better < k;
+}
+
+/* App. A.3 from scratch for every query head and token t >= n (prompt n):
+ * the scores of every token (A.1 from the library's prefill sigma_pre for
+ * t < n), the selections of the split chunks, the output over the exact
+ * and linear sets.  o [Hq][N][dv]. */
+static void naive_authors_decode(const decode_problem *pb, const still_config *cfg, int64_t n,
+                                 const double *sigma_pre, double *o, double *sigma)
+{
+    const int64_t l = cfg->chunk, k = cfg->topk, N = pb->N, d = pb->d, dv = pb->dv;
+    const int64_t group = pb->Hq / pb->Hk, prompt_chunks = (n + l - 1) / l;
+    still_shape sh = {1, pb->Hq, pb->Hk, N, d, dv, STILL_LAYOUT_BHND};
+    still__resolved r;
+    ck_assert_int_eq(still__resolve(cfg, &sh, pb->params, &r), STILL_OK);
+    double *phi_q = malloc((size_t)r.m * sizeof *phi_q), *phi_k = malloc((size_t)r.m * sizeof *phi_k);
+    double *num = malloc((size_t)dv * sizeof *num), *lin = malloc((size_t)dv * sizeof *lin);
+    uint8_t *exact = malloc((size_t)N), *linear = malloc((size_t)N);
+    ck_assert(phi_q && phi_k && num && lin && exact && linear);
+    for (int64_t h = 0; h < pb->Hq; h++) {
+        const double *q = pb->q + h * N * d, *kk = pb->k + (h / group) * N * d;
+        const double *v = pb->v + (h / group) * N * dv;
+        double *sg = sigma + h * N;
+        for (int64_t t = 0; t < N; t++)
+            sg[t] = t < n ? sigma_pre[h * N + t] : naive_decode_sigma(q + t * d, kk, d, l, t);
+        for (int64_t t = n; t < N; t++) {
+            const int64_t c = t / l;
+            memset(exact, 0, (size_t)N);
+            memset(linear, 0, (size_t)N);
+            for (int64_t cc = 0; cc <= c - 2; cc++) {
+                const double *rank = cc <= prompt_chunks - 3 ? sg + cc * l : sg + (cc + 1) * l;
+                for (int64_t i = 0; i < l; i++) {
+                    if (naive_top(rank, l, k, i))
+                        exact[cc * l + i] = 1;
+                    else
+                        linear[cc * l + i] = 1;
+                }
+            }
+            for (int64_t j = (c - 1) * l > 0 ? (c - 1) * l : 0; j <= t; j++)
+                exact[j] = 1;
+            double mx = -INFINITY, den = 0.0, lden = 0.0;
+            for (int64_t j = 0; j <= t; j++)
+                if (exact[j])
+                    mx = fmax(mx, dot_scaled(q + t * d, kk + j * d, d));
+            ck_assert_int_eq(still_ref_feature_map(cfg, pb->params, STILL_MAP_Q, h, d, 1, q + t * d,
+                                                   phi_q), STILL_OK);
+            memset(num, 0, (size_t)dv * sizeof *num);
+            memset(lin, 0, (size_t)dv * sizeof *lin);
+            for (int64_t j = 0; j <= t; j++) {
+                if (exact[j]) {
+                    double p = exp(dot_scaled(q + t * d, kk + j * d, d) - mx);
+                    den += p;
+                    for (int64_t e = 0; e < dv; e++)
+                        num[e] += p * v[j * dv + e];
+                } else if (linear[j]) {
+                    ck_assert_int_eq(still_ref_feature_map(cfg, pb->params, STILL_MAP_K, h, d, 1,
+                                                           kk + j * d, phi_k), STILL_OK);
+                    double kap = 0.0;
+                    for (int64_t a = 0; a < r.m; a++)
+                        kap += phi_q[a] * phi_k[a];
+                    lden += kap;
+                    for (int64_t e = 0; e < dv; e++)
+                        lin[e] += kap * v[j * dv + e];
+                }
+            }
+            for (int64_t e = 0; e < dv; e++) {
+                double g = pb->gate ? pb->gate[(h * N + t) * dv + e] : 1.0;
+                o[(h * N + t) * dv + e] = (num[e] + g * lin[e]) / (den + lden); /* no eps_den */
+            }
+        }
+    }
+    free(phi_q); free(phi_k); free(num); free(lin); free(exact); free(linear);
+}
+
+/* Rows from..from+cnt-1 of x [H][N][D] into y [H][cnt][D]. */
+static void rows_of(const double *x, int64_t H, int64_t N, int64_t D, int64_t from, int64_t cnt,
+                    double *y)
+{
+    for (int64_t h = 0; h < H; h++)
+        memcpy(y + h * cnt * D, x + (h * N + from) * D, (size_t)(cnt * D) * sizeof *y);
+}
+
+/* Runs a ref state with the switch: a first block of n tokens, then blocks
+ * of `step` tokens (saved and restored half-way when `reload`); o and
+ * sigma of every token, [Hq][N][dv] and [Hq][N]. */
+static void state_run(const decode_problem *pb, const still_config *cfg, int64_t n, int64_t step,
+                      int reload, double *o, double *sigma)
+{
+    const int64_t N = pb->N, d = pb->d, dv = pb->dv, cap = n > step ? n : step;
+    still_shape sh = {1, pb->Hq, pb->Hk, 0, d, dv, STILL_LAYOUT_BHND};
+    still_state *st;
+    ck_assert_int_eq(still_state_create(cfg, &sh, pb->params, STILL_PATH_REF, &st), STILL_OK);
+    double *bq = malloc((size_t)(pb->Hq * cap * d) * sizeof *bq);
+    double *bk = malloc((size_t)(pb->Hk * cap * d) * sizeof *bk);
+    double *bv = malloc((size_t)(pb->Hk * cap * dv) * sizeof *bv);
+    double *bg = malloc((size_t)(pb->Hq * cap * dv) * sizeof *bg);
+    double *bo = malloc((size_t)(pb->Hq * cap * dv) * sizeof *bo);
+    double *bs = malloc((size_t)(pb->Hq * cap) * sizeof *bs);
+    ck_assert(bq && bk && bv && bg && bo && bs);
+    for (int64_t t = 0; t < N;) {
+        int64_t cnt = t == 0 ? n : (step < N - t ? step : N - t);
+        if (reload && t >= N / 2 && t - cnt < N / 2) {
+            size_t len;
+            ck_assert_int_eq(still_state_save(st, NULL, 0, &len), STILL_OK);
+            void *buf = malloc(len);
+            ck_assert(buf);
+            ck_assert_int_eq(still_state_save(st, buf, len, &len), STILL_OK);
+            still_state_destroy(st);
+            ck_assert_int_eq(still_state_load(buf, len, pb->params, &st), STILL_OK);
+            free(buf);
+        }
+        rows_of(pb->q, pb->Hq, N, d, t, cnt, bq);
+        rows_of(pb->k, pb->Hk, N, d, t, cnt, bk);
+        rows_of(pb->v, pb->Hk, N, dv, t, cnt, bv);
+        if (pb->gate)
+            rows_of(pb->gate, pb->Hq, N, dv, t, cnt, bg);
+        still_tensors tt = {STILL_F64, bq, bk, bv, pb->gate ? bg : NULL, bo, bs,
+                            NULL, NULL, NULL, NULL, NULL};
+        ck_assert_int_eq(still_state_append(st, cnt, &tt), STILL_OK);
+        for (int64_t h = 0; h < pb->Hq; h++) {
+            memcpy(o + (h * N + t) * dv, bo + h * cnt * dv, (size_t)(cnt * dv) * sizeof *o);
+            memcpy(sigma + h * N + t, bs + h * cnt, (size_t)cnt * sizeof *sigma);
+        }
+        t += cnt;
+    }
+    still_state_destroy(st);
+    free(bq); free(bk); free(bv); free(bg); free(bo); free(bs);
+}
+
+/* The state with the switch against the naive A.3 at every position; the
+ * prompt's tokens against the library's --compat authors prefill.  Returns
+ * max |o_decode - o_prefill| over the decoded tokens. */
+static double check_authors_decode(const decode_problem *pb, const still_config *cfg, int64_t n)
+{
+    const int64_t N = pb->N, dv = pb->dv, no = pb->Hq * N * dv;
+    still_shape sh = {1, pb->Hq, pb->Hk, N, pb->d, dv, STILL_LAYOUT_BHND};
+    double *o_pre = calloc((size_t)no, sizeof(double)), *s_pre = calloc((size_t)(pb->Hq * N), sizeof(double));
+    double *o_nv = calloc((size_t)no, sizeof(double)), *s_nv = calloc((size_t)(pb->Hq * N), sizeof(double));
+    double *o_st = calloc((size_t)no, sizeof(double)), *s_st = calloc((size_t)(pb->Hq * N), sizeof(double));
+    ck_assert(o_pre && s_pre && o_nv && s_nv && o_st && s_st);
+    still_tensors tp = {STILL_F64, pb->q, pb->k, pb->v, pb->gate, o_pre, s_pre,
+                        NULL, NULL, NULL, NULL, NULL};
+    ck_assert_int_eq(still_ref_forward(cfg, &sh, pb->params, &tp), STILL_OK);
+    naive_authors_decode(pb, cfg, n, s_pre, o_nv, s_nv);
+    double vmax = max_abs(pb->v, pb->Hk * N * dv), diff = 0.0;
+    for (int reload = 0; reload <= 1; reload++)
+        for (int64_t step = 1; step <= 3; step += 2) {
+            state_run(pb, cfg, n, step, reload, o_st, s_st);
+            for (int64_t h = 0; h < pb->Hq; h++)
+                for (int64_t t = 0; t < N; t++) {
+                    double want_s = s_nv[h * N + t], got_s = s_st[h * N + t];
+                    ck_assert_msg(want_s == got_s || fabs(want_s - got_s) <= 1e-12 * (1.0 + fabs(want_s)),
+                                  "n=%lld step=%lld h=%lld t=%lld sigma %.17g vs %.17g", (long long)n,
+                                  (long long)step, (long long)h, (long long)t, got_s, want_s);
+                    const double *want = (t < n ? o_pre : o_nv) + (h * N + t) * dv;
+                    for (int64_t e = 0; e < dv; e++)
+                        ck_assert_msg(fabs(o_st[(h * N + t) * dv + e] - want[e]) <= 1e-12 * vmax,
+                                      "n=%lld step=%lld reload=%d h=%lld t=%lld e=%lld: %.17g vs %.17g",
+                                      (long long)n, (long long)step, reload, (long long)h,
+                                      (long long)t, (long long)e, o_st[(h * N + t) * dv + e], want[e]);
+                    for (int64_t e = 0; t >= n && e < dv; e++)
+                        diff = fmax(diff, fabs(o_st[(h * N + t) * dv + e] - o_pre[(h * N + t) * dv + e]));
+                }
+        }
+    free(o_pre); free(s_pre); free(o_nv); free(s_nv); free(o_st); free(s_st);
+    return diff / vmax;
+}
+
+START_TEST(test_authors_decode_state_equals_naive_appendix_a3_random)
+{
+    const int64_t N = 61, d = 5, l = 8;
+    random_case rc;
+    still_config cfg;
+    random_setup(&rc, 71, N, d);
+    compat_config(&cfg);
+    cfg.chunk = cfg.window = l;
+    cfg.topk = 2;
+    cfg.authors_decode = 1;
+    decode_problem pb = {2, 1, N, d, 3, rc.q, rc.k, rc.v, rc.gate, &rc.params};
+    const int64_t prompts[] = {1, 2, 8, 13, 16, 24, 30, 60};
+    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) {
+        double diff = check_authors_decode(&pb, &cfg, prompts[i]);
+        printf("# App. A.3 random, prompt %lld: max |decode - prefill| = %.3g max|v|\n",
+               (long long)prompts[i], diff);
+        ck_assert(diff > 0.0); /* A.3: no eps_den, other scores */
+    }
+    random_free(&rc);
+}
+END_TEST
+
+START_TEST(test_authors_decode_state_equals_naive_appendix_a3_case1)
+{
+    authors_case c;
+    still_config cfg;
+    load_case("case1", &c);
+    compat_config(&cfg);
+    cfg.authors_decode = 1;
+    decode_problem pb = {c.H, c.H, c.N, c.d, c.d, c.q, c.k, c.v, c.gate, &c.params};
+    const int64_t prompts[] = {64, 100};
+    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) {
+        double diff = check_authors_decode(&pb, &cfg, prompts[i]);
+        printf("# App. A.3 case1, prompt %lld: max |decode - prefill| = %.3g max|v|\n",
+               (long long)prompts[i], diff);
+        ck_assert(diff > 0.0);
+    }
+    free_case(&c);
+}
+END_TEST
+
+START_TEST(test_authors_decode_refusals)
+{
+    random_case rc;
+    still_config cfg;
+    still_state *st = NULL;
+    random_setup(&rc, 5, 4, 4);
+    still_shape sh = rc.shape;
+    compat_config(&cfg);
+    cfg.chunk = cfg.window = 4;
+    cfg.authors_decode = 2;
+    ck_assert_int_eq(still_state_create(&cfg, &sh, &rc.params, STILL_PATH_REF, &st), STILL_E_CONFIG);
+    cfg.authors_decode = 1;
+    ck_assert_int_eq(still_state_create(&cfg, &sh, &rc.params, STILL_PATH_FAST, &st),
+                     STILL_E_UNSUPPORTED);
+    ck_assert_ptr_null(st);
+    still_config bad = cfg;
+    bad.saliency = STILL_SALIENCY_SPEC;
+    ck_assert_int_eq(still_state_create(&bad, &sh, &rc.params, STILL_PATH_REF, &st),
+                     STILL_E_UNSUPPORTED);
+    bad = cfg;
+    bad.local = 1;
+    ck_assert_int_eq(still_state_create(&bad, &sh, &rc.params, STILL_PATH_REF, &st),
+                     STILL_E_UNSUPPORTED);
+    bad = cfg;
+    bad.max_sel = 4;
+    ck_assert_int_eq(still_state_create(&bad, &sh, &rc.params, STILL_PATH_REF, &st),
+                     STILL_E_UNSUPPORTED);
+    ck_assert_int_eq(still_state_create(&cfg, &sh, &rc.params, STILL_PATH_REF, &st), STILL_OK);
+    still_state_destroy(st);
+    random_free(&rc);
+}
+END_TEST
+
 static Suite *authors_suite(void)
 {
     Suite *s = suite_create("authors");
@@ -461,6 +760,9 @@ static Suite *authors_suite(void)
     tcase_add_test(tc, test_switches_off_equal_default_path);
     tcase_add_loop_test(tc, test_phantom_changes_only_chunk0_queries_by_l_exp_minus_m, 0, 2);
     tcase_add_test(tc, test_authors_saliency_is_appendix_a1_formula);
+    tcase_add_test(tc, test_authors_decode_state_equals_naive_appendix_a3_random);
+    tcase_add_test(tc, test_authors_decode_state_equals_naive_appendix_a3_case1);
+    tcase_add_test(tc, test_authors_decode_refusals);
     suite_add_tcase(s, tc);
     return s;
 }

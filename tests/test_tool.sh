@@ -263,4 +263,24 @@ refused 2 "still check with a bad --rtol" "$STILL" check "$dir/o_k2.npy" "$dir/o
     --rtol x
 refused 2 "still check with one file" "$STILL" check "$dir/o_k2.npy"
 
+# SPEC App. A.3: --compat authors-decode (the options after it make l = 8)
+AD="--compat authors-decode --chunk 8 --window 8 --topk 2"
+AP="--compat authors --chunk 8 --window 8 --topk 2"
+expect 0 "run --compat authors-decode (prefill)" "$STILL" run $Q $AD --out "$dir/o_adp.npy"
+expect 0 "run --compat authors (prefill)" "$STILL" run $Q $AP --out "$dir/o_ap.npy"
+expect 0 "... a prefill with authors-decode is the authors' prefill" \
+    "$STILL" check "$dir/o_adp.npy" "$dir/o_ap.npy" --rtol 0 --atol 0
+expect 0 "run --mode decode --compat authors-decode" "$STILL" run $Q $AD --mode decode \
+    --out "$dir/o_add.npy"
+expect 1 "... differs from the authors' prefill (App. A.3)" \
+    "$STILL" check "$dir/o_add.npy" "$dir/o_ap.npy" --rtol 1e-6 --atol 1e-6
+expect 0 "decode --compat authors-decode --prefill 40 (one block)" "$STILL" decode $Q $AD \
+    --prefill 40 --out "$dir/o_adb.npy"
+expect 0 "... one block is the authors' prefill" \
+    "$STILL" check "$dir/o_adb.npy" "$dir/o_ap.npy" --rtol 1e-12 --atol 1e-14
+refused 4 "run --mode decode --compat authors-decode --path fast" "$STILL" run $Q $AD \
+    --mode decode --path fast --out "$dir/out.npy"
+refused 2 "--compat with an unknown name" "$STILL" run $Q --compat authors-prefill \
+    --out "$dir/out.npy"
+
 tap_end

@@ -59,6 +59,9 @@ const char tool_attn_options_help[] =
     "  --compat authors     the authors' prefill (App. A): --saliency authors\n"
     "                       --phantom-sink --chunk 64 --window 64 --topk 4 --local 2\n"
     "                       --eps-den 1e-6 (options after it override these)\n"
+    "  --compat authors-decode  the same, and the authors' decode (App. A.3): a state's\n"
+    "                       first block is their prefill, later tokens their decode\n"
+    "                       (--path ref; with --mode prefill the same as authors)\n"
     "execution:\n"
     "  --path P             ref (default: exact, double) or fast (float32, SIMD)\n"
     "  --isa I              fast path ISA: auto (default), generic, avx2, avx512, neon\n"
@@ -109,7 +112,7 @@ static const char *const path_names[] = {"ref", "fast"};
 static const char *const mode_names[] = {"prefill", "decode"};
 static const char *const dtype_names[] = {"f4", "f8"};
 static const char *const saliency_names[] = {"spec", "authors"};
-static const char *const compat_names[] = {"authors"};
+static const char *const compat_names[] = {"authors", "authors-decode"};
 static const char *const layout_names[] = {"bhnd", "bnhd"};
 
 /* Options taking a file name, by the field they fill. */
@@ -192,9 +195,12 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         return 1;
     }
     if (tool_is_option(a, "--compat")) { /* SPEC App. A: both switches and their setting */
+        int which;
         if (!(val = tool_option_value(cmd, argc, argv, i, "--compat")) ||
-            choose(cmd, "--compat", val, compat_names, 1, "authors") < 0)
+            (which = choose(cmd, "--compat", val, compat_names, 2,
+                            "authors or authors-decode")) < 0)
             return -1;
+        o->cfg.authors_decode = which == 1; /* App. A.3 */
         o->cfg.saliency = STILL_SALIENCY_AUTHORS;
         o->cfg.phantom_sink = 1;
         o->cfg.chunk = o->cfg.window = 64;

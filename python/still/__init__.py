@@ -101,7 +101,8 @@ class _Config(ctypes.Structure):
                 ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p),
                 ("budget", ctypes.c_int64), ("lte_dilation", ctypes.c_int64 * 8),
                 ("mixer", ctypes.c_int), ("alpha", ctypes.c_double),
-                ("beta", ctypes.c_double), _SPARE]
+                ("beta", ctypes.c_double), ("authors_decode", ctypes.c_int),
+                _SPARE]
 
 
 class _Shape(ctypes.Structure):
