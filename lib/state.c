@@ -202,14 +202,9 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
     st->path = path;
     st->ops = path == STILL_PATH_REF ? &still__ref_state_ops : &still__fast_state_ops;
     if ((rc = still__resolve(&st->cfg, &one, params, &st->r)) ||
+        (path == STILL_PATH_FAST && st->r.authors_decode && /* App. A.3: ref path only */
+         (rc = STILL_E_UNSUPPORTED)) ||
         (rc = params_copy(st, params))) {
-        free(st->param_store);
-        free(st);
-        return rc;
-    }
-    if (path == STILL_PATH_FAST && st->r.authors_decode) /* App. A.3: ref path only */
-        rc = STILL_E_UNSUPPORTED;
-    if (rc) {
         free(st->param_store);
         free(st);
         return rc;
