@@ -226,6 +226,38 @@ START_TEST(test_score_ignores_input_after_margin)
 }
 END_TEST
 
+/* What a decode state must keep (SPEC §15, causality): r_j reads X over
+ * j - m .. j + m, so the score network run alone on those 2m + 1 inputs
+ * (fewer at the start, where both read zeros) gives r_j bitwise; with one
+ * input less on the left, the zeros it reads instead change some r_j. */
+START_TEST(test_score_from_last_2m_plus_1_inputs_equals_prefill)
+{
+    tu_rng g;
+    tu_rng_seed(&g, 1509);
+    lte_case c;
+    const int64_t N = 40, dil[3] = {2, 1, 3}, m = 6;
+    lte_case_init(&c, &g, 1, 1, 1, N, 2, 2, 1, 3, 3);
+    ck_assert_int_eq(still__ref_lte_margin(&c.net, dil), m);
+    const int64_t width = still__ref_lte_width(&c.net);
+    double *scratch = tu_dalloc(2 * N * width), full[40], part[40];
+    still__ref_lte_score(&c.net, dil, 0, N, c.x, scratch, full);
+    int short_differs = 0;
+    for (int64_t j = 0; j < N; j++) {
+        const int64_t lo = j > m ? j - m : 0, hi = j + m < N ? j + m : N - 1;
+        still__ref_lte_score(&c.net, dil, 0, hi - lo + 1, c.x + lo * c.c0, scratch, part);
+        ck_assert_msg(part[j - lo] == full[j], "r[%lld] from X[%lld..%lld]", (long long)j,
+                      (long long)lo, (long long)hi);
+        if (j > m) { /* one input less on the left */
+            still__ref_lte_score(&c.net, dil, 0, hi - lo, c.x + (lo + 1) * c.c0, scratch, part);
+            short_differs |= part[j - lo - 1] != full[j];
+        }
+    }
+    ck_assert_msg(short_differs, "2m inputs must not be enough for every r_j");
+    free(scratch);
+    lte_case_free(&c);
+}
+END_TEST
+
 /* ---- the cache, a list model of SPEC §15's rules ------------------------- */
 /* exact [N][N] (row t: which j <= t are exact) and the retained list after
  * the last query, from scores r. */
@@ -579,6 +611,7 @@ static Suite *lte_suite(void)
     tcase_add_test(tc, test_scores_match_padded_network);
     tcase_add_test(tc, test_scores_hand_set_one_channel);
     tcase_add_test(tc, test_score_ignores_input_after_margin);
+    tcase_add_test(tc, test_score_from_last_2m_plus_1_inputs_equals_prefill);
     tcase_add_test(tc, test_cache_matches_list_model_with_ties);
     tcase_add_test(tc, test_budget_covers_all_positive_scores_is_teacher);
     tcase_add_test(tc, test_nonpositive_scores_no_sinks_is_window_of_w_plus_1);
