@@ -187,7 +187,7 @@ static int still_append(still_run *s, still_state *st, int64_t n, int64_t at, in
 {
     const int64_t off = at * s->shape.heads_q * s->shape.dim_qk;
     still_tensors t = {STILL_F32, s->q + off, s->k + off, s->v + off, NULL,
-                       want_o ? s->o : NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                       want_o ? s->o : NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     return still_state_append(st, n, &t);
 }
 

@@ -78,7 +78,8 @@ enum {                                                   /* SPEC §6 routing */
     STILL_ROUTING_NONE = 3,
     STILL_ROUTING_SINKS = 4,    /* SPEC §13: s sinks + the last w positions */
     STILL_ROUTING_TERRACED = 5, /* SPEC §14: LoLCATs' block window of w */
-    STILL_ROUTING_LTE = 6       /* SPEC §15: learned token eviction (ref path only) */
+    STILL_ROUTING_LTE = 6,      /* SPEC §15: learned token eviction (ref path only) */
+    STILL_ROUTING_NSA = 7       /* SPEC §17: native sparse attention (ref path only) */
 };
 enum { STILL_REST_LINEAR = 0, STILL_REST_DROP = 1 };    /* SPEC §12 */
 enum { STILL_MIXER_STILL = 0, STILL_MIXER_LIGER = 1 };  /* SPEC §16 mixer */
@@ -120,8 +121,9 @@ typedef struct still_config {
     int64_t topk;      /* k, 0 <= k <= C; default 4 (routing saliency only) */
     int64_t window;    /* w >= 2: saliency window, and the exact window of
                           routings `window`, `sinks` and `terraced` (its
-                          block, which replaces chunk, topk and local);
-                          0 = default max(C, 2) */
+                          block, which replaces chunk, topk and local),
+                          the sliding branch of `nsa`; 0 = default
+                          max(C, 2), 512 for nsa */
     int64_t local;     /* L >= 0 recent exact chunks; default 2 */
     int64_t max_sel;   /* cap on the selected cache, 0 = none (default) */
     int routing;       /* STILL_ROUTING_*; default SALIENCY */
@@ -171,6 +173,12 @@ typedef struct still_config {
      * first block (the same as without the switch).  The reference path
      * only: the fast state refuses it (STILL_E_UNSUPPORTED). */
     int authors_decode;
+    /* SPEC §17, routing nsa (still_ref_forward only for now: the fast path,
+     * the states and the gradients refuse it, STILL_E_UNSUPPORTED).  Its
+     * sliding branch is `window` (0 = default 512 for nsa). */
+    int64_t nsa_block; /* BS >= 1 positions per block; default 64 */
+    int64_t nsa_topk;  /* S >= 3 selected blocks per query (the three forced
+                          ones included); default 16 */
 } still_config;
 
 /* The most threads one call of the fast path uses (and the largest
@@ -237,6 +245,15 @@ typedef struct still_tensors {
     const void *lte_input;       /* X [B,Hk,N,c0] (layout, dtype), NULL = [k ‖ v] */
     const void *q_lin, *k_lin;   /* liger's linear-branch inputs, shapes of q and
                                     k; NULL = q, k */
+    /* SPEC §17 (still_ref_forward, routing nsa; the other routings ignore
+     * them).  Routing nsa reads no gate and refuses sigma, selected and
+     * selection_in (STILL_E_UNSUPPORTED). */
+    const void *nsa_gates;       /* [B,Hq,N,3] (layout, dtype): the weights of
+                                    the compressed, selected and sliding
+                                    branches; NULL = all ones */
+    int32_t *nsa_blocks;         /* optional output [B][Hq][N][nsa_topk]: each
+                                    query's selected blocks in ascending order,
+                                    padded with -1 */
 } still_tensors;
 
 /* ---- functions ------------------------------------------------------------ */

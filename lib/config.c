@@ -35,6 +35,8 @@ void still_config_default(still_config *cfg)
         cfg->lte_dilation[l] = 0; /* 2 */
     cfg->mixer = STILL_MIXER_STILL;
     cfg->alpha = cfg->beta = 0.5; /* SPEC §16 */
+    cfg->nsa_block = 64; /* SPEC §17 */
+    cfg->nsa_topk = 16;
 }
 
 void still_params_default(still_params *params)
@@ -157,6 +159,8 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
     r->budget = cfg->budget;
     r->alpha = cfg->alpha;
     r->beta = cfg->beta;
+    r->nsa_block = cfg->nsa_block;
+    r->nsa_topk = cfg->nsa_topk;
     r->w = cfg->window ? cfg->window : (cfg->chunk >= 2 ? cfg->chunk : 2);
     r->sinks = 0;
     r->engine = still__routing_of(cfg->routing)->engine;
@@ -266,8 +270,10 @@ int still__no_query_range(const still_config *cfg)
 {
     if (cfg && (cfg->query_begin != 0 || cfg->query_end != 0))
         return STILL_E_UNSUPPORTED;
-    /* SPEC §15-16: routing lte and mixer liger exist on the ref forward only */
-    return cfg && (cfg->routing == STILL_ROUTING_LTE || cfg->mixer == STILL_MIXER_LIGER)
+    /* SPEC §15-17: routings lte and nsa and mixer liger exist on the ref
+       forward only */
+    return cfg && (cfg->routing == STILL_ROUTING_LTE || cfg->routing == STILL_ROUTING_NSA ||
+                   cfg->mixer == STILL_MIXER_LIGER)
                ? STILL_E_UNSUPPORTED
                : STILL_OK;
 }

@@ -51,6 +51,7 @@ typedef struct still__resolved {
     int mixer;        /* STILL_MIXER_* (SPEC §16) */
     int64_t budget;   /* retained tokens of routing lte (SPEC §15) */
     double alpha, beta; /* SPEC §16 */
+    int64_t nsa_block, nsa_topk; /* BS and S of routing nsa (SPEC §17) */
     double scale;     /* effective logit scale */
     double eps_den;
     int64_t f_q, f_k; /* rows of W of the two maps */
@@ -107,8 +108,8 @@ int still__resolve(const still_config *cfg, const still_shape *shape,
 /* The queries [*begin, *end) a ref call computes (cfg->query_begin/end;
  * 0, 0 = all N): STILL_E_CONFIG unless 0 <= begin < end <= N.
  * still__no_query_range: STILL_E_UNSUPPORTED when cfg asks for what only
- * still_ref_forward computes -- a range, routing lte, mixer liger or
- * rest = drop (SPEC §15-16) -- called by the fast path, the states, the
+ * still_ref_forward computes -- a range, routings lte and nsa or mixer
+ * liger (SPEC §15-17) -- called by the fast path, the states, the
  * gradients. */
 int still__query_range(const still_config *cfg, int64_t N, int64_t *begin, int64_t *end);
 int still__no_query_range(const still_config *cfg);
@@ -147,6 +148,11 @@ int still__check_tensors(const still__resolved *r, const still_params *params,
 int still__ref_forward_family(const still_config *cfg, const still__resolved *r,
                               const still_params *params, const still_tensors *t, int64_t q0,
                               int64_t q1);
+
+/* lib/ref_nsa_api.c: still_ref_forward for routing nsa (SPEC §17), the
+ * queries q0..q1-1, after still__resolve. */
+int still__ref_forward_nsa(const still_config *cfg, const still__resolved *r,
+                           const still_tensors *t, int64_t q0, int64_t q1);
 
 /* Element strides (in elements) of a [B,H,N,D] array in the layout;
  * the last axis is contiguous. */

@@ -267,6 +267,8 @@ int still_ref_forward(const still_config *cfg, const still_shape *shape,
         return rc;
     if (r.routing == STILL_ROUTING_LTE || r.mixer == STILL_MIXER_LIGER) /* SPEC §15-16 */
         return still__ref_forward_family(cfg, &r, params, t, q0, q1);
+    if (r.routing == STILL_ROUTING_NSA) /* SPEC §17 */
+        return still__ref_forward_nsa(cfg, &r, t, q0, q1);
     if ((rc = still__check_tensors(&r, params, t, 1)) ||
         (rc = work_alloc(&r, ref_threads(cfg, r.shape.seq_len), &w)))
         return rc;

@@ -71,6 +71,22 @@ static int resolve_lte(const still_config *cfg, still__resolved *r)
     return STILL_OK;
 }
 
+/* SPEC §17 nsa: blocks of BS, S >= 3 selected (the forced ones), the
+ * sliding branch of w (default 512); the reference path only
+ * (lib/ref_nsa_api.c, ref/nsa_*.c): no engine of the fast path runs it. */
+static int resolve_nsa(const still_config *cfg, still__resolved *r)
+{
+    if (cfg->phantom_sink || cfg->saliency != STILL_SALIENCY_SPEC ||
+        cfg->mixer != STILL_MIXER_STILL)
+        return STILL_E_CONFIG; /* App. A and the liger mixer have no nsa */
+    if (cfg->nsa_block < 1 || cfg->nsa_topk < 3)
+        return STILL_E_CONFIG;
+    r->k = 0;
+    if (!cfg->window)
+        r->w = 512;
+    return STILL_OK;
+}
+
 static const still__routing routings[] = {
     [STILL_ROUTING_SALIENCY] = {"saliency", STILL__ENGINE_CHUNKS, resolve_saliency},
     [STILL_ROUTING_WINDOW] = {"window", STILL__ENGINE_WINDOW, resolve_window},
@@ -79,6 +95,7 @@ static const still__routing routings[] = {
     [STILL_ROUTING_SINKS] = {"sinks", STILL__ENGINE_WINDOW, resolve_sinks},
     [STILL_ROUTING_TERRACED] = {"terraced", STILL__ENGINE_CHUNKS, resolve_terraced},
     [STILL_ROUTING_LTE] = {"lte", STILL__ENGINE_WINDOW, resolve_lte},
+    [STILL_ROUTING_NSA] = {"nsa", STILL__ENGINE_WINDOW, resolve_nsa},
 };
 
 const still__routing *still__routing_of(int id)

@@ -164,4 +164,36 @@ void still__ref_liger_row(const still__resolved *r, int64_t t, const double *q_t
                           const double *k, const double *v, const double *q_lin_t,
                           const double *k_lin, int decay, double *scratch, double *o_t);
 
+/* ---- SPEC §17: routing nsa (native sparse attention) ----------------- */
+
+/* The blocks of r->nsa_block positions visible to query t (complete by
+ * then): blocks 0..still__ref_nsa_visible(r, t) - 1. */
+int64_t still__ref_nsa_visible(const still__resolved *r, int64_t t);
+
+/* The compressed keys k_cmp [N/BS][d] and values v_cmp [N/BS][dv] of one
+ * kv head: the means of its complete blocks of k [N][d], v [N][dv]. */
+void still__ref_nsa_compress(const still__resolved *r, int64_t N, const double *k,
+                             const double *v, double *k_cmp, double *v_cmp);
+
+/* The compressed branch of query t: weight [visible] = the softmax over the
+ * visible blocks of scale <q_t, k~_c>, o_cmp [dv] = their mean of v~_c (0,
+ * with weight untouched, when no block is visible). */
+void still__ref_nsa_compressed(const still__resolved *r, int64_t t, const double *q_t,
+                               const double *k_cmp, const double *v_cmp, double *weight,
+                               double *o_cmp);
+
+/* The selection of query t from the group's block scores p [visible]
+ * (the mean compressed weights): blocks [n] in ascending order, n =
+ * min(S, floor(t/BS) + 1) returned; chosen [floor(t/BS) + 1] is scratch. */
+int64_t still__ref_nsa_select(const still__resolved *r, int64_t t, const double *p,
+                              uint8_t *chosen, int64_t *blocks);
+
+/* o_t [dv] = g_cmp o_cmp + g_slc o_slc + g_swa o_swa of query t (q_t [d];
+ * k [N][d], v [N][dv] of its kv head; its n selected blocks; gates_t [3]
+ * or NULL for ones); scratch holds 2 dv doubles. */
+void still__ref_nsa_row(const still__resolved *r, int64_t t, const double *q_t,
+                        const double *k, const double *v, const double *o_cmp,
+                        const int64_t *blocks, int64_t n, const double *gates_t,
+                        double *scratch, double *o_t);
+
 #endif /* STILL_REF_H */

@@ -114,7 +114,8 @@ START_TEST(test_authors_output_and_saliency_reproduced_to_1e12)
     double *o = calloc((size_t)n_o, sizeof *o), *sigma = calloc((size_t)n_s, sizeof *sigma);
     uint8_t *sel = calloc((size_t)n_s, 1);
     ck_assert(o && sigma && sel);
-    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, sigma, sel, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, sigma, sel, NULL, NULL, NULL, NULL,
+                       NULL, NULL};
 
     ck_assert_int_eq(still_ref_forward(&cfg, &shape, &c.params, &t), STILL_OK);
 
@@ -171,8 +172,9 @@ START_TEST(test_authors_output_reproduced_by_fast_path)
     uint8_t *sel = calloc((size_t)n_s, 1), *sel_ref = calloc((size_t)n_s, 1);
     double *o_ref = calloc((size_t)n_o, sizeof *o_ref);
     ck_assert(o && sigma && sel && sel_ref && o_ref);
-    still_tensors t = {STILL_F32, q, k, v, gate, o, sigma, sel, NULL, NULL, NULL, NULL};
-    still_tensors tr = {STILL_F64, c.q, c.k, c.v, c.gate, o_ref, NULL, sel_ref, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F32, q, k, v, gate, o, sigma, sel, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors tr = {STILL_F64, c.q, c.k, c.v, c.gate, o_ref, NULL, sel_ref, NULL, NULL, NULL,
+                        NULL, NULL, NULL};
 
     ck_assert_int_eq(still_forward(&cfg, &shape, &c.params, &t), STILL_OK);
     ck_assert_int_eq(still_ref_forward(&cfg, &shape, &c.params, &tr), STILL_OK);
@@ -207,7 +209,8 @@ START_TEST(test_authors_data_needs_the_phantom_sink)
     still_shape shape = {c.B, c.H, c.H, c.N, c.d, c.d, STILL_LAYOUT_BHND};
     double *o = calloc((size_t)n_o, sizeof *o);
     ck_assert(o != NULL);
-    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F64, c.q, c.k, c.v, c.gate, o, NULL, NULL, NULL, NULL, NULL, NULL,
+                       NULL, NULL};
     ck_assert_int_eq(still_ref_forward(&cfg, &shape, &c.params, &t), STILL_OK);
     ck_assert(max_abs_diff(o, c.o, n_o) > 1e-3 * max_abs(c.o, n_o));
     free(o);
@@ -271,7 +274,8 @@ static void random_free(random_case *rc)
 static void random_forward(const random_case *rc, const still_config *cfg, double *o,
                            double *sigma)
 {
-    still_tensors t = {STILL_F64, rc->q, rc->k, rc->v, rc->gate, o, sigma, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F64, rc->q, rc->k, rc->v, rc->gate, o, sigma, NULL, NULL, NULL,
+                       NULL, NULL, NULL, NULL};
     ck_assert_int_eq(still_ref_forward(cfg, &rc->shape, &rc->params, &t), STILL_OK);
 }
 
@@ -326,7 +330,8 @@ START_TEST(test_phantom_changes_only_chunk0_queries_by_l_exp_minus_m)
     random_forward(&rc, &cfg, o_off, NULL);
     cfg.phantom_sink = 1;
     random_forward(&rc, &cfg, o_on, NULL);
-    still_tensors t = {STILL_F64, rc.q, rc.k, rc.v, NULL, teacher, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F64, rc.q, rc.k, rc.v, NULL, teacher, NULL, NULL, NULL, NULL, NULL,
+                       NULL, NULL, NULL};
     ck_assert_int_eq(still_ref_teacher(&cfg, &rc.shape, &t), STILL_OK);
 
     for (int64_t h = 0; h < 2; h++)
@@ -624,7 +629,7 @@ static void state_run(const decode_problem *pb, const still_config *cfg, int64_t
         if (pb->gate)
             rows_of(pb->gate, pb->Hq, N, dv, t, cnt, bg);
         still_tensors tt = {STILL_F64, bq, bk, bv, pb->gate ? bg : NULL, bo, bs,
-                            NULL, NULL, NULL, NULL, NULL};
+                            NULL, NULL, NULL, NULL, NULL, NULL, NULL};
         ck_assert_int_eq(still_state_append(st, cnt, &tt), STILL_OK);
         for (int64_t h = 0; h < pb->Hq; h++) {
             memcpy(o + (h * N + t) * dv, bo + h * cnt * dv, (size_t)(cnt * dv) * sizeof *o);
@@ -648,7 +653,7 @@ static double check_authors_decode(const decode_problem *pb, const still_config 
     double *o_st = calloc((size_t)no, sizeof(double)), *s_st = calloc((size_t)(pb->Hq * N), sizeof(double));
     ck_assert(o_pre && s_pre && o_nv && s_nv && o_st && s_st);
     still_tensors tp = {STILL_F64, pb->q, pb->k, pb->v, pb->gate, o_pre, s_pre,
-                        NULL, NULL, NULL, NULL, NULL};
+                        NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     ck_assert_int_eq(still_ref_forward(cfg, &sh, pb->params, &tp), STILL_OK);
     naive_authors_decode(pb, cfg, n, s_pre, o_nv, s_nv);
     double vmax = max_abs(pb->v, pb->Hk * N * dv), diff = 0.0;

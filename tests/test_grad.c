@@ -562,7 +562,8 @@ START_TEST(test_float_inputs_give_the_double_gradients_of_their_values)
     still_grads g;
     memset(&g, 0, sizeof g);
     g.dq = dq;
-    still_tensors t = {STILL_F32, qf, kf, vf, gf, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F32, qf, kf, vf, gf, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                       NULL};
     ck_assert_int_eq(still_ref_transfer_grad(&cfg, &sh, &c.params, &t, NULL, &loss, &g),
                      STILL_OK);
     ck_assert_double_eq(loss, s.loss);
@@ -710,7 +711,8 @@ static void check_fast_vs_ref(gcase *c, const char *label)
             if (*ref_slots[s] && *ref_slots[s] == ref.kinds[i].grad)
                 *slots[s] = fast.kinds[i].grad;
     uint8_t *sel = tu_alloc((size_t)nq);
-    still_tensors t = {STILL_F32, qf, kf, vf, gf, NULL, NULL, sel, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F32, qf, kf, vf, gf, NULL, NULL, sel, NULL, NULL, NULL, NULL, NULL,
+                       NULL};
     ck_assert_int_eq(still_transfer_grad(&c->cfg, sh, c->use_params ? &c->params : NULL, &t,
                                          NULL, &fast.loss, &fast.g), STILL_OK);
     ck_assert(memcmp(sel, c->sel, (size_t)nq) == 0); /* the same selection */
@@ -755,7 +757,8 @@ START_TEST(test_fast_matches_ref_saliency_gqa_blocks)
     gr.dq = dq_ref;
     gf_.dq = dq_fast;
     double l_ref, l_fast;
-    still_tensors tr = gcase_tensors(&c), tfast = {STILL_F32, qf, kf, vf, gf, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors tr = gcase_tensors(&c), tfast = {STILL_F32, qf, kf, vf, gf, NULL, NULL, NULL,
+                                                   NULL, NULL, NULL, NULL, NULL, NULL};
     ck_assert_int_eq(still_ref_transfer_grad(&cfg, &sh, &c.params, &tr, teacher, &l_ref, &gr),
                      STILL_OK);
     ck_assert_int_eq(still_transfer_grad(&cfg, &sh, &c.params, &tfast, tf, &l_fast, &gf_),

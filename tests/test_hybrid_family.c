@@ -385,7 +385,7 @@ START_TEST(test_invalid_configs_refused)
     c.window = 1;
     ck_assert_int_eq(still_config_validate(&c, &s), STILL_E_CONFIG);
     still_config_default(&c);
-    c.routing = STILL_ROUTING_LTE + 1; /* past the last routing */
+    c.routing = STILL_ROUTING_NSA + 1; /* past the last routing */
     ck_assert_int_eq(still_config_validate(&c, &s), STILL_E_CONFIG);
 }
 END_TEST

@@ -307,7 +307,7 @@ START_TEST(test_bad_config_rejected)
         case 5: a.cfg.window = -2; what = "window < 0"; break;
         case 6: a.cfg.local = -1; what = "local < 0"; break;
         case 7: a.cfg.max_sel = -1; what = "max_sel < 0"; break;
-        case 8: a.cfg.routing = 7; what = "unknown routing"; break;
+        case 8: a.cfg.routing = STILL_ROUTING_NSA + 1; what = "unknown routing"; break;
         case 9: a.cfg.routing = -1; what = "negative routing"; break;
         case 10: a.cfg.act = 4; what = "unknown act"; break;
         case 11: a.cfg.act = -1; what = "negative act"; break;

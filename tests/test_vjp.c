@@ -457,7 +457,8 @@ START_TEST(test_ref_f32_inputs_are_the_f64_vjp_of_their_values)
     ref_vjp(&c, &s64, NULL);
     gradset_init(&c, &s32);
     float *of = tu_alloc((size_t)(nq * dv) * sizeof *of);
-    still_tensors t = {STILL_F32, qf, kf, vf, gf, of, NULL, NULL, c.sel, NULL, NULL, NULL};
+    still_tensors t = {STILL_F32, qf, kf, vf, gf, of, NULL, NULL, c.sel, NULL, NULL, NULL, NULL,
+                       NULL};
     ck_assert_int_eq(still_ref_vjp(&cfg, &sh, &c.params, &t, df, &s32.g), STILL_OK);
     for (int i = 0; i < s64.n; i++) {
         double diff = tu_max_abs_diff(s32.kinds[i].grad, s64.kinds[i].grad, s64.kinds[i].n);
@@ -493,7 +494,8 @@ static double fast_vs_ref(vcase *c, int isa, const char *label)
     gradset_init(c, &fast);
     still_config cfg = c->cfg;
     cfg.isa = isa;
-    still_tensors t = {STILL_F32, qf, kf, vf, gf, NULL, NULL, NULL, c->sel, NULL, NULL, NULL};
+    still_tensors t = {STILL_F32, qf, kf, vf, gf, NULL, NULL, NULL, c->sel, NULL, NULL, NULL,
+                       NULL, NULL};
     int rc = still_vjp(&cfg, sh, params_of(c), &t, df, &fast.g);
     if (rc == STILL_E_ISA) {
         worst = -1.0;
@@ -637,7 +639,8 @@ START_TEST(test_fast_transfer_is_vjp_of_its_upstream)
     float *qf = to_float(c.q, nq * d), *kf = to_float(c.k, nk * d), *vf = to_float(c.v, nk * dv);
     float *gf = to_float(c.gate, n), *of = tu_alloc((size_t)n * sizeof *of);
     float *tf = tu_alloc((size_t)n * sizeof *tf), *df = tu_alloc((size_t)n * sizeof *df);
-    still_tensors t = {STILL_F32, qf, kf, vf, gf, tf, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F32, qf, kf, vf, gf, tf, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                       NULL};
     ck_assert_int_eq(still_teacher(&cfg, &sh, &t), STILL_OK);
     gradset vjp, tr;
     gradset_init(&c, &tr);
@@ -708,7 +711,8 @@ START_TEST(test_argument_checks_before_any_work)
     const int64_t nk = nk_of(&c);
     float *qf = to_float(c.q, nqd), *kf = to_float(c.k, nk * sh.dim_qk);
     float *vf = to_float(c.v, nk * sh.dim_v), *df = to_float(c.dout, n);
-    still_tensors tf = {STILL_F32, qf, kf, vf, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors tf = {STILL_F32, qf, kf, vf, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                        NULL, NULL};
     df[3] = INFINITY;
     ck_assert_int_eq(still_vjp(&cfg, &sh, NULL, &tf, df, &g), STILL_E_NONFINITE);
     ck_assert_int_eq(still_vjp(&cfg, &sh, NULL, &tf, NULL, &g), STILL_E_NULL);
@@ -769,7 +773,8 @@ static long vjp_peak_growth(int64_t N)
     gr.dq = dq;
     gr.dk = dk;
     gr.dv = dv;
-    still_tensors t = {STILL_F32, in[0], in[1], in[2], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {STILL_F32, in[0], in[1], in[2], NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                       NULL, NULL, NULL};
     long before = peak_rss_kib(1), grew = -1;
     if (before >= 0) {
         ck_assert_int_eq(still_vjp(NULL, &sh, NULL, &t, in[3], &gr), STILL_OK);

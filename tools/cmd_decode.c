@@ -264,7 +264,8 @@ static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, i
         token_rows(s, s->heads_q, s->dim_v, &r, &w);
         if (in->gate)
             slice_tokens(in->gate, r, N, w, t, n, es, g);
-        still_tensors tb = {in->dtype, q, k, v, in->gate ? g : NULL, o, sig, NULL, NULL, NULL, NULL, NULL};
+        still_tensors tb = {in->dtype, q, k, v, in->gate ? g : NULL, o, sig, NULL, NULL, NULL,
+                            NULL, NULL, NULL, NULL};
         if ((rc = still_state_append(st, n, &tb)))
             break;
         place_tokens(o, r, len, w, t - P, n, es, out);

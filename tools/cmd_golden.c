@@ -563,7 +563,7 @@ static int compute(const char *label, const char *dir, int argc, char **argv, in
         return tool_fail(TOOL_EXIT_LIBRARY, golden_cmd, "%s: out of memory", label);
     }
     still_tensors t = {c->in.dtype, c->in.q, c->in.k, c->in.v, c->in.gate, out, c->sigma, c->sel,
-                       c->in.selection_in, NULL, NULL, NULL};
+                       c->in.selection_in, NULL, NULL, NULL, NULL, NULL};
     if (grad) /* the parameter set's explicit tensors, as still grad --dout */
         rc = path == TOOL_PATH_FAST
                  ? still_vjp(&c->opts.cfg, s, &c->grads.ps.params, &t, dout, &c->grads.g)

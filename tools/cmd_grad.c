@@ -405,7 +405,8 @@ int cmd_grad(int argc, char **argv)
         goto done;
     }
     const still_grads g = gs.g;
-    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in, NULL, NULL, NULL};
+    still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in,
+                       NULL, NULL, NULL, NULL, NULL};
     double loss = 0.0, t0 = tool_now();
     tool_progress(0, 0, "%s path, loss and gradients of %lld tokens x %lld heads ...",
                   o.a.path == TOOL_PATH_FAST ? "fast" : "ref", (long long)s->seq_len,

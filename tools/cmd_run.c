@@ -68,7 +68,7 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
     void *q1 = a, *k1 = a + nq * es, *v1 = a + (nq + nk) * es, *g1 = a + (nq + nk + nv) * es,
          *o1 = a + (nq + nk + nv + no) * es;
     still_tensors t1 = {in->dtype, q1, k1, v1, in->gate ? g1 : NULL, o1,
-                        sigma ? s1 : NULL, NULL, NULL, NULL, NULL, NULL};
+                        sigma ? s1 : NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     for (int64_t t = 0; t < N && !rc; t++) {
         tool_progress(t, N, "%s path decode, token", o->path == TOOL_PATH_FAST ? "fast" : "ref");
         move_token(0, in->q, q1, rq, N, s->dim_qk, t, es);
@@ -112,7 +112,7 @@ int cmd_run(int argc, char **argv)
     }
     const still_params *params = o.params ? &in.params : NULL;
     still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in,
-                       in.lte_input, in.q_lin, in.k_lin};
+                       in.lte_input, in.q_lin, in.k_lin, NULL, NULL};
     int idle = 0;
     if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle)))
         goto done;

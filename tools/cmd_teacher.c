@@ -55,7 +55,8 @@ int cmd_teacher(int argc, char **argv)
         tool_attn_free(&in);
         return tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory for the output");
     }
-    still_tensors t = {in.dtype, in.q, in.k, in.v, NULL, out, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {in.dtype, in.q, in.k, in.v, NULL, out, NULL, NULL, NULL, NULL, NULL, NULL,
+                       NULL, NULL};
     int idle = 0;
     if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle))) {
         free(out);

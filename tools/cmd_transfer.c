@@ -311,7 +311,8 @@ static int problem_init(const transfer_opts *o, const tool_attn_inputs *in, prob
     p->o = malloc((size_t)(BHq * N * s->dim_v) * es);
     if (!p->teacher || !p->o)
         return STILL_E_NOMEM;
-    still_tensors t = {in->dtype, in->q, in->k, in->v, NULL, p->teacher, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {in->dtype, in->q, in->k, in->v, NULL, p->teacher, NULL, NULL, NULL, NULL,
+                       NULL, NULL, NULL, NULL};
     if ((rc = p->fast ? still_teacher(&p->cfg, s, &t) : still_ref_teacher(&p->cfg, s, &t)))
         return rc;
     /* causal: the teacher of the prefix is the prefix of the teacher */
@@ -329,7 +330,8 @@ static int problem_init(const transfer_opts *o, const tool_attn_inputs *in, prob
 static int train_loss(const problem *p, const still_params *params, double *loss,
                       const still_grads *g)
 {
-    still_tensors t = {p->in->dtype, p->tq, p->tk, p->tv, p->tgate, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {p->in->dtype, p->tq, p->tk, p->tv, p->tgate, NULL, NULL, NULL, NULL, NULL,
+                       NULL, NULL, NULL, NULL};
     return p->fast ? still_transfer_grad(&p->cfg, &p->train_shape, params, &t, p->teacher_train,
                                          loss, g)
                    : still_ref_transfer_grad(&p->cfg, &p->train_shape, params, &t,
@@ -341,7 +343,8 @@ static int holdout_mse(const problem *p, const still_params *params, double *mse
 {
     const tool_attn_inputs *in = p->in;
     const still_shape *s = &in->shape;
-    still_tensors t = {in->dtype, in->q, in->k, in->v, in->gate, p->o, NULL, NULL, NULL, NULL, NULL, NULL};
+    still_tensors t = {in->dtype, in->q, in->k, in->v, in->gate, p->o, NULL, NULL, NULL, NULL,
+                       NULL, NULL, NULL, NULL};
     int rc = p->fast ? still_forward(&p->cfg, s, params, &t)
                      : still_ref_forward(&p->cfg, s, params, &t);
     if (rc)

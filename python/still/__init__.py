@@ -102,6 +102,7 @@ class _Config(ctypes.Structure):
                 ("budget", ctypes.c_int64), ("lte_dilation", ctypes.c_int64 * 8),
                 ("mixer", ctypes.c_int), ("alpha", ctypes.c_double),
                 ("beta", ctypes.c_double), ("authors_decode", ctypes.c_int),
+                ("nsa_block", ctypes.c_int64), ("nsa_topk", ctypes.c_int64),
                 _SPARE]
 
 
@@ -130,7 +131,8 @@ class _Tensors(ctypes.Structure):
                 ("v", ctypes.c_void_p), ("gate", ctypes.c_void_p), ("o", ctypes.c_void_p),
                 ("sigma", _PD), ("selected", _PU8), ("selection_in", _PU8),
                 ("lte_input", ctypes.c_void_p), ("q_lin", ctypes.c_void_p),
-                ("k_lin", ctypes.c_void_p), _SPARE]
+                ("k_lin", ctypes.c_void_p), ("nsa_gates", ctypes.c_void_p),
+                ("nsa_blocks", ctypes.POINTER(ctypes.c_int32)), _SPARE]
 
 
 # The gradient buffers of still_grads, in its field order, by their SPEC §11 names.
