@@ -36,11 +36,22 @@
 #include <string.h>
 
 /* Queries per work item: each block reads K and V once, so larger blocks
- * read them less often.  N = 8192, 8 heads, d = 128, 2 threads, best of 6
- * interleaved runs on the shared machine: 64: 1.30 s, 128: 1.12 s,
- * 192: 0.99 s, 256: 0.97 s. */
-#define QBLOCK 192
+ * read them less often.  QBLOCK changes no bits (each logit, each tile's
+ * column and each carry is the same for any block); KTILE does.  `still
+ * bench`, teacher row, N = 4096, 8 heads, d = 128, 1 thread, AVX-512
+ * (2-core Zen 5), medians of 3, two interleaved rounds, % of the peak
+ * measured in the same run: QBLOCK 96: 51%, 128: 51%, 192: 56-58%,
+ * 256: 59-61%, 320: 61-62%, 384: 62-63%, 512: 53% (KTILE 256; KTILE 128
+ * or 192 was no better); AVX2, 1 thread: 192: 65%, 384: 67%.  The earlier
+ * choice, 192, came from an AVX2 machine (N = 8192, 2 threads: 64: 1.30 s,
+ * 128: 1.12 s, 192: 0.99 s, 256: 0.97 s).  Both can be set at build time
+ * (-DQBLOCK=..., -DKTILE=...) to repeat such measurements. */
+#ifndef QBLOCK
+#define QBLOCK 384
+#endif
+#ifndef KTILE
 #define KTILE 256 /* keys per online-softmax tile */
+#endif
 
 typedef struct teacher_scratch {
     double *acc, *l;                          /* carried across key tiles */

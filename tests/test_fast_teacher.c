@@ -22,6 +22,8 @@ static const teacher_case cases[] = {
     {2, 4, 2, 300, 24, 20, STILL_LAYOUT_BNHD, 1.5, 0.0},   /* GQA, > one key tile */
     {1, 3, 1, 70, 13, 5, STILL_LAYOUT_BHND, 2.0, 0.3},     /* odd dims, MQA */
     {1, 1, 1, 600, 64, 64, STILL_LAYOUT_BHND, 1.0, 0.0},   /* several key tiles */
+    {1, 2, 1, 900, 32, 16, STILL_LAYOUT_BNHD, 1.0, 0.0},   /* 3 query blocks of <= 384,
+                                                             * one starting mid key tile */
     {1, 1, 1, 1, 8, 8, STILL_LAYOUT_BNHD, 1.0, 0.0},       /* one token */
 };
 
@@ -97,7 +99,7 @@ END_TEST
 /* SPEC I7: the same bits for any thread count, and again on a second call. */
 START_TEST(test_fast_teacher_bitwise_across_threads)
 {
-    const teacher_case tc = {2, 4, 2, 200, 16, 16, STILL_LAYOUT_BHND, 1.0, 0.0};
+    const teacher_case tc = {2, 4, 2, 800, 16, 16, STILL_LAYOUT_BHND, 1.0, 0.0};
     int isas[8], n = isa_list(isas);
     tu_case c;
     build(&tc, 99, &c);
