@@ -14,6 +14,13 @@ would need 8.6 GB).  Prints one line per (N, threads):
 
 the median of --reps runs after one warm-up run.  bench/peers.sh runs it
 next to `still bench` and prints the ratios.
+
+--decode times instead one decode step, a single query against a KV cache
+of N tokens (it sees them all, so no mask): scaled_dot_product_attention or
+matmul, softmax and matmul on q [1, H, 1, d], k and v [1, H, N, d], --steps
+times after --steps // 8 untimed ones, and prints
+
+  peer-decode <method> N=<n> threads=<t> median=<seconds> runs=<r>
 """
 import argparse
 import math
@@ -42,6 +49,34 @@ def sdpa_blocked(q, k, v, block=2048):
     return out
 
 
+def decode_fused(q, k, v):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def decode_matmul(q, k, v):
+    s = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
+def decode_main(a, fused):
+    fn, name = (decode_fused, "torch-sdpa") if fused else (decode_matmul, "torch-matmul-softmax")
+    print("# torch %s, %d threads, %s, decode" % (torch.__version__, torch.get_num_threads(), name))
+    for n in [int(x) for x in a.n.split(",") if x]:
+        g = torch.Generator().manual_seed(n)
+        k, v = (torch.randn(1, a.heads, n, a.dim, generator=g) for _ in range(2))
+        q = torch.randn(1, a.heads, 1, a.dim, generator=g)
+        times = []
+        with torch.no_grad():
+            for r in range(a.steps + a.steps // 8):
+                t0 = time.perf_counter()
+                fn(q, k, v)
+                if r >= a.steps // 8:
+                    times.append(time.perf_counter() - t0)
+        print("peer-decode %s N=%d threads=%d median=%.6f runs=%d"
+              % (name, n, a.threads, statistics.median(times), len(times)))
+        sys.stdout.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", default="4096,16384")
@@ -49,9 +84,14 @@ def main():
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--decode", action="store_true")
+    ap.add_argument("--steps", type=int, default=64)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     fused = hasattr(torch.nn.functional, "scaled_dot_product_attention")
+    if a.decode:
+        decode_main(a, fused)
+        return
     fn, name = (sdpa_fused, "torch-sdpa") if fused else (sdpa_blocked, "torch-matmul-softmax")
     print("# torch %s, %d threads, %s" % (torch.__version__, torch.get_num_threads(), name))
     for n in [int(x) for x in a.n.split(",") if x]:

@@ -23,6 +23,15 @@
 # GGML_ATTN=PROGRAM uses an already built ggml_attn instead of --ggml DIR.
 # STILL_TOOL names the still program (default: tools/still of this tree);
 # PEERS_RAW=FILE keeps the raw output of the runs.
+#
+#   sh bench/peers.sh --decode [--n 1024,4096,16384] [--threads 1] [--steps 64]
+#
+# times decode instead: one query against a KV cache of N tokens.  `still
+# bench --decode` gives STILL's step (capped at 1024 and uncapped) and its
+# own full-softmax step; peers.py --decode and ggml_attn --decode give
+# PyTorch's and ggml's full-softmax step at the same N, heads, d and
+# threads.  The table's baseline is the fastest full-softmax decode of the
+# run, whoever it is, and each STILL step is given as a share of it.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 tool=${STILL_TOOL:-$here/../tools/still}
@@ -30,13 +39,17 @@ ns=4096,16384
 threads=1,2
 reps=3
 ggml=
+decode=
+steps=64
 while [ $# -gt 0 ]; do
     case $1 in
+    --decode) decode=1; shift ;;
+    --steps) steps=$2; shift 2 ;;
     --ggml) ggml=$2; shift 2 ;;
     --n) ns=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
-    *) echo "usage: peers.sh [--n N1,N2] [--threads T1,T2] [--reps R] [--ggml DIR]" >&2; exit 2 ;;
+    *) echo "usage: peers.sh [--decode [--steps S]] [--n N1,N2] [--threads T1,T2] [--reps R] [--ggml DIR]" >&2; exit 2 ;;
     esac
 done
 [ -x "$tool" ] || { echo "peers.sh: $tool not built (make first)" >&2; exit 1; }
@@ -69,6 +82,57 @@ if [ -z "$gbin" ] && [ -n "$ggml" ]; then
 fi
 tmax=$(echo "$ns" | tr ',' '\n' | sort -n | tail -1)
 [ -z "${PEERS_RAW:-}" ] || trap 'cp "$out" "$PEERS_RAW"; rm -f "$out"' EXIT
+if [ -n "$decode" ]; then
+    [ "$ns" != 4096,16384 ] || ns=1024,4096,16384
+    tmax=$(echo "$ns" | tr ',' '\n' | sort -n | tail -1)
+    for t in $(echo "$threads" | tr ',' ' '); do
+        echo "threads $t" >>"$out"
+        nice "$tool" bench --decode --n "$ns" --threads "$t" --steps "$steps" --full-max "$tmax" \
+            --no-progress >>"$out"
+        [ -z "$py" ] || nice "$py" "$here/peers.py" --decode --n "$ns" --threads "$t" \
+            --steps "$steps" >>"$out"
+        if [ -n "$gbin" ]; then
+            for n in $(echo "$ns" | tr ',' ' '); do
+                nice "$gbin" --decode "$n" 8 128 "$t" "$steps" >>"$out" ||
+                    { echo "peers.sh: ggml_attn --decode failed at N = $n" >&2; exit 1; }
+            done
+        fi
+    done
+    # still bench --decode's first table: "N | capped wall cpu MiB | uncapped wall cpu MiB |
+    # full wall cpu MiB | ratio"; the peers' lines give seconds per step
+    awk '
+    /^threads / { t = $2; sec = 0; next }
+    /^STILL decode steps/ || /^sinks/ { sec = 1 }
+    !sec && $2 == "|" && $6 == "|" && $1 + 0 > 0 {
+        cap[t, $1] = $3; unc[t, $1] = $7; if ($12 != "-") own[t, $1] = $12; key[t, $1] = 1; next }
+    $1 == "peer-decode" { split($3, a, "="); split($5, b, "="); tp[t, a[2]] = 1e6 * b[2]; pname = $2; next }
+    $1 == "ggml-decode" { gg[t, $2] = 1e6 * $4; gerr = gerr < $6 + 0 ? $6 + 0 : gerr; have_gg = 1; next }
+    END {
+        printf "%7s %3s  %11s %11s  %11s %11s %11s  %-14s %9s %9s\n", "N", "T", "STILL cap", "uncapped",
+               "libstill", (pname == "" ? "torch: -" : "torch"), (have_gg ? "ggml" : "ggml: -"),
+               "best full", "cap/best", "unc/best"
+        for (k in key) {
+            split(k, p, SUBSEP)
+            best = ""; bn = ""
+            if (k in own) { best = own[k]; bn = "libstill" }
+            if ((k in tp) && (best == "" || tp[k] < best)) { best = tp[k]; bn = "torch" }
+            if ((k in gg) && (best == "" || gg[k] < best)) { best = gg[k]; bn = "ggml" }
+            line = sprintf("%7d %3d  %11.1f %11.1f  %11s %11s %11s  %-14s", p[2], p[1], cap[k], unc[k],
+                           (k in own) ? sprintf("%.1f", own[k]) : "-",
+                           (k in tp) ? sprintf("%.1f", tp[k]) : "-",
+                           (k in gg) ? sprintf("%.1f", gg[k]) : "-", bn)
+            if (best != "")
+                line = line sprintf(" %9.4f %9.4f", cap[k] / best, unc[k] / best)
+            print line | "sort -k2,2n -k1,1n"
+        }
+        close("sort -k2,2n -k1,1n")
+        print "us per one-token step (wall, median); full softmax decode over a KV cache of N"
+        print "tokens: libstill (its own kernels), torch, ggml; best full = the fastest of them;"
+        print "cap/best < 1: STILL capped at 1024 selected tokens is faster than the best peer."
+        if (have_gg) printf "ggml: largest |o - o_double| of the decode rows it checked: %.3g\n", gerr
+    }' "$out"
+    exit 0
+fi
 for t in $(echo "$threads" | tr ',' ' '); do
     echo "threads $t" >>"$out"
     nice "$tool" bench --n "$ns" --threads "$t" --reps "$reps" --ref-max 0 \
