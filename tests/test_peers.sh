@@ -18,8 +18,12 @@ esac
 
 cat >"$dir/ggml_attn" <<'SH'
 #!/bin/sh
-# N HEADS D THREADS REPS -> "ggml N threads median min max_err"
-echo "ggml $1 $4 0.250000 0.200000 3e-07"
+# [--decode] N HEADS D THREADS REPS -> "ggml[-decode] N threads median min max_err"
+if [ "$1" = --decode ]; then
+    echo "ggml-decode $2 $5 0.000001 0.000001 2e-08"
+else
+    echo "ggml $1 $4 0.250000 0.200000 3e-07"
+fi
 SH
 chmod +x "$dir/ggml_attn"
 STILL_TOOL=$STILL GGML_ATTN=$dir/ggml_attn sh "$srcdir/../bench/peers.sh" --n 256 --threads 1 \
@@ -54,4 +58,20 @@ if [ -n "$py" ]; then
 else
     skip "the torch column" "no python3 with torch"
 fi
+# --decode: the baseline is the fastest full-softmax step of the run; the
+# stand-in ggml takes 1 us, so it is the best, and cap/best = STILL capped's
+# step in us over 1
+STILL_TOOL=$STILL GGML_ATTN=$dir/ggml_attn sh "$srcdir/../bench/peers.sh" --decode --n 256 \
+    --threads 1 --steps 4 >"$dir/dout" 2>"$dir/derr"
+report $? "peers.sh --decode runs at N = 256, 1 thread"
+# N T cap unc libstill torch ggml best cap/best unc/best
+set -- $(sed -n '/^ *256 *1 /p' "$dir/dout")
+[ $# -eq 10 ] && [ "$7" = 1.0 ] && [ "$8" = ggml ]
+report $? "one decode row, ggml's 1 us step the best full softmax ($*)"
+awk -v c="${3:-0}" -v u="${4:-0}" -v rc="${9:-0}" -v ru="${10:-0}" -v own="${5:-0}" \
+    'BEGIN { exit !(c > 0 && own > 0 && rc >= c - 0.05 - 5e-5 && rc <= c + 0.05 + 5e-5 &&
+                    ru >= u - 0.05 - 5e-5 && ru <= u + 0.05 + 5e-5) }'
+report $? "cap/best and unc/best are STILL's steps over the best (${3:-} ${9:-}, ${4:-} ${10:-})"
+grep -q 'largest |o - o_double| of the decode rows .*2e-08' "$dir/dout"
+report $? "the ggml decode error line reports the program's error"
 tap_end

@@ -110,7 +110,8 @@ static void bench_usage(FILE *f)
             "usage: still bench [options]\n"
             "\n"
             "Times the fast path side by side: STILL (C=64, k=4, L=2, w=64), STILL with\n"
-            "a cap of --cap selected tokens, the fast teacher (full causal softmax) and\n"
+            "a cap of --cap selected tokens, sinks, terraced, the fast teacher (full causal\n"
+            "softmax), STILL's exact branch alone (routing all, as the teacher's FLOPs) and\n"
             "the ref path (small N), and prints seconds (median), tokens/s, GFLOP/s and\n"
             "their share of this machine's multiply-add peak, measured in the same run on\n"
             "the ISA in use and --threads threads.  The defaults take about a minute on\n"
@@ -528,6 +529,8 @@ static int bench_run(const bench_opts *o)
     still_config sinks = base, terraced = base; /* SPEC §13-14, w = 64, s = 4 */
     sinks.routing = STILL_ROUTING_SINKS;
     terraced.routing = STILL_ROUTING_TERRACED;
+    still_config all = base; /* STILL's exact branch over every key (SPEC I1) */
+    all.routing = STILL_ROUTING_ALL;
     if ((rc = still__kernels_select(o->isa, &kern)))
         return tool_fail(TOOL_EXIT_LIBRARY, "bench", "--isa: %s", tool_status_name(rc));
     if (plot && !on_path("gnuplot")) { /* said now, and the table goes on */
@@ -592,6 +595,13 @@ static int bench_run(const bench_opts *o)
         snprintf(note, sizeof note, "STILL/teacher = %.3f",
                  row->teacher > 0 ? row->still / row->teacher : NAN);
         print_cell(N, "teacher", row->teacher, fl_t, peak, row->teacher > 0 ? note : "");
+        if (!rc && N <= o->teacher_max && (failed = "exact branch (all)")) {
+            tool_progress(i, o->nn, "N=%lld: exact branch (routing all)", (long long)N);
+            double t = time_median(run_still, &all, &in, reps, &rc);
+            snprintf(note, sizeof note, "/teacher = %.3f",
+                     row->teacher > 0 && t > 0 ? t / row->teacher : NAN);
+            print_cell(N, "exact branch (all)", t, fl_t, peak, note);
+        }
         if (!rc && o->blas && N <= 4096 && (failed = "teacher (cblas_sgemm)")) {
             tool_progress(i, o->nn, "N=%lld: teacher (cblas_sgemm)", (long long)N);
             row->teacher_blas = time_median(run_teacher_blas, &base, &in, reps, &rc);
