@@ -127,6 +127,27 @@ done
     "$STILL" lm generate --model "$dir" --attn still --chunk 8 --topk 2 --ids "$dir/ids_i8.npy" \
         --tokens 12 >"$dir/g2" 2>/dev/null && cmp -s "$dir/g1" "$dir/g2"
 report $? "lm generate --ids: the prompt file's continuation"
+# rank and transfer read ids as eval does: the same tables and files as the text
+"$STILL" lm rank --model "$dir" --chunk 8 --topk 2 --budget 1 --text "$dir/text.txt" \
+    2>/dev/null | grep -v '^model\|^softmax layers kept' >"$dir/rt" &&
+    "$STILL" lm rank --model "$dir" --chunk 8 --topk 2 --budget 1 --ids "$dir/ids_i4.npy" \
+        2>/dev/null | grep -v '^model\|^softmax layers kept' | cmp -s - "$dir/rt" &&
+    [ "$(wc -l <"$dir/rt")" -gt 6 ]
+report $? "lm rank --ids gives the text's ranking"
+"$STILL" lm transfer --model "$dir" --attn 1=still --chunk 8 --topk 2 --text "$dir/text.txt" \
+    --out-dir "$dir/xt" --steps 4 2>/dev/null | grep '^layer\|^held-out' | sed 's/(.*)//' \
+    >"$dir/xt.out" &&
+    "$STILL" lm transfer --model "$dir" --attn 1=still --chunk 8 --topk 2 \
+        --ids "$dir/ids_i8.npy" --heldout-ids "$dir/ids_f8.npy" --out-dir "$dir/xi" --steps 4 \
+        2>/dev/null | grep '^layer\|^held-out' | sed 's/(.*)//; s/bits\/token/bits\/byte/' |
+    cmp -s - "$dir/xt.out" && cmp -s "$dir/xt/layer1.safetensors" "$dir/xi/layer1.safetensors" &&
+    [ "$(wc -l <"$dir/xt.out")" -eq 2 ]
+report $? "lm transfer --ids --heldout-ids: the text's losses, bits and parameter file"
+expect 2 "lm transfer with --text and --ids is refused" \
+    "$STILL" lm transfer --model "$dir" --text "$dir/text.txt" --ids "$dir/ids_i4.npy" \
+    --out-dir "$dir/xx"
+expect 2 "lm eval --heldout-ids is refused (transfer only)" \
+    "$STILL" lm eval --model "$dir" --heldout-ids "$dir/ids_i4.npy"
 "$TEST_LM" --write-ids "$dir/ids_oov.npy" i8 "$dir/text.txt" 1 100
 expect 3 "lm eval --ids: an id beyond the vocabulary is refused" \
     "$STILL" lm eval --model "$dir" --ids "$dir/ids_oov.npy"

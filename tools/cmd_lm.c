@@ -21,7 +21,7 @@
 
 typedef struct lm_opts {
     const char *mode, *extra; /* the subcommand, and a second word (an error) */
-    const char *model, *params_dir, *text, *prompt, *prompt_file, *out_dir, *ids;
+    const char *model, *params_dir, *text, *prompt, *prompt_file, *out_dir, *ids, *heldout_ids;
     const char *attn[LM_MAX_CONFIGS];
     int n_attn;
     lm_attn_opts ao;
@@ -96,9 +96,14 @@ static void lm_usage(FILE *f)
             "  --seed S             the sampling seed (default 1)\n"
             "  --report-every K     a memory line every K tokens (default 64)\n"
             "rank:\n"
+            "  --text FILE          the calibration text (default DIR/dump_text.txt)\n"
+            "  --ids FILE.npy       token ids in place of the text (as for eval)\n"
             "  --budget K           softmax layers of the greedy choice (default 2)\n"
             "transfer:\n"
-            "  --text FILE          the training text (required; not the held-out text)\n"
+            "  --text FILE          the training text (not the held-out text; or --ids)\n"
+            "  --ids FILE.npy       the training text as token ids (as for eval)\n"
+            "  --heldout-ids F.npy  the held-out token ids (default DIR/dump_text.txt's\n"
+            "                       bytes): bits per token before and after\n"
             "  --out-dir D          a new or empty directory for the parameter files\n"
             "  --steps S            Adam steps per layer (default 100)\n"
             "  --lr LR              learning rate (default 0.01)\n"
@@ -154,10 +159,10 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
     o->lr = 0.01;
     o->n_depths = 6;
     memcpy(o->depths, default_depths, sizeof default_depths);
-    const char *text_opts[] = {"--model",  "--params-dir",  "--text",
-                               "--prompt", "--prompt-file", "--out-dir", "--ids"};
-    const char **text_dst[] = {&o->model,  &o->params_dir,  &o->text,
-                               &o->prompt, &o->prompt_file, &o->out_dir, &o->ids};
+    const char *text_opts[] = {"--model",  "--params-dir",  "--text", "--prompt",
+                               "--prompt-file", "--out-dir", "--ids", "--heldout-ids"};
+    const char **text_dst[] = {&o->model,  &o->params_dir,  &o->text, &o->prompt,
+                               &o->prompt_file, &o->out_dir, &o->ids, &o->heldout_ids};
     struct { const char *name; int64_t lo, hi, *dst; } ints[] = {
         {"--chunk", 1, 1 << 20, &o->ao.chunk},      {"--topk", 0, 1 << 20, &o->ao.topk},
         {"--window", 2, 1 << 24, &o->ao.window},    {"--local", 0, 1 << 20, &o->ao.local},
@@ -243,8 +248,9 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
     if (!strcmp(o->mode, "transfer")) {
         if (o->n_attn > 1)
             return tool_fail(TOOL_EXIT_USAGE, cmd, "transfer takes one --attn");
-        if (!o->text || !o->out_dir)
-            return tool_fail(TOOL_EXIT_USAGE, cmd, "transfer needs --text and --out-dir");
+        if (!!o->text + !!o->ids != 1 || !o->out_dir)
+            return tool_fail(TOOL_EXIT_USAGE, cmd,
+                             "transfer needs --out-dir and one of --text, --ids");
     }
     if (!strcmp(o->mode, "generate")) {
         if (o->n_attn > 1)
@@ -253,8 +259,8 @@ static int lm_parse(const char *cmd, int argc, char **argv, lm_opts *o, int *hel
             return tool_fail(TOOL_EXIT_USAGE, cmd,
                              "generate needs one of --prompt, --prompt-file, --ids");
     }
-    if (o->ids && strcmp(o->mode, "eval") && strcmp(o->mode, "generate"))
-        return tool_fail(TOOL_EXIT_USAGE, cmd, "--ids: eval and generate only");
+    if (o->heldout_ids && strcmp(o->mode, "transfer"))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--heldout-ids: transfer only");
     if (o->ids && o->text)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--ids replaces --text: give one");
     return TOOL_EXIT_OK;
@@ -838,9 +844,14 @@ static int lm_transfer(const char *cmd, const lm_opts *o, const lm_model *m)
     int status, rc;
     if (c->n_layer > 4096)
         return tool_fail(TOOL_EXIT_INPUT, cmd, "at most 4096 layers");
-    snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
-    if ((status = read_bytes(cmd, o->text, max, c->vocab, &ids, &n)) ||
-        (status = read_bytes(cmd, path, max, c->vocab, &held, &nh)))
+    if (o->heldout_ids)
+        snprintf(path, sizeof path, "%s", o->heldout_ids);
+    else
+        snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
+    if ((status = o->ids ? read_ids_npy(cmd, o->ids, max, c->vocab, &ids, &n)
+                         : read_bytes(cmd, o->text, max, c->vocab, &ids, &n)) ||
+        (status = o->heldout_ids ? read_ids_npy(cmd, path, max, c->vocab, &held, &nh)
+                                 : read_bytes(cmd, path, max, c->vocab, &held, &nh)))
         goto out;
     if ((rc = lm_attn_parse(m, spec, &o->ao, NULL, &attn, err, sizeof err))) {
         status = tool_fail(rc == STILL_E_CONFIG ? TOOL_EXIT_USAGE : TOOL_EXIT_INPUT, cmd, "%s",
@@ -870,8 +881,9 @@ static int lm_transfer(const char *cmd, const lm_opts *o, const lm_model *m)
         goto out;
     }
     lm_attn_free(m, teach);
-    printf("stage-1 transfer on %s (%lld bytes), %lld Adam steps per layer, lr %g\n", o->text,
-           (long long)n, (long long)o->steps, o->lr);
+    printf("stage-1 transfer on %s (%lld %s), %lld Adam steps per layer, lr %g\n",
+           o->ids ? o->ids : o->text, (long long)n, o->ids ? "tokens" : "bytes",
+           (long long)o->steps, o->lr);
     for (int64_t l = 0; l < c->n_layer; l++) {
         if (attn[l].kind == LM_ATTN_TEACHER)
             continue;
@@ -894,8 +906,8 @@ static int lm_transfer(const char *cmd, const lm_opts *o, const lm_model *m)
     }
     if ((status = heldout_bpb(cmd, o, m, spec, tmpdir, held, nh, &after)))
         goto out;
-    printf("held-out bits/byte (%s): teacher %.4f, %s before %.4f, after %.4f\n", path,
-           teacher_bpb, spec, before, after);
+    printf("held-out bits/%s (%s): teacher %.4f, %s before %.4f, after %.4f\n",
+           o->heldout_ids ? "token" : "byte", path, teacher_bpb, spec, before, after);
     status = tool_out_commit(cmd);
 out:
     for (int64_t l = 0; l < c->n_layer && l < 4096; l++) {
@@ -991,11 +1003,12 @@ static int lm_rank(const char *cmd, const lm_opts *o, const lm_model *m)
     if (o->budget > L)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--budget %lld: the model has %lld layers",
                          (long long)o->budget, (long long)L);
-    if (o->text)
-        snprintf(path, sizeof path, "%s", o->text);
+    if (o->ids || o->text)
+        snprintf(path, sizeof path, "%s", o->ids ? o->ids : o->text);
     else
         snprintf(path, sizeof path, "%s/dump_text.txt", o->model);
-    if ((status = read_bytes(cmd, path, max, V, &ids, &n)))
+    if ((status = o->ids ? read_ids_npy(cmd, path, max, V, &ids, &n)
+                         : read_bytes(cmd, path, max, V, &ids, &n)))
         return status;
     rank_ctx r = {o, m, kind, ids, n, NULL, NULL, NULL, NULL, NULL};
     float *teacher = malloc((size_t)(n * V) * sizeof(float));
@@ -1049,8 +1062,9 @@ static int lm_rank(const char *cmd, const lm_opts *o, const lm_model *m)
             order[b] = order[b - 1];
             order[b - 1] = t;
         }
-    printf("model %s, text %s (%lld bytes), linearized with %s; KL(teacher || model) in nats "
-           "per byte\n", o->model, path, (long long)n, kind);
+    const char *unit = o->ids ? "token" : "byte";
+    printf("model %s, %s %s (%lld %ss), linearized with %s; KL(teacher || model) in nats "
+           "per %s\n", o->model, o->ids ? "ids" : "text", path, (long long)n, unit, kind, unit);
     printf("%-6s %14s %16s %16s %6s\n", "layer", "attn error", "KL only it lin.",
            "KL only it soft.", "rank");
     for (int64_t l = 0; l < L; l++) {
@@ -1084,7 +1098,8 @@ static int lm_rank(const char *cmd, const lm_opts *o, const lm_model *m)
         use[best] = 0;
         printf(" %lld (KL %.4f)", (long long)best, best_kl);
     }
-    printf("\n%-22s %10s %10s\n", "softmax layers kept", "bits/byte", "KL");
+    printf("\n%-22s %10s %10s\n", "softmax layers kept", o->ids ? "bits/token" : "bits/byte",
+           "KL");
     for (int64_t j = 0; j < L; j++)
         use[j] = 1;
     for (int64_t kept = 0; kept <= L; kept++) {
