@@ -390,6 +390,9 @@ typedef struct still_grads {
     double *dq;        /* dL/dq, as q */
     double *dk;        /* dL/dk, as k (summed over the query heads of a group) */
     double *dv;        /* dL/dv, as v (summed over the query heads of a group) */
+    double *dnsa_gates; /* dL/d nsa_gates, [B,Hq,N,3] in shape->layout (routing
+                           nsa, still_ref_vjp; at gates 1 when t->nsa_gates is
+                           NULL); not written by the other routings */
 } still_grads;
 
 /* SPEC §8 attention transfer: *loss = mean over every output element of

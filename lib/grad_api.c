@@ -408,10 +408,37 @@ int still_transfer_grad(const still_config *cfg, const still_shape *shape,
     return transfer_run(still__fast_head_vjp, 1, cfg, shape, params, t, teacher, loss, g);
 }
 
+/* SPEC §18 for routing nsa (SPEC §17) on the ref path: the gradients of
+ * q, k, v and the gates; it has no gate G, no omega and no feature maps,
+ * so their gradients, when asked for, are 0. */
+static int nsa_vjp(const still_config *cfg, const still_shape *shape, const still_params *params,
+                   const still_tensors *t, const void *dout, const still_grads *g)
+{
+    still__resolved r;
+    int rc;
+    if (!dout || !g)
+        return STILL_E_NULL;
+    if (cfg->query_begin != 0 || cfg->query_end != 0)
+        return STILL_E_UNSUPPORTED;
+    if ((rc = still__resolve(cfg, shape, params, &r)) || (rc = still__ref_vjp_nsa(&r, t, dout, g)))
+        return rc;
+    still_grads rest = *g; /* written above: dq, dk, dv, dnsa_gates */
+    rest.dq = rest.dk = rest.dv = NULL;
+    grads_zero(&r, params, &rest);
+    const int64_t nq = r.shape.batch * r.shape.heads_q * r.shape.seq_len;
+    if (!grads_finite(&r, params, g) ||
+        (g->dnsa_gates && !still__all_finite(STILL_F64, g->dnsa_gates, nq * 3)) ||
+        (t->o && !still__all_finite(t->dtype, t->o, nq * r.shape.dim_v)))
+        return STILL_E_NONFINITE;
+    return STILL_OK;
+}
+
 /* SPEC §18 on the ref path: double, F32 or F64 inputs and dO. */
 int still_ref_vjp(const still_config *cfg, const still_shape *shape, const still_params *params,
                   const still_tensors *t, const void *dout, const still_grads *g)
 {
+    if (cfg && cfg->routing == STILL_ROUTING_NSA)
+        return nsa_vjp(cfg, shape, params, t, dout, g);
     return dout_run(still__ref_head_vjp, 0, cfg, shape, params, t, dout, g);
 }
 

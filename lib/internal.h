@@ -153,6 +153,11 @@ int still__ref_forward_family(const still_config *cfg, const still__resolved *r,
  * queries q0..q1-1, after still__resolve. */
 int still__ref_forward_nsa(const still_config *cfg, const still__resolved *r,
                            const still_tensors *t, int64_t q0, int64_t q1);
+/* ... and still_ref_vjp for routing nsa (SPEC §18): dq, dk, dv and
+ * dnsa_gates written whole, t->o and t->nsa_blocks as the forward's, the
+ * selection held fixed as the forward computes it. */
+int still__ref_vjp_nsa(const still__resolved *r, const still_tensors *t, const void *dout,
+                       const still_grads *g);
 
 /* Element strides (in elements) of a [B,H,N,D] array in the layout;
  * the last axis is contiguous. */

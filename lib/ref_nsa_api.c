@@ -201,3 +201,143 @@ int still__ref_forward_nsa(const still_config *cfg, const still__resolved *r,
                ? STILL_OK
                : STILL_E_NONFINITE;
 }
+
+/* ---- SPEC §18: the backward of routing nsa, its selection held fixed ---- */
+
+/* The gradient arrays of one group beside nsa_work's. */
+typedef struct nsa_grad_work {
+    double *dout, *dq, *dgates; /* [G][N][dv], [G][N][d], [G][N][3] */
+    double *dk, *dv;            /* [N][d], [N][dv] */
+    double *dk_cmp, *dv_cmp;    /* [N/BS][d], [N/BS][dv] */
+    double *scratch;            /* [2 dv + N] */
+    int64_t *idx;               /* [N] */
+} nsa_grad_work;
+
+static void grad_work_free(nsa_grad_work *w)
+{
+    free(w->dout); free(w->dq); free(w->dgates); free(w->dk); free(w->dv);
+    free(w->dk_cmp); free(w->dv_cmp); free(w->scratch); free(w->idx);
+    memset(w, 0, sizeof *w);
+}
+
+static int grad_work_alloc(const still__resolved *r, nsa_grad_work *w)
+{
+    const int64_t N = r->shape.seq_len, d = r->shape.dim_qk, dv = r->shape.dim_v;
+    const int64_t G = r->group, nb = N / r->nsa_block;
+    int rc = STILL_OK;
+    memset(w, 0, sizeof *w);
+    w->dout = still__array_new(still__sat_mul(G, N), dv, sizeof(double), 0, &rc);
+    w->dq = still__array_new(still__sat_mul(G, N), d, sizeof(double), 1, &rc);
+    w->dgates = still__array_new(still__sat_mul(G, N), 3, sizeof(double), 0, &rc);
+    w->dk = still__array_new(N, d, sizeof(double), 1, &rc);
+    w->dv = still__array_new(N, dv, sizeof(double), 1, &rc);
+    w->dk_cmp = still__array_new(nb, d, sizeof(double), 1, &rc);
+    w->dv_cmp = still__array_new(nb, dv, sizeof(double), 1, &rc);
+    w->scratch = still__array_new(still__sat_add(still__sat_mul(2, dv), N), 1, sizeof(double), 0,
+                                  &rc);
+    w->idx = still__array_new(N, 1, sizeof(int64_t), 0, &rc);
+    if (rc)
+        grad_work_free(w);
+    return rc;
+}
+
+/* One (batch, kv head) group: every query's selection as the forward makes
+ * it, then its backward; each head's gradients are written whole. */
+static void nsa_group_vjp(const still__resolved *r, const still_tensors *t, const void *dout,
+                          const still_grads *g, int64_t b, int64_t hk, nsa_work *w,
+                          nsa_grad_work *gw)
+{
+    const still_shape *s = &r->shape;
+    const int64_t N = s->seq_len, d = s->dim_qk, dv = s->dim_v, G = r->group;
+    const int64_t BS = r->nsa_block, nb = N / BS;
+
+    still__gather_head(t->dtype, t->k, s->layout, s->heads_kv, N, d, b, hk, w->k);
+    still__gather_head(t->dtype, t->v, s->layout, s->heads_kv, N, dv, b, hk, w->v);
+    still__ref_nsa_compress(r, N, w->k, w->v, w->k_cmp, w->v_cmp);
+    for (int64_t gi = 0; gi < G; gi++) {
+        const int64_t h = hk * G + gi;
+        still__gather_head(t->dtype, t->q, s->layout, s->heads_q, N, d, b, h, w->q + gi * N * d);
+        still__gather_head(t->dtype, dout, s->layout, s->heads_q, N, dv, b, h,
+                           gw->dout + gi * N * dv);
+        if (t->nsa_gates)
+            still__gather_head(t->dtype, t->nsa_gates, s->layout, s->heads_q, N, 3, b, h,
+                               w->gates + gi * N * 3);
+    }
+    memset(gw->dq, 0, (size_t)(G * N * d) * sizeof(double));
+    memset(gw->dk, 0, (size_t)(N * d) * sizeof(double));
+    memset(gw->dv, 0, (size_t)(N * dv) * sizeof(double));
+    memset(gw->dk_cmp, 0, (size_t)(nb * d) * sizeof(double));
+    memset(gw->dv_cmp, 0, (size_t)(nb * dv) * sizeof(double));
+    for (int64_t pos = 0; pos < N; pos++) {
+        int64_t n;
+        nsa_query(r, pos, 0, NULL, w, &n); /* the selection only */
+        if (t->nsa_blocks)
+            write_blocks(r, t, b, hk, n, w->blocks, pos);
+        for (int64_t gi = 0; gi < G; gi++) {
+            const int64_t row = gi * N + pos;
+            still__ref_nsa_row_vjp(r, pos, w->q + row * d, w->k, w->v, w->k_cmp, w->v_cmp,
+                                   w->blocks, n, t->nsa_gates ? w->gates + row * 3 : NULL,
+                                   gw->dout + row * dv, gw->idx, gw->scratch,
+                                   w->o + row * dv, gw->dgates + row * 3, gw->dq + row * d,
+                                   gw->dk, gw->dv, gw->dk_cmp, gw->dv_cmp);
+        }
+    }
+    /* a compressed row is the mean of its block: 1/BS of its gradient to each */
+    for (int64_t c = 0; c < nb; c++)
+        for (int64_t j = c * BS; j < (c + 1) * BS; j++) {
+            for (int64_t e = 0; e < d; e++)
+                gw->dk[j * d + e] += gw->dk_cmp[c * d + e] / (double)BS;
+            for (int64_t e = 0; e < dv; e++)
+                gw->dv[j * dv + e] += gw->dv_cmp[c * dv + e] / (double)BS;
+        }
+    for (int64_t gi = 0; gi < G; gi++) {
+        const int64_t h = hk * G + gi;
+        if (g->dq)
+            still__scatter_head(STILL_F64, g->dq, s->layout, s->heads_q, N, d, b, h,
+                                gw->dq + gi * N * d);
+        if (g->dnsa_gates)
+            still__scatter_head(STILL_F64, g->dnsa_gates, s->layout, s->heads_q, N, 3, b, h,
+                                gw->dgates + gi * N * 3);
+        if (t->o)
+            still__scatter_head(t->dtype, t->o, s->layout, s->heads_q, N, dv, b, h,
+                                w->o + gi * N * dv);
+    }
+    if (g->dk)
+        still__scatter_head(STILL_F64, g->dk, s->layout, s->heads_kv, N, d, b, hk, gw->dk);
+    if (g->dv)
+        still__scatter_head(STILL_F64, g->dv, s->layout, s->heads_kv, N, dv, b, hk, gw->dv);
+}
+
+int still__ref_vjp_nsa(const still__resolved *r, const still_tensors *t, const void *dout,
+                       const still_grads *g)
+{
+    const still_shape *s = &r->shape;
+    still_tensors inputs;
+    double placeholder = 0.0;
+    nsa_work w;
+    nsa_grad_work gw;
+    int rc;
+
+    if (!t || !dout || !g)
+        return STILL_E_NULL;
+    inputs = *t;
+    inputs.gate = NULL; /* SPEC §17: routing nsa takes no gate G */
+    if (!inputs.o)
+        inputs.o = &placeholder; /* o is optional here; the check wants one */
+    if ((rc = still__check_tensors(r, NULL, &inputs, 1)) || (rc = nsa_tensors_ok(r, t)))
+        return rc;
+    if (!still__all_finite(t->dtype, dout, s->batch * s->heads_q * s->seq_len * s->dim_v))
+        return STILL_E_NONFINITE; /* SPEC §10: dO is finite, like the inputs */
+    if ((rc = work_alloc(r, &w)))
+        return rc;
+    if ((rc = grad_work_alloc(r, &gw))) {
+        work_free(&w);
+        return rc;
+    }
+    for (int64_t b = 0; b < s->batch; b++)
+        for (int64_t hk = 0; hk < s->heads_kv; hk++)
+            nsa_group_vjp(r, t, dout, g, b, hk, &w, &gw);
+    grad_work_free(&gw);
+    work_free(&w);
+    return STILL_OK;
+}

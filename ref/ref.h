@@ -196,4 +196,17 @@ void still__ref_nsa_row(const still__resolved *r, int64_t t, const double *q_t,
                         const int64_t *blocks, int64_t n, const double *gates_t,
                         double *scratch, double *o_t);
 
+/* SPEC §18 for query t of routing nsa, its n selected blocks held fixed:
+ * o_t [dv] recomputed, and for the upstream gradient do_t [dv] the gates'
+ * gradients dgates_t [3] (written), the query's dq_t [d] and the rows of
+ * dk [N][d], dv [N][dv], dk_cmp [N/BS][d], dv_cmp [N/BS][dv] (added
+ * into; the caller spreads dk_cmp, dv_cmp over their blocks).  idx holds
+ * max(N, w) entries, scratch 2 dv + max(N, w) doubles. */
+void still__ref_nsa_row_vjp(const still__resolved *r, int64_t t, const double *q_t,
+                            const double *k, const double *v, const double *k_cmp,
+                            const double *v_cmp, const int64_t *blocks, int64_t n,
+                            const double *gates_t, const double *do_t, int64_t *idx,
+                            double *scratch, double *o_t, double *dgates_t, double *dq_t,
+                            double *dk, double *dv, double *dk_cmp, double *dv_cmp);
+
 #endif /* STILL_REF_H */

@@ -142,7 +142,7 @@ _GRAD_FIELDS = [("fq.W", "dfq_W"), ("fq.b", "dfq_b"), ("fq.u", "dfq_u"), ("fk.W"
 
 
 class _Grads(ctypes.Structure):
-    _fields_ = [(field, _PD) for _, field in _GRAD_FIELDS] + [_SPARE]
+    _fields_ = [(field, _PD) for _, field in _GRAD_FIELDS] + [("dnsa_gates", _PD), _SPARE]
 
 
 _F32, _F64 = 0, 1

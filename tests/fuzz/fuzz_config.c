@@ -341,7 +341,7 @@ static void require_finite_grads(const char *what, const run *r, const int64_t *
 static void grads(run *r, int valid)
 {
     still_grads g = {r->g[0], r->g[1], r->g[2], r->g[3], r->g[4], r->g[5],
-                     r->g[6], r->g[7], r->g[8],  r->g[9], r->g[10]};
+                     r->g[6], r->g[7], r->g[8],  r->g[9], r->g[10], NULL};
     const int64_t Hq = r->s.heads_q, d = r->s.dim_qk;
     const int64_t gn[11] = {Hq * r->f * d, Hq * r->f, Hq * d, Hq * r->f * d, Hq * r->f,
                             Hq * d, Hq, r->no, r->nq, r->nk, r->nv};
