@@ -240,4 +240,10 @@ int still__fast_threads(int threads, int64_t units);
 int still__fast_teacher_run(const still__resolved *r, const still__kernels *kern, int threads,
                             const float *q, const float *k, const float *v, float *o);
 
+/* SPEC §16: still_forward of mixer liger (lib/fast_liger.c): the window
+ * branch by the window engine, the gated linear branch per (batch, kv
+ * head) unit.  cfg is not NULL.  The parameters are not used. */
+int still__fast_forward_liger(const still_config *cfg, const still_shape *shape,
+                              const still_tensors *t);
+
 #endif /* STILL_FAST_H */

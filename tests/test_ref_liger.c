@@ -270,7 +270,11 @@ START_TEST(test_invalid_liger_refused)
     tf.dtype = STILL_F32;
     tf.q = tf.k = tf.v = qf;
     tf.o = of;
-    ck_assert_int_eq(still_forward(&c.cfg, &c.shape, NULL, &tf), STILL_E_UNSUPPORTED);
+    float ql[16] = {0};
+    tf.q_lin = ql;
+    ql[5] = NAN; /* the fast path checks the linear inputs as the ref does */
+    ck_assert_int_eq(still_forward(&c.cfg, &c.shape, NULL, &tf), STILL_E_NONFINITE);
+    tf.q_lin = NULL;
     still_state *st = NULL;
     ck_assert_int_eq(still_state_create(&c.cfg, &c.shape, NULL, STILL_PATH_FAST, &st),
                      STILL_E_UNSUPPORTED);
