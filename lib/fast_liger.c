@@ -19,7 +19,7 @@
 
 /* φ(x) = softmax(x) over d entries, no scale (SPEC §16); 0 when a sum
  * overflowed float (it cannot for finite x: the max is subtracted). */
-static void softmax_map(int64_t d, const float *x, float *phi)
+void still__fast_liger_map(int64_t d, const float *x, float *phi)
 {
     float m = x[0], sum = 0.0f;
     for (int64_t i = 1; i < d; i++)
@@ -38,6 +38,32 @@ static float decay_of(float x)
     const double xd = x;
     const double ls = xd >= 0.0 ? -log1p(exp(-xd)) : xd - log1p(exp(xd));
     return (float)exp(ls / 16.0);
+}
+
+void still__fast_liger_update(int64_t d, int64_t dv, const float *k_lin_t, const float *v_t,
+                              float *phi, float *S)
+{
+    still__fast_liger_map(d, k_lin_t, phi);
+    for (int64_t c = 0; c < d; c++) { /* the decay of step t, then key t */
+        const float keep = decay_of(k_lin_t[c]), pk = phi[c];
+        float *row = S + c * dv;
+#pragma omp simd
+        for (int64_t e = 0; e < dv; e++)
+            row[e] = keep * row[e] + pk * v_t[e];
+    }
+}
+
+void still__fast_liger_read(int64_t d, int64_t dv, const float *S, const float *q_lin_t,
+                            float *phi, float *gla)
+{
+    still__fast_liger_map(d, q_lin_t, phi);
+    memset(gla, 0, (size_t)dv * sizeof *gla);
+    for (int64_t c = 0; c < d; c++) {
+        const float pq = phi[c], *row = S + c * dv;
+#pragma omp simd
+        for (int64_t e = 0; e < dv; e++)
+            gla[e] += pq * row[e];
+    }
 }
 
 /* Element (b, h, n, 0) of a [B,H,N,D] array in the layout. */
@@ -63,24 +89,9 @@ static void gla_unit(const still__resolved *r, const still_tensors *t, int64_t b
 
     memset(S, 0, (size_t)(d * dv) * sizeof *S); /* S_{-1} = 0 */
     for (int64_t n = 0; n < N; n++) {
-        const float *k_n = kl + at(&sk, b, hk, n), *v_n = v + at(&sv, b, hk, n);
-        softmax_map(d, k_n, phi);
-        for (int64_t c = 0; c < d; c++) { /* the decay of step n, then key n */
-            const float keep = decay_of(k_n[c]), pk = phi[c];
-            float *row = S + c * dv;
-#pragma omp simd
-            for (int64_t e = 0; e < dv; e++)
-                row[e] = keep * row[e] + pk * v_n[e];
-        }
+        still__fast_liger_update(d, dv, kl + at(&sk, b, hk, n), v + at(&sv, b, hk, n), phi, S);
         for (int64_t hq = hk * r->group; hq < (hk + 1) * r->group; hq++) {
-            softmax_map(d, ql + at(&sq, b, hq, n), phi);
-            memset(gla, 0, (size_t)dv * sizeof *gla);
-            for (int64_t c = 0; c < d; c++) {
-                const float pq = phi[c], *row = S + c * dv;
-#pragma omp simd
-                for (int64_t e = 0; e < dv; e++)
-                    gla[e] += pq * row[e];
-            }
+            still__fast_liger_read(d, dv, S, ql + at(&sq, b, hq, n), phi, gla);
             float *o_n = o + at(&so, b, hq, n);
 #pragma omp simd
             for (int64_t e = 0; e < dv; e++)

@@ -177,14 +177,12 @@ int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64
     return cache_n > r->cache_cap ? cache_n : r->cache_cap;
 }
 
-/* SPEC §16: mixer liger has units of its own (the fast path's: not yet). */
+/* SPEC §16: mixer liger has units of its own on each path. */
 static int liger_ops(still_state *st)
 {
-    if (st->r.mixer != STILL_MIXER_LIGER)
-        return STILL_OK;
-    if (st->path != STILL_PATH_REF)
-        return STILL_E_UNSUPPORTED;
-    st->ops = &still__ref_liger_state_ops;
+    if (st->r.mixer == STILL_MIXER_LIGER)
+        st->ops = st->path == STILL_PATH_REF ? &still__ref_liger_state_ops
+                                             : &still__fast_liger_state_ops;
     return STILL_OK;
 }
 

@@ -104,6 +104,7 @@ extern const still__state_ops still__fast_state_ops;
 /* SPEC §16: mixer liger's units (ref/liger_state.c): one per (batch, kv
  * head), the last min(P, w) raw keys and values and S [d][dv] */
 extern const still__state_ops still__ref_liger_state_ops;
+extern const still__state_ops still__fast_liger_state_ops; /* lib/state_fast_liger.c */
 
 /* 1 when a unit is a kv head's (per-kv selection, SPEC §5; mixer liger,
  * whose state is the kv head's, SPEC §16), 0 when a query head's. */

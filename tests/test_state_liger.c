@@ -105,6 +105,21 @@ static void unblock(const lcase *c, const double *in, int64_t H, int64_t D, int6
             }
 }
 
+/* The path of the states the tests create (the ref path unless a test
+ * says otherwise): the fast path takes float blocks. */
+static int g_path = STILL_PATH_REF;
+
+/* n doubles of x as float, in place (the array keeps its bytes: floats). */
+static void *as_path(double *x, int64_t n)
+{
+    if (!x || g_path == STILL_PATH_REF)
+        return x;
+    float *f = (float *)x;
+    for (int64_t i = 0; i < n; i++)
+        f[i] = (float)x[i]; /* f[i] overlaps x[i / 2] only, already read */
+    return f;
+}
+
 /* Appends tokens t0..t0+n-1 to st, scattering their outputs into o. */
 static int append(still_state *st, const lcase *c, int64_t t0, int64_t n, double *o)
 {
@@ -123,9 +138,14 @@ static int append(still_state *st, const lcase *c, int64_t t0, int64_t n, double
     if (kl)
         block_of(c, c->k_lin, Hk, d, t0, n, kl);
     memset(&t, 0, sizeof t);
-    t.dtype = STILL_F64;
-    t.q = q, t.k = k, t.v = v, t.o = ob, t.q_lin = ql, t.k_lin = kl;
+    t.dtype = g_path == STILL_PATH_REF ? STILL_F64 : STILL_F32;
+    t.q = as_path(q, B * Hq * n * d), t.k = as_path(k, B * Hk * n * d);
+    t.v = as_path(v, B * Hk * n * dv), t.o = ob;
+    t.q_lin = as_path(ql, B * Hq * n * d), t.k_lin = as_path(kl, B * Hk * n * d);
     int rc = still_state_append(st, n, &t);
+    if (rc == STILL_OK && g_path != STILL_PATH_REF) /* float outputs to double, from the end */
+        for (int64_t i = B * Hq * n * dv - 1; i >= 0; i--)
+            ob[i] = ((float *)ob)[i];
     if (rc == STILL_OK)
         unblock(c, ob, Hq, dv, t0, n, o);
     free(q); free(k); free(v); free(ob); free(ql); free(kl);
@@ -136,8 +156,7 @@ static int append(still_state *st, const lcase *c, int64_t t0, int64_t n, double
 static void decode(const lcase *c, const int64_t *blocks, int nb, double *o)
 {
     still_state *st;
-    ck_assert_int_eq(still_state_create(&c->cfg, &c->shape, NULL, STILL_PATH_REF, &st),
-                     STILL_OK);
+    ck_assert_int_eq(still_state_create(&c->cfg, &c->shape, NULL, g_path, &st), STILL_OK);
     int64_t t0 = 0;
     for (int i = 0; i < nb; i++) {
         ck_assert_int_eq(append(st, c, t0, blocks[i], o), STILL_OK);
@@ -235,7 +254,7 @@ END_TEST
 
 /* Saves the state after every prefix p, restores it, continues to N: the
  * outputs are those of the state that never stopped, bitwise. */
-START_TEST(test_save_restore_continue_is_bitwise)
+static void save_restore_continue(void)
 {
     lcase c;
     lcase_init(&c, 1720, 2, 4, 2, 19, 3, 4, 5, 1, STILL_LAYOUT_BNHD);
@@ -248,8 +267,7 @@ START_TEST(test_save_restore_continue_is_bitwise)
     for (int64_t p = 0; p <= N; p += 3) {
         still_state *st, *back;
         size_t len;
-        ck_assert_int_eq(still_state_create(&c.cfg, &c.shape, NULL, STILL_PATH_REF, &st),
-                         STILL_OK);
+        ck_assert_int_eq(still_state_create(&c.cfg, &c.shape, NULL, g_path, &st), STILL_OK);
         memset(got, 0, (size_t)n * sizeof *got);
         for (int64_t t = 0; t < p; t++)
             ck_assert_int_eq(append(st, &c, t, 1, got), STILL_OK);
@@ -258,6 +276,7 @@ START_TEST(test_save_restore_continue_is_bitwise)
         ck_assert_int_eq(still_state_save(st, buf, len, &len), STILL_OK);
         still_state_destroy(st);
         ck_assert_uint_eq(buf[8], 4); /* stream version 4: the liger fields */
+        ck_assert_uint_eq(buf[12], (unsigned)g_path);
         ck_assert_int_eq(still_state_load(buf, len, NULL, &back), STILL_OK);
         int64_t pos;
         ck_assert_int_eq(still_state_position(back, &pos), STILL_OK);
@@ -276,6 +295,11 @@ START_TEST(test_save_restore_continue_is_bitwise)
     }
     free(whole); free(got);
     lcase_free(&c);
+}
+
+START_TEST(test_save_restore_continue_is_bitwise)
+{
+    save_restore_continue();
 }
 END_TEST
 
@@ -377,9 +401,79 @@ START_TEST(test_nonfinite_lin_inputs_refused)
     ck_assert_int_eq(still_state_position(st, &pos), STILL_OK);
     ck_assert_int_eq(pos, 2);
     still_state_destroy(st);
-    ck_assert_int_eq(still_state_create(&c.cfg, &c.shape, NULL, STILL_PATH_FAST, &st),
-                     STILL_E_UNSUPPORTED);
     lcase_free(&c);
+}
+END_TEST
+
+/* The fast path's state: decode = the fast prefill (still_forward) within
+ * SPEC §10 for every split, and the save / restore tests of the ref path,
+ * on float streams. */
+START_TEST(test_fast_decode_equals_fast_prefill)
+{
+    lcase c;
+    lcase_init(&c, 1760, 2, 4, 2, 70, 8, 5, 9, 1, STILL_LAYOUT_BNHD);
+    const int64_t N = 70, n = nq_of(&c) * N * 5, nin = nq_of(&c) * N * 8;
+    const int64_t nk = c.shape.batch * c.shape.heads_kv * N;
+    float *qf = tu_alloc((size_t)nin * 4), *qlf = tu_alloc((size_t)nin * 4);
+    float *kf = tu_alloc((size_t)nk * 8 * 4), *klf = tu_alloc((size_t)nk * 8 * 4);
+    float *vf = tu_alloc((size_t)nk * 5 * 4), *of = tu_alloc((size_t)n * 4);
+    for (int64_t i = 0; i < nin; i++) {
+        c.q[i] = qf[i] = (float)c.q[i];
+        c.q_lin[i] = qlf[i] = (float)c.q_lin[i];
+    }
+    for (int64_t i = 0; i < nk * 8; i++) {
+        c.k[i] = kf[i] = (float)c.k[i];
+        c.k_lin[i] = klf[i] = (float)c.k_lin[i];
+    }
+    for (int64_t i = 0; i < nk * 5; i++)
+        c.v[i] = vf[i] = (float)c.v[i];
+    still_tensors t;
+    memset(&t, 0, sizeof t);
+    t.dtype = STILL_F32;
+    t.q = qf, t.k = kf, t.v = vf, t.o = of, t.q_lin = qlf, t.k_lin = klf;
+    ck_assert_int_eq(still_forward(&c.cfg, &c.shape, NULL, &t), STILL_OK);
+    double *want = tu_dalloc(n), *got = tu_dalloc(n);
+    for (int64_t i = 0; i < n; i++)
+        want[i] = of[i];
+    const double tol = 1e-5 * tu_max_abs(c.v, nk * 5);
+    int64_t *blocks = tu_alloc((size_t)N * sizeof *blocks);
+    tu_rng g;
+    tu_rng_seed(&g, 1761);
+    g_path = STILL_PATH_FAST;
+    for (int schedule = 0; schedule < 4; schedule++) {
+        int nb = 0;
+        if (schedule == 0)
+            blocks[nb++] = N;
+        else if (schedule == 1)
+            for (int64_t i = 0; i < N; i++)
+                blocks[nb++] = 1;
+        else if (schedule == 2) {
+            blocks[nb++] = 10;
+            for (int64_t i = 10; i < N; i++)
+                blocks[nb++] = 1;
+        } else
+            for (int64_t left = N; left > 0;) {
+                int64_t b = tu_int(&g, 1, 12);
+                b = b < left ? b : left;
+                blocks[nb++] = b;
+                left -= b;
+            }
+        decode(&c, blocks, nb, got);
+        ck_assert_msg(tu_max_abs_diff(got, want, n) <= tol, "schedule %d: %g > %g", schedule,
+                      tu_max_abs_diff(got, want, n), tol);
+    }
+    g_path = STILL_PATH_REF;
+    free(qf); free(qlf); free(kf); free(klf); free(vf); free(of);
+    free(want); free(got); free(blocks);
+    lcase_free(&c);
+}
+END_TEST
+
+START_TEST(test_fast_save_restore_continue_is_bitwise)
+{
+    g_path = STILL_PATH_FAST;
+    save_restore_continue();
+    g_path = STILL_PATH_REF;
 }
 END_TEST
 
@@ -394,6 +488,8 @@ static Suite *state_liger_suite(void)
     tcase_add_test(tc, test_stream_carries_alpha_beta);
     tcase_add_test(tc, test_memory_bounded_by_window_and_state);
     tcase_add_test(tc, test_nonfinite_lin_inputs_refused);
+    tcase_add_test(tc, test_fast_decode_equals_fast_prefill);
+    tcase_add_test(tc, test_fast_save_restore_continue_is_bitwise);
     suite_add_tcase(s, tc);
     return s;
 }

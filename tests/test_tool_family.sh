@@ -73,8 +73,10 @@ expect 0 "liger on the fast path" "$STILL" run $Q --mixer liger --window 4 --pat
     --q-lin "$dir/ql.npy" --k-lin "$dir/kl.npy" --out "$dir/o_ligf.npy"
 expect 0 "... within SPEC §10 of the ref" "$STILL" check "$dir/o_ligf.npy" "$dir/o_lig3.npy" \
     --rtol 0 --atol 1e-5
-expect 2 "liger decode on the fast path (not yet)" "$STILL" run $Q --mixer liger --path fast \
-    --mode decode --out "$dir/x.npy"
+expect 0 "liger decoded on the fast path" "$STILL" run $Q --mixer liger --window 4 --path fast \
+    --q-lin "$dir/ql.npy" --k-lin "$dir/kl.npy" --mode decode --out "$dir/o_ligfd.npy"
+expect 0 "... within SPEC §10 of the ref" "$STILL" check "$dir/o_ligfd.npy" "$dir/o_lig3.npy" \
+    --rtol 0 --atol 1e-5
 
 expect 2 "routing lte without --budget" "$STILL" run $Q --routing lte \
     --params "$dir/pos.safetensors" --out "$dir/x.npy"

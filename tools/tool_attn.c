@@ -315,9 +315,6 @@ int tool_attn_check(const char *cmd, const tool_attn_opts *o)
     if (o->cfg.routing == STILL_ROUTING_LTE && (o->path != TOOL_PATH_REF || o->decode))
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing lte exists on --path ref --mode "
                          "prefill only for now");
-    if (o->cfg.mixer == STILL_MIXER_LIGER && o->path != TOOL_PATH_REF && o->decode)
-        return tool_fail(TOOL_EXIT_USAGE, cmd, "--mixer liger decodes on --path ref only for "
-                         "now (the fast path has its prefill)");
     if (o->cfg.routing == STILL_ROUTING_LTE && (!o->budget_given || !o->params))
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing lte needs --budget and --params "
                          "with its weights lte.* (SPEC §15)");
