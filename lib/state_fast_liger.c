@@ -223,6 +223,8 @@ static void outputs(const still_state *st, liger_impl *w, const liger_unit *u, i
 static int liger_append(still_state *st, int64_t n, const still_tensors *t)
 {
     liger_impl *w = st->impl;
+    if (t->sigma) /* SPEC §16: liger has no saliency to report */
+        return STILL_E_UNSUPPORTED;
     for (int64_t i = 0; i < st->units; i++) { /* room first: nothing below fails */
         liger_unit *u = &w->u[i];
         int rc = rows_reserve(st, u, n < st->r.w - u->raw_n ? u->raw_n + n : st->r.w);

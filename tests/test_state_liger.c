@@ -400,6 +400,16 @@ START_TEST(test_nonfinite_lin_inputs_refused)
     int64_t pos;
     ck_assert_int_eq(still_state_position(st, &pos), STILL_OK);
     ck_assert_int_eq(pos, 2);
+    /* liger has no saliency: a sigma output is refused, the block not taken */
+    c.q_lin[6 * 2 + 2 * 2 + 1] = 0.0;
+    double sig[2];
+    still_tensors t;
+    memset(&t, 0, sizeof t);
+    t.dtype = STILL_F64;
+    t.q = c.q, t.k = c.k, t.v = c.v, t.sigma = sig; /* shapes of one token: the first rows */
+    ck_assert_int_eq(still_state_append(st, 1, &t), STILL_E_UNSUPPORTED);
+    ck_assert_int_eq(still_state_position(st, &pos), STILL_OK);
+    ck_assert_int_eq(pos, 2);
     still_state_destroy(st);
     lcase_free(&c);
 }
