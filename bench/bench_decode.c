@@ -327,8 +327,9 @@ static void full_step(full_run *f)
 
 typedef struct row {
     int64_t n;
-    step_time t[4], full_t; /* per token: capped, uncapped, sinks, terraced; full softmax */
-    size_t bytes[4];
+    step_time t[5], full_t; /* per token: capped, uncapped, sinks, terraced, liger;
+                               full softmax */
+    size_t bytes[5];
     double full_bytes;
     int full_done;
 } row;
@@ -421,20 +422,24 @@ static void print_ratios(const row *rows, int nn, int64_t cap_fill)
  * state's bytes per token of context, of every variant. */
 static void print_hybrid(const row *rows, int nn)
 {
-    static const char *const names[4] = {"capped", "uncapped", "sinks", "terraced"};
-    printf("\nsinks (s=4, w=64) and terraced (w=64), rest linear, same maps: per token\n"
-           "wall-clock median and CPU mean in us; state bytes per token of context\n"
-           "(still_state_bytes / N) of every variant, and of the full KV cache\n\n");
-    printf("%7s | %-17s | %-17s | %-47s\n", "", "sinks", "terraced", "state bytes per token");
-    printf("%7s | %8s %8s | %8s %8s |", "N", "wall us", "cpu us", "wall us", "cpu us");
-    for (int v = 0; v < 4; v++)
+    static const char *const names[5] = {"capped", "uncapped", "sinks", "terraced", "liger"};
+    printf("\nsinks (s=4, w=64) and terraced (w=64), rest linear, same maps, and mixer\n"
+           "liger (w=64, SPEC §16): per token wall-clock median and CPU mean in us;\n"
+           "state bytes per token of context (still_state_bytes / N) of every\n"
+           "variant, and of the full KV cache\n\n");
+    printf("%7s | %-17s | %-17s | %-17s | %-56s\n", "", "sinks", "terraced", "liger",
+           "state bytes per token");
+    printf("%7s | %8s %8s | %8s %8s | %8s %8s |", "N", "wall us", "cpu us", "wall us", "cpu us",
+           "wall us", "cpu us");
+    for (int v = 0; v < 5; v++)
         printf(" %8s", names[v]);
     printf(" %8s\n", "full KV");
     for (int i = 0; i < nn; i++) {
         const row *r = &rows[i];
-        printf("%7lld | %8.1f %8.1f | %8.1f %8.1f |", (long long)r->n, 1e6 * r->t[2].wall,
-               1e6 * r->t[2].cpu, 1e6 * r->t[3].wall, 1e6 * r->t[3].cpu);
-        for (int v = 0; v < 4; v++)
+        printf("%7lld | %8.1f %8.1f | %8.1f %8.1f | %8.1f %8.1f |", (long long)r->n,
+               1e6 * r->t[2].wall, 1e6 * r->t[2].cpu, 1e6 * r->t[3].wall, 1e6 * r->t[3].cpu,
+               1e6 * r->t[4].wall, 1e6 * r->t[4].cpu);
+        for (int v = 0; v < 5; v++)
             printf(" %8.1f", (double)r->bytes[v] / (double)r->n);
         printf(" %8.1f\n", r->full_bytes / (double)r->n);
     }
@@ -448,7 +453,7 @@ static int usage(FILE *f, int status)
             "usage: bench_decode [options]   (or: still bench --decode [options])\n"
             "\n"
             "Per-token decode latency and state bytes of STILL (capped and uncapped),\n"
-            "sinks and terraced vs full softmax decode over a growing KV cache (SPEC §7),\n"
+            "sinks, terraced and liger vs full softmax decode over a growing KV cache (SPEC §7),\n"
             "and the state bytes per token of each.\n"
             "\n"
             "  --n N1,N2,...   context lengths, ascending (default 1024,4096,16384,65536)\n"
@@ -571,10 +576,14 @@ static int run_still(const decode_bench *b, int v, row *rows, uint64_t *seed)
 {
     still_run s;
     still_state *st = NULL;
-    static const int routing[4] = {STILL_ROUTING_SALIENCY, STILL_ROUTING_SALIENCY,
-                                   STILL_ROUTING_SINKS, STILL_ROUTING_TERRACED};
-    static const char *const name[4] = {"STILL capped", "STILL uncapped", "sinks", "terraced"};
+    static const int routing[5] = {STILL_ROUTING_SALIENCY, STILL_ROUTING_SALIENCY,
+                                   STILL_ROUTING_SINKS, STILL_ROUTING_TERRACED,
+                                   STILL_ROUTING_SALIENCY};
+    static const char *const name[5] = {"STILL capped", "STILL uncapped", "sinks", "terraced",
+                                        "liger"};
     int rc = still_run_init(&s, b, v == 0 ? b->cap : 0, routing[v], seed);
+    if (v == 4) /* SPEC §16: w = 64, q_lin = q, k_lin = k */
+        s.cfg.mixer = STILL_MIXER_LIGER;
     if (!rc)
         rc = still_state_create(&s.cfg, &s.shape, &s.params, STILL_PATH_FAST, &st);
     double grow = 0.0;
@@ -649,7 +658,7 @@ int still_bench_decode(int argc, char **argv)
     for (int i = 0; i < b.nn; i++)
         rows[i].n = b.n[i];
     print_header(&b, kern->name);
-    for (int v = 0; v < 4 && !rc; v++)
+    for (int v = 0; v < 5 && !rc; v++)
         rc = run_still(&b, v, rows, &seed);
     for (int i = 0; i < b.nn && !rc; i++) {
         BENCH_PROGRESS(i, b.nn, "full softmax: N=%lld", (long long)rows[i].n);

@@ -240,4 +240,18 @@ int still__fast_threads(int threads, int64_t units);
 int still__fast_teacher_run(const still__resolved *r, const still__kernels *kern, int threads,
                             const float *q, const float *k, const float *v, float *o);
 
+/* SPEC §16: still_forward of mixer liger (lib/fast_liger.c): the window
+ * branch by the window engine, the gated linear branch per (batch, kv
+ * head) unit.  cfg is not NULL.  The parameters are not used. */
+int still__fast_forward_liger(const still_config *cfg, const still_shape *shape,
+                              const still_tensors *t);
+/* Its pieces, shared with the fast state (lib/state_fast_liger.c):
+ * φ(x) [d] = softmax(x); S [d][dv] = diag(e^{g_t}) S + φ(k_lin,t) v_t^T;
+ * gla [dv] = S^T φ(q_lin,t).  phi [d] is scratch. */
+void still__fast_liger_map(int64_t d, const float *x, float *phi);
+void still__fast_liger_update(int64_t d, int64_t dv, const float *k_lin_t, const float *v_t,
+                              float *phi, float *S);
+void still__fast_liger_read(int64_t d, int64_t dv, const float *S, const float *q_lin_t,
+                            float *phi, float *gla);
+
 #endif /* STILL_FAST_H */

@@ -122,6 +122,8 @@ int still_forward(const still_config *cfg, const still_shape *shape, const still
     const still__kernels *kern;
     int rc;
 
+    if (cfg && cfg->mixer == STILL_MIXER_LIGER) /* SPEC §16: lib/fast_liger.c */
+        return still__fast_forward_liger(cfg, shape, t);
     if ((rc = still__resolve(cfg, shape, params, &r)) || (rc = still__no_query_range(cfg)) ||
         (rc = still__check_tensors(&r, params, t, 0)) ||
         (rc = still__kernels_select(cfg ? cfg->isa : STILL_ISA_AUTO, &kern)) ||

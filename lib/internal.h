@@ -149,6 +149,10 @@ int still__ref_forward_family(const still_config *cfg, const still__resolved *r,
                               const still_params *params, const still_tensors *t, int64_t q0,
                               int64_t q1);
 
+/* SPEC §16: liger's optional q_lin [B,Hq,N,d], k_lin [B,Hk,N,d] of t are
+ * finite (STILL_E_NONFINITE otherwise); N = r->shape.seq_len. */
+int still__liger_inputs_ok(const still__resolved *r, const still_tensors *t);
+
 /* lib/ref_nsa_api.c: still_ref_forward for routing nsa (SPEC §17), the
  * queries q0..q1-1, after still__resolve. */
 int still__ref_forward_nsa(const still_config *cfg, const still__resolved *r,

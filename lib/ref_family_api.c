@@ -101,20 +101,27 @@ static int lte_params_ok(const still__resolved *r, const still_lte_params *p,
     return STILL_OK;
 }
 
+int still__liger_inputs_ok(const still__resolved *r, const still_tensors *t)
+{
+    const still_shape *s = &r->shape;
+    const int64_t nq = s->batch * s->heads_q * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    return (t->q_lin && !still__all_finite(t->dtype, t->q_lin, nq * s->dim_qk)) ||
+                   (t->k_lin && !still__all_finite(t->dtype, t->k_lin, nk * s->dim_qk))
+               ? STILL_E_NONFINITE
+               : STILL_OK;
+}
+
 /* The inputs of the family beyond still__check_tensors's: lte's X, liger's
  * q_lin, k_lin (finite); a forced selection has no meaning here. */
 static int family_tensors_ok(const still__resolved *r, const still_lte_params *lte,
                              const still_tensors *t)
 {
     const still_shape *s = &r->shape;
-    const int64_t nq = s->batch * s->heads_q * s->seq_len, nk = s->batch * s->heads_kv * s->seq_len;
+    const int64_t nk = s->batch * s->heads_kv * s->seq_len;
     if (t->selection_in)
         return STILL_E_UNSUPPORTED;
     if (r->mixer == STILL_MIXER_LIGER)
-        return (t->q_lin && !still__all_finite(t->dtype, t->q_lin, nq * s->dim_qk)) ||
-                       (t->k_lin && !still__all_finite(t->dtype, t->k_lin, nk * s->dim_qk))
-                   ? STILL_E_NONFINITE
-                   : STILL_OK;
+        return still__liger_inputs_ok(r, t);
     if (t->lte_input) {
         size_t n;
         if (still__mul3_size((size_t)nk, (size_t)lte->channels[0], sizeof(double), &n))

@@ -177,6 +177,15 @@ int64_t still__state_cache_need(const still__resolved *r, int64_t cache_n, int64
     return cache_n > r->cache_cap ? cache_n : r->cache_cap;
 }
 
+/* SPEC §16: mixer liger has units of its own on each path. */
+static int liger_ops(still_state *st)
+{
+    if (st->r.mixer == STILL_MIXER_LIGER)
+        st->ops = st->path == STILL_PATH_REF ? &still__ref_liger_state_ops
+                                             : &still__fast_liger_state_ops;
+    return STILL_OK;
+}
+
 int still__state_new(const still_config *cfg, const still_shape *shape,
                      const still_params *params, int path, still_state **out)
 {
@@ -204,13 +213,13 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
     if ((rc = still__resolve(&st->cfg, &one, params, &st->r)) ||
         (path == STILL_PATH_FAST && st->r.authors_decode && /* App. A.3: ref path only */
          (rc = STILL_E_UNSUPPORTED)) ||
-        (rc = params_copy(st, params))) {
+        (rc = liger_ops(st)) || (rc = params_copy(st, params))) {
         free(st->param_store);
         free(st);
         return rc;
     }
-    st->unit_heads = st->r.per_kv ? st->r.group : 1;
-    st->units = one.batch * (st->r.per_kv ? one.heads_kv : one.heads_q);
+    st->unit_heads = still__state_kv_units(&st->r) ? st->r.group : 1;
+    st->units = one.batch * (still__state_kv_units(&st->r) ? one.heads_kv : one.heads_q);
     if ((rc = st->ops->init(st))) {
         st->ops->fini(st);
         free(st->param_store);
@@ -224,7 +233,15 @@ int still__state_new(const still_config *cfg, const still_shape *shape,
 int still_state_create(const still_config *cfg, const still_shape *shape,
                        const still_params *params, int path, still_state **out)
 {
-    int rc = still__no_query_range(cfg); /* a stream has no fixed set of queries */
+    still_config only;
+    const still_config *checked = cfg;
+    int rc;
+    if (cfg && cfg->mixer == STILL_MIXER_LIGER) { /* SPEC §16: liger streams (its own units) */
+        only = *cfg;
+        only.mixer = STILL_MIXER_STILL;
+        checked = &only;
+    }
+    rc = still__no_query_range(checked); /* a stream has no fixed set of queries */
     if (rc)
         return rc;
     return still__state_new(cfg, shape, params, path, out);
@@ -271,7 +288,8 @@ int still_state_append(still_state *st, int64_t n, const still_tensors *t)
     checked = *t;
     if (!checked.o)
         checked.o = (void *)t; /* o is optional here; the check reads no o */
-    if ((rc = still__check_tensors(&rn, NULL, &checked, st->path == STILL_PATH_REF)))
+    if ((rc = still__check_tensors(&rn, NULL, &checked, st->path == STILL_PATH_REF)) ||
+        (rn.mixer == STILL_MIXER_LIGER && (rc = still__liger_inputs_ok(&rn, t))))
         return rc;
     if (st->position == 0)
         st->prompt = n; /* App. A.3: the first block is the prompt */

@@ -101,6 +101,17 @@ struct still_state {
 
 extern const still__state_ops still__ref_state_ops;
 extern const still__state_ops still__fast_state_ops;
+/* SPEC §16: mixer liger's units (ref/liger_state.c): one per (batch, kv
+ * head), the last min(P, w) raw keys and values and S [d][dv] */
+extern const still__state_ops still__ref_liger_state_ops;
+extern const still__state_ops still__fast_liger_state_ops; /* lib/state_fast_liger.c */
+
+/* 1 when a unit is a kv head's (per-kv selection, SPEC §5; mixer liger,
+ * whose state is the kv head's, SPEC §16), 0 when a query head's. */
+static inline int still__state_kv_units(const still__resolved *r)
+{
+    return r->per_kv || r->mixer == STILL_MIXER_LIGER;
+}
 
 /* Raw tokens of the saliency routings at position P (SPEC §5-6: chunks
  * c' <= c-L are split when query c·C arrives; L = 0 keeps the current chunk

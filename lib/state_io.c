@@ -3,7 +3,7 @@
 /* state_io.c -- SPEC §7: saving and restoring a streaming state as a
  * versioned, checksummed, little-endian byte stream.
  *
- * Stream, version 1, 2 or 3 (every integer and float little-endian, packed byte by
+ * Stream, version 1, 2, 3 or 4 (every integer and float little-endian, packed byte by
  * byte -- no struct is ever dumped):
  *
  *   magic     8 bytes  89 53 54 49 4C 4C 0D 0A  ("\x89STILL\r\n")
@@ -23,10 +23,14 @@
  *   extension (versions 2 and 3): i64 sinks; i32 rest (SPEC §12-13)
  *   extension (version 3 only, App. A.3): i32 authors_decode (1);
  *             i64 prompt, the length of the first block
+ *   extension (version 4 only, SPEC §16, after the version-2 one): i32
+ *             mixer (STILL_MIXER_LIGER); f64 alpha, beta
  *   per unit  i64 cache_n, raw_n, keys_n, folded; then its arrays in the
  *             order of the path's spans(): cache k, v, sigma, position;
  *             raw k, v, sigma; the keys of the saliency window older than
- *             the raw tokens (keys_n rows); S; z
+ *             the raw tokens (keys_n rows); S; z.  Mixer liger (version 4)
+ *             has one unit per (batch, kv head), no cache, raw_n = min(P, w),
+ *             keys_n = 0, and its arrays are raw k, v; S [d][dv]
  *   checksum  u64      FNV-1a 64 of every byte before it
  *
  * A reader checks, in this order: magic (STILL_E_FORMAT), version
@@ -41,11 +45,14 @@
 #define HEADER_BYTES_V1 180 /* magic .. units */
 #define HEADER_BYTES_V2 192 /* and the extension */
 #define HEADER_BYTES_V3 204 /* and App. A.3's */
+#define HEADER_BYTES_V4 212 /* version 2's and SPEC §16's */
 
 /* The stream version of a configuration: 1 unless it needs the fields of
  * version 2 (a version-1 stream reads as rest = linear, sinks default). */
 static uint32_t version_of(const still_config *g)
 {
+    if (g->mixer == STILL_MIXER_LIGER) /* SPEC §16 (no App. A.3 with it) */
+        return 4u;
     if (g->authors_decode)
         return 3u;
     return g->rest != STILL_REST_LINEAR || g->routing > STILL_ROUTING_NONE ? 2u : 1u;
@@ -53,7 +60,10 @@ static uint32_t version_of(const still_config *g)
 
 static size_t header_bytes(uint32_t version)
 {
-    return version == 1u ? HEADER_BYTES_V1 : version == 2u ? HEADER_BYTES_V2 : HEADER_BYTES_V3;
+    return version == 1u   ? HEADER_BYTES_V1
+           : version == 2u ? HEADER_BYTES_V2
+           : version == 3u ? HEADER_BYTES_V3
+                           : HEADER_BYTES_V4;
 }
 #define UNIT_HEAD_BYTES 32
 static const uint8_t stream_magic[8] = {0x89, 'S', 'T', 'I', 'L', 'L', '\r', '\n'};
@@ -247,6 +257,11 @@ static void put_header(cursor *c, const still_state *st, size_t len)
         put_u32(c, (uint32_t)g->authors_decode);
         put_u64(c, (uint64_t)st->prompt);
     }
+    if (version_of(g) == 4u) {
+        put_u32(c, (uint32_t)g->mixer);
+        put_f64(c, g->alpha);
+        put_f64(c, g->beta);
+    }
 }
 
 int still_state_save(const still_state *st, void *buf, size_t cap, size_t *len)
@@ -318,6 +333,8 @@ static int counts_ok(const still_state *st, int64_t P, const still__unit_counts 
         k->keys_n != (window > raw ? window - raw : 0) || k->cache_n > P - k->raw_n ||
         k->folded != P - k->raw_n - k->cache_n)
         return 0;
+    if (r->mixer == STILL_MIXER_LIGER) /* SPEC §16: the window and S only */
+        return k->cache_n == 0;
     if (r->engine == STILL__ENGINE_WINDOW) /* the sinks that left the window */
         return k->cache_n == (r->sinks < P - k->raw_n ? r->sinks : P - k->raw_n);
     int64_t split = (P - k->raw_n) / r->C; /* chunks split so far */
@@ -355,6 +372,11 @@ static int unit_stream_bytes(const still__resolved *r, int path, int64_t unit_he
     const size_t e = path == STILL_PATH_REF ? 8 : 4;
     const int64_t d = r->shape.dim_qk, dv = r->shape.dim_v;
     size_t n, s;
+    if (r->mixer == STILL_MIXER_LIGER) /* SPEC §16: raw k, v; S [d][dv] */
+        return still__mul3_size((size_t)d, (size_t)dv, e, &n) ||
+                       still__mul_size((size_t)(d + dv), e, &s) || add_mul(&n, k->raw_n, s)
+                   ? -1
+                   : (*bytes = n, 0);
     if (still__mul3_size((size_t)unit_heads, (size_t)r->m, (size_t)(dv + 1), &n) || /* S, z */
         still__mul_size(n, e, &n) || add_mul(&n, k->cache_n, 16) || add_mul(&n, k->raw_n, 8) ||
         still__mul_size((size_t)(d + dv), e, &s) || add_mul(&n, k->cache_n, s) ||
@@ -410,10 +432,10 @@ static int units_fit(const cursor *c, const still_config *cfg, const still_shape
     size_t per, all;
     if (still__resolve(cfg, shape, params, &r))
         return STILL_OK;
-    const int64_t heads = r.per_kv ? shape->heads_kv : shape->heads_q;
+    const int64_t heads = still__state_kv_units(&r) ? shape->heads_kv : shape->heads_q;
     if (heads > INT64_MAX / shape->batch || units != shape->batch * heads)
         return STILL_E_FORMAT;
-    if (unit_stream_bytes(&r, path, r.per_kv ? r.group : 1, &none, &per) ||
+    if (unit_stream_bytes(&r, path, still__state_kv_units(&r) ? r.group : 1, &none, &per) ||
         per > SIZE_MAX - UNIT_HEAD_BYTES ||
         still__mul_size((size_t)units, per + UNIT_HEAD_BYTES, &all) || all > c->end - c->off)
         return STILL_E_FORMAT;
@@ -441,7 +463,7 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
     if (len < 12)
         return STILL_E_FORMAT;
     const uint32_t version = le32(c.q + 8);
-    if (version < 1u || version > 3u)
+    if (version < 1u || version > 4u)
         return STILL_E_VERSION;
     if (len < header_bytes(version) + 8 ||
         (total = le64(c.q + 16)) != (uint64_t)len)
@@ -460,6 +482,9 @@ int still_state_load(const void *buf, size_t len, const still_params *params,
         return STILL_E_FORMAT;
     if (version == 3u && (get_i32(&c, &cfg.authors_decode) || get_i64(&c, &prompt) ||
                           prompt < 0 || prompt > position || (position > 0 && prompt == 0)))
+        return STILL_E_FORMAT;
+    if (version == 4u &&
+        (get_i32(&c, &cfg.mixer) || get_f64(&c, &cfg.alpha) || get_f64(&c, &cfg.beta)))
         return STILL_E_FORMAT;
     if (version_of(&cfg) != version) /* one configuration, one stream */
         return STILL_E_FORMAT;

@@ -164,6 +164,20 @@ void still__ref_liger_row(const still__resolved *r, int64_t t, const double *q_t
                           const double *k, const double *v, const double *q_lin_t,
                           const double *k_lin, int decay, double *scratch, double *o_t);
 
+/* φ(x) [d] = softmax(x) over the head dimension, no scale (SPEC §16). */
+void still__ref_liger_map(int64_t d, const double *x, double *phi);
+
+/* log(sigmoid(x)), stable for every finite x. */
+double still__ref_logsigmoid(double x);
+
+/* The decode form of GLA (SPEC §16), one kv head's S [d][dv]:
+ * update: S = diag(e^{g_t}) S + φ(k_lin,t) v_t^T (decay = 0: g = 0),
+ * phi_k [d] scratch; read: gla [dv] = S^T φ(q_lin,t), phi_q [d] scratch. */
+void still__ref_liger_update(int64_t d, int64_t dv, const double *k_lin_t, const double *v_t,
+                             int decay, double *phi_k, double *S);
+void still__ref_liger_read(int64_t d, int64_t dv, const double *S, const double *q_lin_t,
+                           double *phi_q, double *gla);
+
 /* ---- SPEC §17: routing nsa (native sparse attention) ----------------- */
 
 /* The blocks of r->nsa_block positions visible to query t (complete by

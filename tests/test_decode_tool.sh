@@ -103,6 +103,8 @@ stop_resume ref "ref: stop + resume = one run (cap 5, L=0)" --chunk 8 --topk 2 -
 stop_resume ref "ref: stop + resume = one run (routing window)" --chunk 8 --routing window --window 6
 stop_resume fast "fast: stop + resume = one run (cap 5)" --chunk 8 --topk 2 --cap 5
 stop_resume fast "fast: stop + resume = one run (L=1, routing all)" --chunk 8 --routing all --local 1
+stop_resume ref "ref: stop + resume = one run (mixer liger, SPEC §16)" --mixer liger --window 6
+stop_resume fast "fast: stop + resume = one run (mixer liger)" --mixer liger --window 6
 
 # three legs: 0..9, 10..29, 30..44
 run "$STILL" decode $IN --chunk 8 --topk 2 --cap 5 --stop 10 --out "$dir/l1.npy" --state-out "$dir/l1.st" &&
@@ -113,6 +115,17 @@ run "$STILL" decode $IN --chunk 8 --topk 2 --cap 5 --stop 10 --out "$dir/l1.npy"
     run "$STILL" decode $IN --chunk 8 --topk 2 --cap 5 --out "$dir/a.npy" --state-out "$dir/a.st" &&
     cmp -s "$dir/l3.st" "$dir/a.st"
 report $? "three legs through two state files = one run"
+
+# mixer liger's linear inputs through still decode (SPEC §16)
+$GEN "$dir/ql1.npy" f8 7 1.0 1 $N 8 && $GEN "$dir/kl1.npy" f8 8 1.0 1 $N 8 &&
+    run "$STILL" decode $IN1 --mixer liger --window 6 --q-lin "$dir/ql1.npy" \
+        --k-lin "$dir/kl1.npy" --out "$dir/lg.npy" &&
+    run "$STILL" run $IN1 --mixer liger --window 6 --q-lin "$dir/ql1.npy" \
+        --k-lin "$dir/kl1.npy" --mode decode --out "$dir/lr.npy" &&
+    cmp -s "$dir/lg.npy" "$dir/lr.npy" &&
+    run "$STILL" decode $IN1 --mixer liger --window 6 --out "$dir/l0.npy" &&
+    ! cmp -s "$dir/lg.npy" "$dir/l0.npy"
+report $? "decode --mixer liger --q-lin --k-lin = run --mode decode, and the inputs count"
 
 # still run --mode decode = still decode (the same appends of one token)
 run "$STILL" run $IN --chunk 8 --topk 2 --cap 5 --mode decode --out "$dir/r.npy" &&

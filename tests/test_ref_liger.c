@@ -270,10 +270,16 @@ START_TEST(test_invalid_liger_refused)
     tf.dtype = STILL_F32;
     tf.q = tf.k = tf.v = qf;
     tf.o = of;
-    ck_assert_int_eq(still_forward(&c.cfg, &c.shape, NULL, &tf), STILL_E_UNSUPPORTED);
+    float ql[16] = {0};
+    tf.q_lin = ql;
+    ql[5] = NAN; /* the fast path checks the linear inputs as the ref does */
+    ck_assert_int_eq(still_forward(&c.cfg, &c.shape, NULL, &tf), STILL_E_NONFINITE);
+    tf.q_lin = NULL;
     still_state *st = NULL;
+    c.cfg.query_end = 4; /* a stream has no range of queries */
     ck_assert_int_eq(still_state_create(&c.cfg, &c.shape, NULL, STILL_PATH_FAST, &st),
                      STILL_E_UNSUPPORTED);
+    c.cfg.query_end = 0;
     double loss;
     ck_assert_int_eq(still_transfer_grad(&c.cfg, &c.shape, NULL, &tf, NULL, &loss, NULL),
                      STILL_E_UNSUPPORTED);

@@ -275,7 +275,7 @@ static void foreign_streams(int path)
     size_t len;
     uint8_t *buf = small_stream(path, 10, &len, &c), *bad = tu_alloc(len);
     still_state *st;
-    static const uint32_t versions[] = {0, 4, 0x01000000u}; /* 1 to 3 exist */
+    static const uint32_t versions[] = {0, 5, 0x01000000u}; /* 1 to 4 exist */
     for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
         memcpy(bad, buf, len);
         for (int b = 0; b < 4; b++)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Copyright (c) 2026 The libstill authors
-# test_tool_family.sh -- `still run --path ref` with routing lte and mixer
+# test_tool_family.sh -- `still run` with routing lte and mixer
 # liger (SPEC §11, §15-16), printing TAP: the identities of §15-16
 # through the tool (budget >= N with positive scores is the teacher,
 # non-positive scores without sinks are a window of w+1 with rest drop,
@@ -61,8 +61,22 @@ expect 0 "routing window with rest drop" "$STILL" run $Q --routing window --wind
 expect 0 "... they agree" "$STILL" check "$dir/o_lig.npy" "$dir/o_win4.npy" --rtol 0 --atol 1e-14
 expect 0 "liger with its linear inputs" "$STILL" run $Q --mixer liger --lte-dilation 1 \
     --q-lin "$dir/ql.npy" --k-lin "$dir/kl.npy" --out "$dir/o_lig2.npy"
+expect 0 "liger with w = 4 and its linear inputs" "$STILL" run $Q --mixer liger --window 4 \
+    --q-lin "$dir/ql.npy" --k-lin "$dir/kl.npy" --out "$dir/o_lig3.npy"
 expect 1 "... the linear branch changes the output" "$STILL" check "$dir/o_lig2.npy" \
     "$dir/o_lig.npy" --rtol 0 --atol 1e-6
+expect 0 "liger decoded token by token on the ref path" "$STILL" run $Q --mixer liger \
+    --window 4 --q-lin "$dir/ql.npy" --k-lin "$dir/kl.npy" --mode decode --out "$dir/o_ligd.npy"
+expect 0 "... equals its prefill (SPEC §16: decode = prefill)" "$STILL" check \
+    "$dir/o_ligd.npy" "$dir/o_lig3.npy" --rtol 0 --atol 1e-12
+expect 0 "liger on the fast path" "$STILL" run $Q --mixer liger --window 4 --path fast \
+    --q-lin "$dir/ql.npy" --k-lin "$dir/kl.npy" --out "$dir/o_ligf.npy"
+expect 0 "... within SPEC §10 of the ref" "$STILL" check "$dir/o_ligf.npy" "$dir/o_lig3.npy" \
+    --rtol 0 --atol 1e-5
+expect 0 "liger decoded on the fast path" "$STILL" run $Q --mixer liger --window 4 --path fast \
+    --q-lin "$dir/ql.npy" --k-lin "$dir/kl.npy" --mode decode --out "$dir/o_ligfd.npy"
+expect 0 "... within SPEC §10 of the ref" "$STILL" check "$dir/o_ligfd.npy" "$dir/o_lig3.npy" \
+    --rtol 0 --atol 1e-5
 
 expect 2 "routing lte without --budget" "$STILL" run $Q --routing lte \
     --params "$dir/pos.safetensors" --out "$dir/x.npy"

@@ -249,6 +249,19 @@ static double teacher_flops(int64_t N, int64_t H, int64_t d)
 
 typedef int (*bench_fn)(const still_config *cfg, bench_inputs *in);
 
+/* Mixer liger (SPEC §16): the window of w, and the gated linear state
+ * d x dv per token: its update (decay and phi(k) v^T) and its read. */
+static double liger_flops(const still_config *cfg, int64_t N, int64_t H, int64_t d)
+{
+    const int64_t w = cfg->window ? cfg->window : cfg->chunk;
+    double exact = 0.0;
+    for (int64_t t = 0; t < N; t++)
+        exact += (double)(t + 1 < w ? t + 1 : w);
+    double flops = exact * 2.0 * (double)(d + d);         /* SWA: q.k, p v */
+    flops += 2.0 * 2.0 * (double)N * (double)d * (double)d; /* S update, S^T phi(q) */
+    return flops * (double)H;
+}
+
 static int run_still(const still_config *cfg, bench_inputs *in)
 {
     still_tensors t;
@@ -531,6 +544,8 @@ static int bench_run(const bench_opts *o)
     terraced.routing = STILL_ROUTING_TERRACED;
     still_config all = base; /* STILL's exact branch over every key (SPEC I1) */
     all.routing = STILL_ROUTING_ALL;
+    still_config liger = base; /* SPEC §16, w = 64, alpha = beta = 1/2 */
+    liger.mixer = STILL_MIXER_LIGER;
     if ((rc = still__kernels_select(o->isa, &kern)))
         return tool_fail(TOOL_EXIT_LIBRARY, "bench", "--isa: %s", tool_status_name(rc));
     if (plot && !on_path("gnuplot")) { /* said now, and the table goes on */
@@ -579,13 +594,16 @@ static int bench_run(const bench_opts *o)
         if (!rc && (failed = "STILL capped"))
             row->capped = time_median(run_still, &capped, &in, reps, &rc);
         print_cell(N, "STILL capped", row->capped, fl_cap, peak, "");
-        for (int h = 0; h < 2 && !rc; h++) {
-            const still_config *hc = h ? &terraced : &sinks;
-            const char *name = h ? "terraced (w=64)" : "sinks (s=4, w=64)";
+        for (int h = 0; h < 3 && !rc; h++) {
+            const still_config *hc = h == 2 ? &liger : h ? &terraced : &sinks;
+            const char *name = h == 2 ? "liger (w=64)" : h ? "terraced (w=64)" : "sinks (s=4, w=64)";
             failed = name;
             tool_progress(i, o->nn, "N=%lld: %s", (long long)N, name);
             double t = time_median(run_still, hc, &in, reps, &rc);
-            print_cell(N, name, t, hybrid_flops(hc, N, o->heads, o->dim, o->f), peak, "");
+            print_cell(N, name, t,
+                       h == 2 ? liger_flops(hc, N, o->heads, o->dim)
+                              : hybrid_flops(hc, N, o->heads, o->dim, o->f),
+                       peak, "");
         }
         if (!rc && N <= o->teacher_max && (failed = "teacher")) {
             tool_progress(i, o->nn, "N=%lld: teacher", (long long)N);

@@ -241,7 +241,7 @@ static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, i
     const int64_t most = first > 1 ? first : 1, len = T - P;
     const size_t nq = (size_t)(rq * most * s->dim_qk), nk = (size_t)(rk * most * s->dim_qk),
                  nv = (size_t)(rk * most * s->dim_v), no = (size_t)(rq * most * s->dim_v);
-    unsigned char *buf = malloc((nq + nk + nv + 2 * no) * es);
+    unsigned char *buf = malloc((2 * nq + 2 * nk + nv + 2 * no) * es); /* + q_lin, k_lin */
     double *sig = sigma ? malloc((size_t)(rq * most) * sizeof(double)) : NULL;
     int rc = STILL_OK;
     if (!buf || (sigma && !sig)) {
@@ -250,22 +250,27 @@ static int run_appends(still_state *st, const tool_attn_inputs *in, int64_t P, i
         return STILL_E_NOMEM;
     }
     void *q = buf, *k = buf + nq * es, *v = buf + (nq + nk) * es, *g = buf + (nq + nk + nv) * es,
-         *o = buf + (nq + nk + nv + no) * es;
+         *o = buf + (nq + nk + nv + no) * es, *ql = buf + (nq + nk + nv + 2 * no) * es,
+         *kl = buf + (2 * nq + nk + nv + 2 * no) * es;
     for (int64_t t = P; t < T && !rc;) {
         int64_t n = t == P && first > 0 ? first : 1;
         tool_progress(t - P, T - P, "%s", n > 1 ? "prefill block" : "decode, token");
         int64_t r, w;
         token_rows(s, s->heads_q, s->dim_qk, &r, &w);
         slice_tokens(in->q, r, N, w, t, n, es, q);
+        if (in->q_lin) /* SPEC §16: mixer liger's linear-branch inputs */
+            slice_tokens(in->q_lin, r, N, w, t, n, es, ql);
         token_rows(s, s->heads_kv, s->dim_qk, &r, &w);
         slice_tokens(in->k, r, N, w, t, n, es, k);
+        if (in->k_lin)
+            slice_tokens(in->k_lin, r, N, w, t, n, es, kl);
         token_rows(s, s->heads_kv, s->dim_v, &r, &w);
         slice_tokens(in->v, r, N, w, t, n, es, v);
         token_rows(s, s->heads_q, s->dim_v, &r, &w);
         if (in->gate)
             slice_tokens(in->gate, r, N, w, t, n, es, g);
         still_tensors tb = {in->dtype, q, k, v, in->gate ? g : NULL, o, sig, NULL, NULL, NULL,
-                            NULL, NULL, NULL, NULL};
+                            in->q_lin ? ql : NULL, in->k_lin ? kl : NULL, NULL, NULL};
         if ((rc = still_state_append(st, n, &tb)))
             break;
         place_tokens(o, r, len, w, t - P, n, es, out);

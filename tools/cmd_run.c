@@ -57,7 +57,9 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
         return rc;
     size_t nq = (size_t)(rq * s->dim_qk), nk = (size_t)(rk * s->dim_qk),
            nv = (size_t)(rk * s->dim_v), no = (size_t)(rq * s->dim_v);
-    unsigned char *buf = malloc((nq + nk + nv + 2 * no) * es + (size_t)rq * sizeof(double));
+    /* and SPEC §16's q_lin, k_lin (mixer liger), when given */
+    unsigned char *buf =
+        malloc((2 * nq + 2 * nk + nv + 2 * no) * es + (size_t)rq * sizeof(double));
     if (!buf) {
         still_state_destroy(st);
         return STILL_E_NOMEM;
@@ -66,9 +68,11 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
     double *s1 = (double *)buf;
     unsigned char *a = buf + (size_t)rq * sizeof(double);
     void *q1 = a, *k1 = a + nq * es, *v1 = a + (nq + nk) * es, *g1 = a + (nq + nk + nv) * es,
-         *o1 = a + (nq + nk + nv + no) * es;
+         *o1 = a + (nq + nk + nv + no) * es, *ql1 = a + (nq + nk + nv + 2 * no) * es,
+         *kl1 = a + (2 * nq + nk + nv + 2 * no) * es;
     still_tensors t1 = {in->dtype, q1, k1, v1, in->gate ? g1 : NULL, o1,
-                        sigma ? s1 : NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                        sigma ? s1 : NULL, NULL, NULL, NULL, in->q_lin ? ql1 : NULL,
+                        in->k_lin ? kl1 : NULL, NULL, NULL};
     for (int64_t t = 0; t < N && !rc; t++) {
         tool_progress(t, N, "%s path decode, token", o->path == TOOL_PATH_FAST ? "fast" : "ref");
         move_token(0, in->q, q1, rq, N, s->dim_qk, t, es);
@@ -76,6 +80,10 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
         move_token(0, in->v, v1, rk, N, s->dim_v, t, es);
         if (in->gate)
             move_token(0, in->gate, g1, rq, N, s->dim_v, t, es);
+        if (in->q_lin)
+            move_token(0, in->q_lin, ql1, rq, N, s->dim_qk, t, es);
+        if (in->k_lin)
+            move_token(0, in->k_lin, kl1, rk, N, s->dim_qk, t, es);
         if ((rc = still_state_append(st, 1, &t1)))
             break;
         move_token(1, out, o1, rq, N, s->dim_v, t, es);

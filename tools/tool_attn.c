@@ -51,7 +51,7 @@ const char tool_attn_options_help[] =
     "  --lte-dilation D,..  routing lte: the dilation of each conv layer (default 2)\n"
     "  --lte-input X.npy    routing lte: the network input [B,Hk,N,c0] (default the\n"
     "                       concatenation [k, v]); weights lte.* in --params\n"
-    "  --mixer M            still (default) or liger (--path ref): alpha SWA + beta GLA\n"
+    "  --mixer M            still (default) or liger: alpha SWA + beta GLA (SPEC §16)\n"
     "  --alpha A            liger's weight of the window branch (default 0.5)\n"
     "  --beta B             liger's weight of the linear branch (default 0.5)\n"
     "  --q-lin Q.npy        liger's linear-branch queries, as q (default q)\n"
@@ -312,11 +312,9 @@ int tool_attn_check(const char *cmd, const tool_attn_opts *o)
     if (o->cfg.routing == STILL_ROUTING_SALIENCY && o->cfg.topk > o->cfg.chunk)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--topk %lld exceeds --chunk %lld (SPEC §5: "
                          "0 <= k <= C)", (long long)o->cfg.topk, (long long)o->cfg.chunk);
-    if ((o->cfg.routing == STILL_ROUTING_LTE || o->cfg.mixer == STILL_MIXER_LIGER) &&
-        (o->path != TOOL_PATH_REF || o->decode))
-        return tool_fail(TOOL_EXIT_USAGE, cmd, "%s exists on --path ref --mode prefill only "
-                         "for now", o->cfg.mixer == STILL_MIXER_LIGER ? "--mixer liger"
-                                                                      : "--routing lte");
+    if (o->cfg.routing == STILL_ROUTING_LTE && (o->path != TOOL_PATH_REF || o->decode))
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing lte exists on --path ref --mode "
+                         "prefill only for now");
     if (o->cfg.routing == STILL_ROUTING_LTE && (!o->budget_given || !o->params))
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing lte needs --budget and --params "
                          "with its weights lte.* (SPEC §15)");
