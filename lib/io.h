@@ -28,7 +28,8 @@ enum {
     STILL__DT_F4 = 2, /* <f4 */
     STILL__DT_F8 = 3, /* <f8 */
     STILL__DT_U1 = 4, /* |u1 */
-    STILL__DT_BF16 = 5 /* safetensors BF16, read only (converted) */
+    STILL__DT_BF16 = 5, /* safetensors BF16, read only (converted) */
+    STILL__DT_I4 = 6    /* <i4, write only (routing nsa's selected blocks, SPEC §17) */
 };
 
 /* An n-dimensional array owned by this struct (data from malloc). */
@@ -53,7 +54,7 @@ int still__array_to_f32(const still__array *a, float **out);
 int still__npy_parse(const void *buf, size_t len, const char *name, still__array *a,
                      char *err, size_t errlen);
 int still__npy_read(const char *path, still__array *a, char *err, size_t errlen);
-/* dtype one of F4, F8, U1; writes version 1.0 (2.0 if the header needs it). */
+/* dtype one of F4, F8, U1, I4; writes version 1.0 (2.0 if the header needs it). */
 int still__npy_write(const char *path, int dtype, int ndim, const int64_t *shape,
                      const void *data, char *err, size_t errlen);
 /* The same bytes written at the current offset of an open file descriptor

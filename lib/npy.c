@@ -39,6 +39,7 @@ size_t still__dtype_size(int dtype)
     case STILL__DT_F4: return 4;
     case STILL__DT_F8: return 8;
     case STILL__DT_U1: return 1;
+    case STILL__DT_I4: return 4;
     default: return 0;
     }
 }
@@ -51,6 +52,7 @@ const char *still__dtype_name(int dtype)
     case STILL__DT_F4: return "<f4";
     case STILL__DT_F8: return "<f8";
     case STILL__DT_U1: return "|u1";
+    case STILL__DT_I4: return "<i4";
     default: return "?";
     }
 }
@@ -762,9 +764,10 @@ static int npy_write_to(const char *path, int fd, int dtype, int ndim, const int
 
     if (!path || (ndim > 0 && !shape))
         return still__io_fail(err, errlen, STILL_E_NULL, "%s: no path or shape", where);
-    if (dtype != STILL__DT_F4 && dtype != STILL__DT_F8 && dtype != STILL__DT_U1)
+    if (dtype != STILL__DT_F4 && dtype != STILL__DT_F8 && dtype != STILL__DT_U1 &&
+        dtype != STILL__DT_I4)
         return still__io_fail(err, errlen, STILL_E_DTYPE,
-                              "%s: cannot write dtype %s, expected <f4, <f8 or |u1", where,
+                              "%s: cannot write dtype %s, expected <f4, <f8, |u1 or <i4", where,
                               still__dtype_name(dtype));
     if (ndim < 0 || ndim > STILL__MAX_NDIM)
         return still__io_fail(err, errlen, STILL_E_SHAPE, "%s: %d dimensions, expected 0..%d",

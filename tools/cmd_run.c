@@ -95,6 +95,16 @@ static int run_decode(const tool_attn_opts *o, const tool_attn_inputs *in,
     return rc;
 }
 
+/* The selected blocks of routing nsa for rows queries, S each (SPEC §17);
+ * NULL when they do not fit in memory. */
+static int32_t *nsa_blocks_new(const still_config *cfg, size_t rows)
+{
+    size_t n;
+    if (cfg->nsa_topk < 1 || still__mul3_size(rows, (size_t)cfg->nsa_topk, sizeof(int32_t), &n))
+        return NULL;
+    return malloc(n);
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *cmd = "run";
@@ -113,14 +123,17 @@ int cmd_run(int argc, char **argv)
     size_t rows = (size_t)(s->batch * s->heads_q * s->seq_len);
     void *out = malloc(rows * (size_t)s->dim_v * es);
     double *sigma = o.scores_out ? malloc(rows * sizeof *sigma) : NULL;
-    uint8_t *sel = o.select_out ? malloc(rows) : NULL;
-    if (!out || (o.scores_out && !sigma) || (o.select_out && !sel)) {
+    /* SPEC §17: routing nsa's selection is its blocks [B,Hq,N,S] int32 */
+    const int nsa = o.cfg.routing == STILL_ROUTING_NSA;
+    uint8_t *sel = o.select_out && !nsa ? malloc(rows) : NULL;
+    int32_t *blocks = o.select_out && nsa ? nsa_blocks_new(&o.cfg, rows) : NULL;
+    if (!out || (o.scores_out && !sigma) || (o.select_out && !sel && !blocks)) {
         rc = tool_fail(TOOL_EXIT_LIBRARY, cmd, "out of memory for the outputs");
         goto done;
     }
     const still_params *params = o.params ? &in.params : NULL;
     still_tensors t = {in.dtype, in.q, in.k, in.v, in.gate, out, sigma, sel, in.selection_in,
-                       in.lte_input, in.q_lin, in.k_lin, NULL, NULL};
+                       in.lte_input, in.q_lin, in.k_lin, in.nsa_gates, blocks};
     int idle = 0;
     if ((rc = tool_mpi_split(cmd, &o, s->seq_len, &idle)))
         goto done;
@@ -154,7 +167,7 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
 
-    tool_output outs[3];
+    tool_output outs[4];
     int n = 0;
     outs[n] = (tool_output){o.out, o.dtype ? o.dtype
                                            : o.path == TOOL_PATH_FAST ? STILL__DT_F4 : STILL__DT_F8,
@@ -177,6 +190,12 @@ int cmd_run(int argc, char **argv)
             outs[n].shape[outs[n].ndim - 2] = s->heads_kv;
         n++;
     }
+    if (blocks) {
+        outs[n] = (tool_output){o.select_out, STILL__DT_I4, 0, {0}, blocks, STILL_F64};
+        outs[n].ndim = tool_attn_out_shape(&in, 0, outs[n].shape);
+        outs[n].shape[outs[n].ndim++] = o.cfg.nsa_topk; /* [B,Hq,N,S], as sigma's [B,Hq,N] */
+        n++;
+    }
     if ((rc = tool_write_outputs(cmd, outs, n)) || (rc = tool_out_commit(cmd)))
         goto done;
     char shape[160];
@@ -193,6 +212,7 @@ done:
     free(out);
     free(sigma);
     free(sel);
+    free(blocks);
     tool_attn_free(&in);
     return rc;
 }

@@ -140,6 +140,7 @@ typedef struct tool_attn_opts { /* (declared above for tool_mpi_split) */
     int layout; /* --layout: STILL_LAYOUT_BHND (default) or _BNHD, of every array file
                    but sigma and selections */
     int budget_given; /* --budget (required by routing lte) */
+    const char *nsa_gates; /* SPEC §17: --nsa-gates */
 } tool_attn_opts;
 
 void tool_attn_defaults(tool_attn_opts *o);
@@ -176,6 +177,7 @@ typedef struct tool_attn_inputs {
     void *lte_input, *q_lin, *k_lin; /* SPEC §15-16, or NULL */
     still_lte_params lte;            /* with routing lte: from --params */
     double *lte_storage;
+    void *nsa_gates;                 /* SPEC §17: [B,Hq,N,3], or NULL */
 } tool_attn_inputs;
 
 /* Loads q, k, v (and gate, params, select-in when asked) converted to the

@@ -56,6 +56,13 @@ const char tool_attn_options_help[] =
     "  --beta B             liger's weight of the linear branch (default 0.5)\n"
     "  --q-lin Q.npy        liger's linear-branch queries, as q (default q)\n"
     "  --k-lin K.npy        liger's linear-branch keys, as k (default k)\n"
+    "  --routing nsa        native sparse attention (SPEC §17, --path ref): compressed,\n"
+    "                       selected and sliding branches; --window W its sliding\n"
+    "                       window (default 512)\n"
+    "  --nsa-block BS       routing nsa: positions per block, BS >= 1 (default 64)\n"
+    "  --nsa-topk S         routing nsa: blocks selected per query, S >= 3 (default 16)\n"
+    "  --nsa-gates G.npy    routing nsa: the gates (cmp, slc, swa) [B,Hq,N,3]\n"
+    "                       (default all ones)\n"
     "  --compat authors     the authors' prefill (App. A): --saliency authors\n"
     "                       --phantom-sink --chunk 64 --window 64 --topk 4 --local 2\n"
     "                       --eps-den 1e-6 (options after it override these)\n"
@@ -78,7 +85,8 @@ const char tool_attn_options_help[] =
     "                       lte: the retention scores r [B,Hk,N]\n"
     "  --select-out S.npy   the selection [B,Hq,N], |u1: 1 = selected when its chunk\n"
     "                       was split; routing lte: [B,Hk,N], 1 = retained after the\n"
-    "                       last query (sinks and window excluded)\n"
+    "                       last query (sinks and window excluded); routing nsa:\n"
+    "                       the selected blocks [B,Hq,N,S], <i4, ascending, -1 = none\n"
     "  --select-in S.npy    a forced selection [B,Hq,N], |u1 (exactly K ones in every\n"
     "                       complete chunk)\n"
     "(outputs of 3-D inputs are 3-D too: o [Hq,N,dv], sigma and selections [Hq,N])\n";
@@ -102,8 +110,8 @@ static int choose(const char *cmd, const char *opt, const char *val, const char 
 }
 
 /* indexed by the STILL_ROUTING_* value */
-static const char *const routing_names[] = {"saliency", "window", "all", "none",
-                                             "sinks",    "terraced", "lte"};
+static const char *const routing_names[] = {"saliency", "window",   "all", "none",
+                                             "sinks",    "terraced", "lte", "nsa"};
 static const char *const rest_names[] = {"linear", "drop"};
 static const char *const mixer_names[] = {"still", "liger"};
 static const char *const act_names[] = {"hedgehog", "softmax", "elu1", "relu"};
@@ -120,10 +128,10 @@ static const char **file_option(tool_attn_opts *o, const char *arg, const char *
 {
     static const char *const names[] = {"--q", "--k", "--v", "--gate", "--params", "--out",
                                         "--scores-out", "--select-out", "--select-in",
-                                        "--lte-input", "--q-lin", "--k-lin"};
+                                        "--lte-input", "--q-lin", "--k-lin", "--nsa-gates"};
     const char **fields[] = {&o->q, &o->k, &o->v, &o->gate, &o->params, &o->out,
                              &o->scores_out, &o->select_out, &o->select_in,
-                             &o->lte_input, &o->q_lin, &o->k_lin};
+                             &o->lte_input, &o->q_lin, &o->k_lin, &o->nsa_gates};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (tool_is_option(arg, names[i])) {
             *name = names[i];
@@ -223,6 +231,7 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         {"--window", 2, INT64_C(1) << 40}, {"--local", 0, INT64_C(1) << 40},
         {"--cap", 0, INT64_C(1) << 40},   {"--threads", 0, STILL_THREADS_MAX},
         {"--sinks", 0, INT64_C(1) << 40}, {"--budget", 0, INT64_C(1) << 40},
+        {"--nsa-block", 1, INT64_C(1) << 40}, {"--nsa-topk", 3, INT64_C(1) << 40}, /* SPEC §17 */
     };
     for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
         if (!tool_is_option(a, ints[k].opt))
@@ -238,7 +247,9 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
         case 4: o->cfg.max_sel = x; break;
         case 5: o->cfg.threads = (int)x; break;
         case 6: o->cfg.sinks = x; break;
-        default: o->cfg.budget = x; o->budget_given = 1; break;
+        case 7: o->cfg.budget = x; o->budget_given = 1; break;
+        case 8: o->cfg.nsa_block = x; break;
+        default: o->cfg.nsa_topk = x; break;
         }
         return 1;
     }
@@ -268,7 +279,8 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     }
     /* keywords */
     static const struct { const char *opt; const char *const *names; int n; const char *list; } kw[] = {
-        {"--routing", routing_names, 7, "saliency, window, all, none, sinks, terraced or lte"},
+        {"--routing", routing_names, 8,
+         "saliency, window, all, none, sinks, terraced, lte or nsa"},
         {"--act", act_names, 4, "hedgehog, softmax, elu1 or relu"},
         {"--isa", isa_names, 5, "auto, generic, avx2, avx512 or neon"},
         {"--path", path_names, 2, "ref or fast"},
@@ -302,8 +314,29 @@ int tool_attn_option(const char *cmd, tool_attn_opts *o, int argc, char **argv, 
     return 0;
 }
 
+/* SPEC §17: routing nsa on the reference path, prefill; its
+ * selection is --select-out's, and it has no sigma, no forced selection. */
+static int nsa_check(const char *cmd, const tool_attn_opts *o)
+{
+    if (o->cfg.routing != STILL_ROUTING_NSA)
+        return o->nsa_gates ? tool_fail(TOOL_EXIT_USAGE, cmd, "--nsa-gates needs --routing nsa")
+                            : TOOL_EXIT_OK;
+    if (o->path != TOOL_PATH_REF)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing nsa exists on --path ref only for now "
+                         "(the fast path does not compute it yet)");
+    if (o->decode)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing nsa exists on --mode prefill only for "
+                         "now");
+    if (o->scores_out || o->select_in)
+        return tool_fail(TOOL_EXIT_USAGE, cmd, "%s has no meaning for routing nsa (SPEC §17: no "
+                         "saliency; --select-out writes its selected blocks)",
+                         o->scores_out ? "--scores-out" : "--select-in");
+    return TOOL_EXIT_OK;
+}
+
 int tool_attn_check(const char *cmd, const tool_attn_opts *o)
 {
+    int rc;
     if (!o->q || !o->k || !o->v)
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--q, --k and --v are required (missing %s; see "
                          "still %s --help)", !o->q ? "--q" : !o->k ? "--k" : "--v", cmd);
@@ -315,6 +348,8 @@ int tool_attn_check(const char *cmd, const tool_attn_opts *o)
     if (o->cfg.routing == STILL_ROUTING_LTE && (o->path != TOOL_PATH_REF || o->decode))
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing lte exists on --path ref --mode "
                          "prefill only for now");
+    if ((rc = nsa_check(cmd, o)))
+        return rc;
     if (o->cfg.routing == STILL_ROUTING_LTE && (!o->budget_given || !o->params))
         return tool_fail(TOOL_EXIT_USAGE, cmd, "--routing lte needs --budget and --params "
                          "with its weights lte.* (SPEC §15)");
@@ -338,7 +373,8 @@ int tool_attn_outputs(const char *cmd, const tool_attn_opts *o)
         (rc = tool_out_input(cmd, "--select-in", o->select_in)) ||
         (rc = tool_out_input(cmd, "--lte-input", o->lte_input)) ||
         (rc = tool_out_input(cmd, "--q-lin", o->q_lin)) ||
-        (rc = tool_out_input(cmd, "--k-lin", o->k_lin)))
+        (rc = tool_out_input(cmd, "--k-lin", o->k_lin)) ||
+        (rc = tool_out_input(cmd, "--nsa-gates", o->nsa_gates)))
         return rc;
     return TOOL_EXIT_OK;
 }
@@ -520,6 +556,7 @@ void tool_attn_free(tool_attn_inputs *in)
     free(in->q_lin);
     free(in->k_lin);
     free(in->lte_storage);
+    free(in->nsa_gates);
     memset(in, 0, sizeof *in);
 }
 
@@ -552,7 +589,9 @@ static int load_family(const char *cmd, const tool_attn_opts *o, const loaded *q
     char err[STILL__ERRLEN];
     int rc;
     if ((rc = load_like(cmd, o->q_lin, "q_lin", o->q, q, q->s[3], in->dtype, o->layout, &in->q_lin)) ||
-        (rc = load_like(cmd, o->k_lin, "k_lin", o->k, k, k->s[3], in->dtype, o->layout, &in->k_lin)))
+        (rc = load_like(cmd, o->k_lin, "k_lin", o->k, k, k->s[3], in->dtype, o->layout, &in->k_lin)) ||
+        (rc = load_like(cmd, o->nsa_gates, "nsa gates", o->q, q, 3, in->dtype, o->layout,
+                        &in->nsa_gates))) /* SPEC §17: [B,Hq,N,3] */
         return rc;
     if (o->cfg.routing != STILL_ROUTING_LTE)
         return TOOL_EXIT_OK;

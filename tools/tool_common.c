@@ -225,7 +225,8 @@ static int convert_output(const tool_output *o, const void **data, void **owned)
     int64_t n = count_of(o);
     *owned = NULL;
     *data = o->data;
-    if (o->dtype == STILL__DT_U1 || (o->dtype == STILL__DT_F8) == (o->data_dtype == STILL_F64))
+    if (o->dtype == STILL__DT_U1 || o->dtype == STILL__DT_I4 || /* integers: as they are */
+        (o->dtype == STILL__DT_F8) == (o->data_dtype == STILL_F64))
         return 0;
     size_t size = still__dtype_size(o->dtype);
     void *buf = malloc((size_t)(n ? n : 1) * size);
